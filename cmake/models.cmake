@@ -1,0 +1,7 @@
+# The models ioserve builds and tests, one per line.  Adding a model here
+# builds plugins/<name>.c and runs every integration scenario against it.
+set(IOSERVE_MODELS
+  blocking
+  select
+  epoll
+)
