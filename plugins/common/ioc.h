@@ -1,0 +1,192 @@
+/*
+ * ioc — the connection code every model shares.
+ *
+ * A model only decides *how to wait*.  Everything a connection does once it
+ * is ready lives here, once: accepting (limits, the EMFILE reserve
+ * descriptor, refusing fds a model cannot watch), per-connection buffers,
+ * the read -> handler -> write pump with backpressure, half-close, idle
+ * timeouts, and drain on stop.
+ *
+ * Memory: an idle connection holds only its struct ioc_conn and the
+ * handler's state.  Input and output buffers are taken from a per-loop cache
+ * while bytes are in flight and given back when they empty, so the hot path
+ * does not call malloc.
+ *
+ * Threads: an ioc_loop belongs to one thread.  Only the counters in
+ * ios_handler are shared (updated atomically).
+ */
+#ifndef IOSERVE_IOC_H
+#define IOSERVE_IOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ioserve/plugin.h"
+
+/* Readiness reported by a model, and interest returned to it. */
+#define IOC_READABLE 0x1u
+#define IOC_WRITABLE 0x2u
+#define IOC_HANGUP 0x4u /* EPOLLRDHUP/POLLHUP/POLLERR: read until 0 or error */
+#define IOC_CLOSED 0x80u /* returned: the connection is gone (freed) */
+
+struct ioc_loop;
+
+struct ioc_conn {
+    int fd;
+    unsigned flags;          /* IOC_F_* below (private) */
+    struct ios_buf in;       /* bytes the handler has not consumed yet */
+    struct ios_buf out;      /* bytes not yet sent */
+    uint64_t last_active_ms; /* for idle_timeout */
+    struct ioc_conn *prev, *next; /* the loop's list, least recently active first */
+    void *model_data;        /* free for the model (e.g. an index into its array) */
+    unsigned model_flags;    /* free for the model */
+    unsigned interest;       /* last interest reported to the model */
+    _Alignas(max_align_t) unsigned char state[]; /* handler's conn_state_size */
+};
+
+/* Called with every connection the loop is about to close, before its fd is
+ * closed, so a model can forget it (e.g. compact its pollfd array). */
+typedef void (*ioc_close_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
+
+struct ioc_loop {
+    const struct ios_handler *h;
+    void *model;            /* the model's context, for its hooks */
+    ioc_close_hook on_close;
+
+    struct ioc_conn **by_fd; /* fd-indexed table */
+    size_t by_fd_cap;
+    struct ioc_conn list;    /* sentinel of the activity list */
+    unsigned nconns;         /* open connections of this loop */
+
+    char *rbuf;              /* recv target, read_chunk bytes */
+    struct ioc_bufcache {
+        char **bufs;
+        size_t *caps;
+        unsigned count, max;
+    } cache;
+
+    int fd_limit;            /* refuse accepted fds >= this (select); 0 = none */
+    int reserve_fd;          /* spare descriptor for the EMFILE trick, or -1 */
+    uint64_t accept_resume_ms; /* accept paused until then (out of fds) */
+    uint64_t last_refusal_log_ms;
+    uint64_t refusals_unlogged;
+    bool draining;
+};
+
+/* ------------------------------------------------------------------ time */
+
+uint64_t ioc_now_ms(void);
+
+/* ------------------------------------------------------------- the loop */
+
+/* 0, or -ENOMEM. */
+int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h);
+/* Closes every connection still open and frees the loop's memory. */
+void ioc_loop_fini(struct ioc_loop *loop);
+
+/* True once h->stop_fd is readable (non-blocking check). */
+bool ioc_stop_requested(const struct ios_handler *h);
+
+/* Enters drain: the model must stop watching listen_fd and stop_fd, and
+ * return once loop->nconns is 0.  Logs once. */
+void ioc_drain_begin(struct ioc_loop *loop);
+
+/* True when the drain is over (draining and no connection left). */
+static inline bool ioc_drained(const struct ioc_loop *loop)
+{
+    return loop->draining && loop->nconns == 0;
+}
+
+/* Milliseconds a model may sleep before ioc_tick() has work: the nearest
+ * idle deadline or accept resumption; -1 when there is none. */
+int ioc_timeout_ms(const struct ioc_loop *loop);
+
+/* Closes connections idle past idle_timeout.  Call after every wait. */
+void ioc_tick(struct ioc_loop *loop);
+
+/* First connection of the loop, and the next one; NULL at the end.  Safe
+ * against closing `c` if the caller fetched next before servicing. */
+struct ioc_conn *ioc_first(struct ioc_loop *loop);
+struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c);
+
+/* The connection on fd, or NULL. */
+static inline struct ioc_conn *ioc_conn_of(const struct ioc_loop *loop, int fd)
+{
+    return (fd >= 0 && (size_t)fd < loop->by_fd_cap) ? loop->by_fd[fd] : NULL;
+}
+
+/* ---------------------------------------------------------------- accept */
+
+/* True unless accepting is paused after running out of descriptors (the
+ * model should then not wait on listen_fd; ioc_timeout_ms covers the pause). */
+bool ioc_accepting(const struct ioc_loop *loop);
+
+/*
+ * Accepts one connection from the non-blocking listen_fd.
+ *   1: *conn is a new connection (non-blocking unless `blocking`), tracked
+ *      by the loop, handler opened;
+ *   0: one connection was refused (limit, fd >= fd_limit, handler error):
+ *      call again;
+ *  -EAGAIN: nothing left to accept;
+ *  -EMFILE/-ENFILE/-ENOMEM/-ENOBUFS: out of resources; the pending
+ *      connections were refused with the reserve-descriptor trick or
+ *      accepting is paused briefly (see ioc_accepting);
+ *  other -errno: logged, call again later.
+ */
+int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
+               struct ioc_conn **conn);
+
+/* ------------------------------------------------------------ the pump */
+
+/*
+ * Does all the work a readiness event allows: sends queued output, reads
+ * until EAGAIN (or until output passes the high-water mark), runs the
+ * handler, sends its replies, closes on EOF-after-flush, errors, or the
+ * handler's request.  `ready` is IOC_READABLE|IOC_WRITABLE|IOC_HANGUP.
+ * Returns the interest now (IOC_READABLE and/or IOC_WRITABLE), or
+ * IOC_CLOSED when the connection was closed and freed.
+ */
+unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *conn,
+                     unsigned ready);
+
+/* What the connection waits for now (IOC_READABLE/IOC_WRITABLE); 0 only
+ * transiently. */
+unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
+
+/*
+ * The pieces of ioc_service, for models that do their own I/O (blocking
+ * sockets, io_uring):
+ *  ioc_feed   — n bytes arrived: run the handler (with any bytes kept from
+ *               before); replies are appended to conn->out.  0, or -1 when
+ *               the connection must close once conn->out is sent (the
+ *               handler asked, or input passed max_input) — IOC_CLOSED when
+ *               it must close at once.
+ *  ioc_eof    — the peer will send no more.
+ *  ioc_sent   — n bytes of conn->out were sent.
+ *  ioc_finished — true when nothing remains to do but close (EOF or close
+ *               requested, and all output sent).
+ */
+int ioc_feed(struct ioc_loop *loop, struct ioc_conn *conn, const char *data,
+             size_t n);
+void ioc_eof(struct ioc_loop *loop, struct ioc_conn *conn);
+void ioc_sent(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);
+bool ioc_finished(const struct ioc_conn *conn);
+/* True while the output queued for conn is at or above the high-water mark. */
+bool ioc_output_full(const struct ioc_loop *loop, const struct ioc_conn *conn);
+/* Records activity now (for idle_timeout). */
+void ioc_touch(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/* Moves a connection between loops (the blocking model hands each accepted
+ * connection from the acceptor's loop to its own thread's loop). */
+void ioc_detach(struct ioc_loop *loop, struct ioc_conn *conn);
+int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/* Closes and frees a connection (calls the close hook and handler). */
+void ioc_close(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/* Logs a per-connection error: resets and broken pipes at debug level, the
+ * rest as warnings, naming the syscall. */
+void ioc_log_conn_error(struct ioc_loop *loop, const char *syscall, int err);
+
+#endif

@@ -1,0 +1,175 @@
+/* Accepting: limits, refusals, and running out of descriptors. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ioc.h"
+#include "ioc_internal.h"
+
+/* How long accepting pauses when the process is out of descriptors or
+ * memory and the reserve trick could not help. */
+#define ACCEPT_PAUSE_MS 100
+#define REFUSAL_LOG_INTERVAL_MS 1000
+
+bool ioc_accepting(const struct ioc_loop *loop)
+{
+    return !loop->draining &&
+           (loop->accept_resume_ms == 0 || ioc_now_ms() >= loop->accept_resume_ms);
+}
+
+/* A flood of refusals must not flood the log: one line a second at most,
+ * with the count of those not logged. */
+static void log_refusal(struct ioc_loop *loop, const char *why)
+{
+    uint64_t now = ioc_now_ms();
+    loop->refusals_unlogged++;
+    if (now - loop->last_refusal_log_ms < REFUSAL_LOG_INTERVAL_MS &&
+        loop->last_refusal_log_ms != 0)
+        return;
+    loop->h->log(loop->h, IOS_LOG_WARN, 0,
+                 "refused %llu connection(s): %s",
+                 (unsigned long long)loop->refusals_unlogged, why);
+    loop->refusals_unlogged = 0;
+    loop->last_refusal_log_ms = now;
+}
+
+static void refuse(struct ioc_loop *loop, int fd, const char *why)
+{
+    close(fd);
+    ioc_count(loop->h, &loop->h->counters->refused, 1);
+    log_refusal(loop, why);
+}
+
+/*
+ * Out of descriptors: the pending connections would keep listen_fd
+ * readable and spin every model.  Give up the reserve descriptor, use it to
+ * accept-and-close what is queued, and take it back (libuv's trick).
+ */
+static int accept_out_of_fds(struct ioc_loop *loop, int listen_fd, int err)
+{
+    if (loop->reserve_fd >= 0) {
+        close(loop->reserve_fd);
+        loop->reserve_fd = -1;
+        for (int i = 0; i < 1024; i++) {
+            int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd < 0)
+                break;
+            close(fd);
+            ioc_count(loop->h, &loop->h->counters->refused, 1);
+        }
+        loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
+    log_refusal(loop, err == EMFILE ? "out of file descriptors (EMFILE)"
+                                    : "system out of file descriptors (ENFILE)");
+    return -err;
+}
+
+static struct ioc_conn *conn_new(struct ioc_loop *loop, int fd)
+{
+    const struct ios_handler *h = loop->h;
+    struct ioc_conn *c = malloc(sizeof(*c) + h->conn_state_size);
+    if (!c)
+        return NULL;
+    *c = (struct ioc_conn){.fd = fd};
+    c->prev = c->next = c;
+    if (h->open(h, c->state) != 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
+               struct ioc_conn **conn)
+{
+    const struct ios_handler *h = loop->h;
+    *conn = NULL;
+    if (!ioc_accepting(loop))
+        return -EAGAIN;
+    loop->accept_resume_ms = 0;
+
+    int fd = accept4(listen_fd, NULL, NULL,
+                     SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
+    if (fd < 0) {
+        int err = errno;
+        switch (err) {
+        case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+        case EWOULDBLOCK:
+#endif
+            return -EAGAIN;
+        case EINTR:
+        case ECONNABORTED: /* the client left before we got to it */
+        case EPROTO:
+        case EPERM:        /* a firewall said no to this one */
+            return 0;
+        case EMFILE:
+        case ENFILE:
+            return accept_out_of_fds(loop, listen_fd, err);
+        default:           /* ENOBUFS, ENOMEM, or worse: back off */
+            h->log(h, IOS_LOG_ERROR, err, "accept4");
+            loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
+            return -err;
+        }
+    }
+
+    if (loop->fd_limit > 0 && fd >= loop->fd_limit) {
+        refuse(loop, fd, "descriptor number too high for this model (FD_SETSIZE)");
+        return 0;
+    }
+    if (__atomic_load_n(&h->counters->active, __ATOMIC_RELAXED) >= h->max_connections) {
+        refuse(loop, fd, "max_connections reached");
+        return 0;
+    }
+    /* Replies are written whole; waiting for Nagle only adds latency. */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+    struct ioc_conn *c = conn_new(loop, fd);
+    if (!c) {
+        refuse(loop, fd, "out of memory or handler refused");
+        return 0;
+    }
+    if (ioc_track(loop, c) != 0) {
+        h->close(h, c->state);
+        free(c);
+        refuse(loop, fd, "out of memory");
+        return 0;
+    }
+    ioc_count(h, &h->counters->accepted, 1);
+    ioc_count(h, &h->counters->active, 1);
+    *conn = c;
+    return 1;
+}
+
+void ioc_detach(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    ioc_untrack(loop, c);
+}
+
+int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    return ioc_track(loop, c);
+}
+
+void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    const struct ios_handler *h = loop->h;
+    if (loop->on_close)
+        loop->on_close(loop, c);
+    ioc_untrack(loop, c);
+    h->close(h, c->state);
+    close(c->fd); /* on Linux the fd is gone even if this says EINTR */
+    ioc_buf_give_back(loop, &c->in);
+    ioc_buf_give_back(loop, &c->out);
+    ios_buf_free(&c->in);
+    ios_buf_free(&c->out);
+    ioc_count(h, &h->counters->closed, 1);
+    __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
+    free(c);
+}

@@ -1,0 +1,22 @@
+/* Shared between the ioc_*.c files only; models use ioc.h. */
+#ifndef IOSERVE_IOC_INTERNAL_H
+#define IOSERVE_IOC_INTERNAL_H
+
+#include "ioc.h"
+
+#define IOC_F_EOF 0x1u     /* the peer shut its write side */
+#define IOC_F_CLOSING 0x2u /* close once the output is sent */
+
+int ioc_track(struct ioc_loop *loop, struct ioc_conn *c);
+void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c);
+void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
+void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
+
+static inline void ioc_count(const struct ios_handler *h, uint64_t *field,
+                             uint64_t n)
+{
+    (void)h;
+    __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
+}
+
+#endif

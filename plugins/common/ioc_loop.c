@@ -1,0 +1,200 @@
+/* The per-thread loop: connection table, activity list (idle timeouts),
+ * buffer cache, drain state. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ioc.h"
+#include "ioc_internal.h"
+
+/* Buffers up to this size go back to the cache; larger ones (a burst of
+ * output) are freed so one burst does not pin memory for the worker's life. */
+#define CACHE_BUF_MAX_CAP (64 * 1024)
+#define CACHE_MAX_BUFS 256
+
+uint64_t ioc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
+{
+    *loop = (struct ioc_loop){0};
+    loop->h = h;
+    loop->list.next = loop->list.prev = &loop->list;
+    loop->reserve_fd = -1;
+    loop->rbuf = malloc(h->read_chunk);
+    loop->cache.max = CACHE_MAX_BUFS;
+    loop->cache.bufs = calloc(loop->cache.max, sizeof(*loop->cache.bufs));
+    loop->cache.caps = calloc(loop->cache.max, sizeof(*loop->cache.caps));
+    if (!loop->rbuf || !loop->cache.bufs || !loop->cache.caps) {
+        ioc_loop_fini(loop);
+        return -ENOMEM;
+    }
+    /* Kept so that running out of descriptors can still be answered by
+     * accepting and closing, instead of leaving clients hanging in the
+     * backlog while the listen socket stays readable forever. */
+    loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return 0;
+}
+
+void ioc_loop_fini(struct ioc_loop *loop)
+{
+    while (loop->list.next && loop->list.next != &loop->list)
+        ioc_close(loop, loop->list.next);
+    for (unsigned i = 0; i < loop->cache.count; i++)
+        free(loop->cache.bufs[i]);
+    free(loop->cache.bufs);
+    free(loop->cache.caps);
+    free(loop->by_fd);
+    free(loop->rbuf);
+    if (loop->reserve_fd >= 0)
+        close(loop->reserve_fd);
+    *loop = (struct ioc_loop){.reserve_fd = -1};
+}
+
+bool ioc_stop_requested(const struct ios_handler *h)
+{
+    struct pollfd p = {.fd = h->stop_fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+void ioc_drain_begin(struct ioc_loop *loop)
+{
+    if (loop->draining)
+        return;
+    loop->draining = true;
+    loop->h->log(loop->h, IOS_LOG_INFO, 0,
+                 "draining: no longer accepting, %u connection(s) open",
+                 loop->nconns);
+}
+
+/* ------------------------------------------------------ activity list */
+
+static void list_unlink(struct ioc_conn *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = c;
+}
+
+static void list_append(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    c->prev = loop->list.prev;
+    c->next = &loop->list;
+    loop->list.prev->next = c;
+    loop->list.prev = c;
+}
+
+void ioc_touch(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    c->last_active_ms = ioc_now_ms();
+    /* Moving to the tail keeps the list sorted by last activity, so the
+     * next idle deadline is always the head's: O(1) timers. */
+    if (c->next != &loop->list) {
+        list_unlink(c);
+        list_append(loop, c);
+    }
+}
+
+struct ioc_conn *ioc_first(struct ioc_loop *loop)
+{
+    return loop->list.next == &loop->list ? NULL : loop->list.next;
+}
+
+struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    return c->next == &loop->list ? NULL : c->next;
+}
+
+int ioc_timeout_ms(const struct ioc_loop *loop)
+{
+    uint64_t now = ioc_now_ms();
+    int64_t best = -1;
+    if (loop->list.next != &loop->list) {
+        uint64_t due = loop->list.next->last_active_ms + loop->h->idle_timeout_ms;
+        best = due > now ? (int64_t)(due - now) : 0;
+    }
+    if (loop->accept_resume_ms > now) {
+        int64_t wait = (int64_t)(loop->accept_resume_ms - now);
+        if (best < 0 || wait < best)
+            best = wait;
+    }
+    return best > 60000 ? 60000 : (int)best;
+}
+
+void ioc_tick(struct ioc_loop *loop)
+{
+    uint64_t now = ioc_now_ms();
+    struct ioc_conn *c;
+    while ((c = ioc_first(loop)) &&
+           c->last_active_ms + loop->h->idle_timeout_ms <= now) {
+        loop->h->log(loop->h, IOS_LOG_DEBUG, 0,
+                     "fd %d: idle for %u ms, closing", c->fd,
+                     loop->h->idle_timeout_ms);
+        ioc_close(loop, c);
+    }
+}
+
+/* ------------------------------------------------------------ table */
+
+int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    size_t fd = (size_t)c->fd;
+    if (fd >= loop->by_fd_cap) {
+        size_t cap = loop->by_fd_cap ? loop->by_fd_cap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        struct ioc_conn **t = realloc(loop->by_fd, cap * sizeof(*t));
+        if (!t)
+            return -ENOMEM;
+        for (size_t i = loop->by_fd_cap; i < cap; i++)
+            t[i] = NULL;
+        loop->by_fd = t;
+        loop->by_fd_cap = cap;
+    }
+    loop->by_fd[fd] = c;
+    c->last_active_ms = ioc_now_ms();
+    list_append(loop, c);
+    loop->nconns++;
+    return 0;
+}
+
+void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    if ((size_t)c->fd < loop->by_fd_cap && loop->by_fd[c->fd] == c)
+        loop->by_fd[c->fd] = NULL;
+    list_unlink(c);
+    loop->nconns--;
+}
+
+/* ------------------------------------------------------- buffer cache */
+
+void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b)
+{
+    if (b->data || loop->cache.count == 0)
+        return;
+    unsigned i = --loop->cache.count;
+    b->data = loop->cache.bufs[i];
+    b->cap = loop->cache.caps[i];
+    b->off = b->len = 0;
+}
+
+void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b)
+{
+    if (!b->data)
+        return;
+    if (b->cap <= CACHE_BUF_MAX_CAP && loop->cache.count < loop->cache.max) {
+        loop->cache.bufs[loop->cache.count] = b->data;
+        loop->cache.caps[loop->cache.count] = b->cap;
+        loop->cache.count++;
+        *b = (struct ios_buf){0};
+    } else {
+        ios_buf_free(b);
+    }
+}

@@ -1,0 +1,190 @@
+/* The byte pump: read -> handler -> write, with backpressure and half-close. */
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ioc.h"
+#include "ioc_internal.h"
+
+void ioc_log_conn_error(struct ioc_loop *loop, const char *syscall, int err)
+{
+    /* A peer that resets or vanishes is routine on the internet. */
+    bool routine = err == ECONNRESET || err == EPIPE || err == ETIMEDOUT ||
+                   err == ECONNABORTED || err == EHOSTUNREACH || err == ENETUNREACH;
+    loop->h->log(loop->h, routine ? IOS_LOG_DEBUG : IOS_LOG_WARN, err,
+                 "%s", syscall);
+}
+
+bool ioc_output_full(const struct ioc_loop *loop, const struct ioc_conn *c)
+{
+    return ios_buf_pending(&c->out) >= loop->h->output_high_water;
+}
+
+bool ioc_finished(const struct ioc_conn *c)
+{
+    return (c->flags & (IOC_F_EOF | IOC_F_CLOSING)) &&
+           ios_buf_pending(&c->out) == 0;
+}
+
+unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
+{
+    unsigned want = 0;
+    if (ios_buf_pending(&c->out))
+        want |= IOC_WRITABLE;
+    /* Backpressure: while too much output waits, stop reading and let the
+     * peer's TCP window fill up instead of our memory. */
+    if (!(c->flags & (IOC_F_EOF | IOC_F_CLOSING)) && !ioc_output_full(loop, c))
+        want |= IOC_READABLE;
+    return want;
+}
+
+void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    c->flags |= IOC_F_EOF;
+    /* Half a request can never complete now. */
+    ioc_buf_give_back(loop, &c->in);
+}
+
+void ioc_sent(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
+{
+    ios_buf_consume(&c->out, n);
+    ioc_count(loop->h, &loop->h->counters->bytes_out, n);
+    ioc_touch(loop, c);
+    if (ios_buf_pending(&c->out) == 0)
+        ioc_buf_give_back(loop, &c->out);
+}
+
+static int request_close(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    c->flags |= IOC_F_CLOSING;
+    ioc_buf_give_back(loop, &c->in);
+    return -1;
+}
+
+int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t n)
+{
+    const struct ios_handler *h = loop->h;
+    if (c->flags & IOC_F_CLOSING)
+        return -1; /* the reply that ends the connection is already queued */
+
+    /* Usually the handler consumes everything and runs straight on the
+     * read buffer; bytes are copied only when a request spans reads. */
+    const char *in = data;
+    size_t len = n;
+    bool kept = ios_buf_pending(&c->in) > 0;
+    if (kept) {
+        ioc_buf_take(loop, &c->in);
+        if (ios_buf_append(&c->in, data, n) != 0)
+            return IOC_CLOSED;
+        in = c->in.data + c->in.off;
+        len = ios_buf_pending(&c->in);
+    }
+
+    ioc_buf_take(loop, &c->out);
+    ssize_t used = h->data(h, c->state, in, len, &c->out);
+    if (ios_buf_pending(&c->out) == 0)
+        ioc_buf_give_back(loop, &c->out);
+    if (used == IOS_DATA_CLOSE_AFTER_WRITE)
+        return request_close(loop, c);
+    if (used < 0 || (size_t)used > len) {
+        if (used != IOS_DATA_CLOSE_NOW)
+            h->log(h, IOS_LOG_ERROR, 0, "handler %s returned %zd for %zu bytes",
+                   h->protocol, used, len);
+        return IOC_CLOSED;
+    }
+
+    size_t rest = len - (size_t)used;
+    if (kept) {
+        ios_buf_consume(&c->in, (size_t)used);
+    } else if (rest > 0) {
+        ioc_buf_take(loop, &c->in);
+        if (ios_buf_append(&c->in, in + used, rest) != 0)
+            return IOC_CLOSED;
+    }
+    if (rest == 0) {
+        ioc_buf_give_back(loop, &c->in);
+    } else if (rest > h->max_input) {
+        h->log(h, IOS_LOG_DEBUG, 0,
+               "fd %d: %zu unconsumed bytes exceed max_input, closing", c->fd, rest);
+        return request_close(loop, c);
+    }
+    return 0;
+}
+
+/* Sends queued output until it is gone or the socket is full.
+ * 0, or -errno of a failed send. */
+static int flush(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    while (ios_buf_pending(&c->out)) {
+        ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            ioc_sent(loop, c, (size_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        } else {
+            return n < 0 ? -errno : -EPIPE;
+        }
+    }
+    return 0;
+}
+
+static unsigned fail(struct ioc_loop *loop, struct ioc_conn *c,
+                     const char *syscall, int err)
+{
+    ioc_log_conn_error(loop, syscall, err);
+    ioc_close(loop, c);
+    return IOC_CLOSED;
+}
+
+unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
+{
+    const struct ios_handler *h = loop->h;
+    bool was_full = ioc_output_full(loop, c);
+    int rc;
+
+    if (ios_buf_pending(&c->out) && (rc = flush(loop, c)) < 0)
+        return fail(loop, c, "send", -rc);
+
+    /* Read if the socket said so — or if backpressure just lifted: with
+     * edge-triggered waiting no new edge would announce bytes that
+     * arrived while we were not reading. */
+    bool try_read = (ready & (IOC_READABLE | IOC_HANGUP)) ||
+                    (was_full && !ioc_output_full(loop, c));
+    while (try_read && !(c->flags & (IOC_F_EOF | IOC_F_CLOSING)) &&
+           !ioc_output_full(loop, c)) {
+        ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
+        if (n > 0) {
+            ioc_count(h, &h->counters->bytes_in, (uint64_t)n);
+            ioc_touch(loop, c);
+            rc = ioc_feed(loop, c, loop->rbuf, (size_t)n);
+            if (rc == (int)IOC_CLOSED) {
+                ioc_close(loop, c);
+                return IOC_CLOSED;
+            }
+            if (ios_buf_pending(&c->out) && (rc = flush(loop, c)) < 0)
+                return fail(loop, c, "send", -rc);
+            /* A short read emptied the socket: any later byte raises a new
+             * edge.  With a hang-up pending, read on to see the EOF now. */
+            if ((size_t)n < h->read_chunk && !(ready & IOC_HANGUP))
+                break;
+        } else if (n == 0) {
+            ioc_eof(loop, c);
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else {
+            return fail(loop, c, "recv", errno);
+        }
+    }
+
+    if (ioc_finished(c)) {
+        ioc_close(loop, c);
+        return IOC_CLOSED;
+    }
+    c->interest = ioc_interest(loop, c);
+    return c->interest;
+}
