@@ -163,6 +163,7 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
  *               handler asked, or input passed max_input) — IOC_CLOSED when
  *               it must close at once.
  *  ioc_eof    — the peer will send no more.
+ *  ioc_received — n bytes were received (call before ioc_feed).
  *  ioc_sent   — n bytes of conn->out were sent.
  *  ioc_finished — true when nothing remains to do but close (EOF or close
  *               requested, and all output sent).
@@ -170,6 +171,8 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
 int ioc_feed(struct ioc_loop *loop, struct ioc_conn *conn, const char *data,
              size_t n);
 void ioc_eof(struct ioc_loop *loop, struct ioc_conn *conn);
+/* n bytes were received (counters, idle timer). */
+void ioc_received(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);
 void ioc_sent(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);
 bool ioc_finished(const struct ioc_conn *conn);
 /* True while the output queued for conn is at or above the high-water mark. */

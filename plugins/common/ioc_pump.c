@@ -45,6 +45,12 @@ void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
     ioc_buf_give_back(loop, &c->in);
 }
 
+void ioc_received(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
+{
+    ioc_count(loop->h, &loop->h->counters->bytes_in, n);
+    ioc_touch(loop, c);
+}
+
 void ioc_sent(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
 {
     ios_buf_consume(&c->out, n);
@@ -157,8 +163,7 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
            !ioc_output_full(loop, c)) {
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
-            ioc_count(h, &h->counters->bytes_in, (uint64_t)n);
-            ioc_touch(loop, c);
+            ioc_received(loop, c, (size_t)n);
             rc = ioc_feed(loop, c, loop->rbuf, (size_t)n);
             if (rc == (int)IOC_CLOSED) {
                 ioc_close(loop, c);

@@ -1,0 +1,27 @@
+/* The master process: binds, forks and supervises generations of workers,
+ * reloads on SIGHUP.  It never runs plugin code. */
+#ifndef IOSERVE_MASTER_H
+#define IOSERVE_MASTER_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+struct master_opts {
+    const char *config_file;
+    char *const *overrides; /* -o KEY=VALUE, re-applied on every reload */
+    size_t n_overrides;
+};
+
+/* Takes ownership of cfg (already loaded and valid).  Runs until stopped;
+ * returns the process exit code. */
+int master_run(const struct master_opts *opts, struct ios_config *cfg);
+
+/* Opens, binds and listens on cfg->listen_addr (non-blocking, CLOEXEC).
+ * fd, or -1 with a message in err. */
+int master_bind(const struct ios_config *cfg, char *err, size_t errlen);
+
+/* "127.0.0.1:8080" / "[::1]:8080" of a bound socket. */
+void master_format_addr(int fd, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,166 @@
+/* The worker: plugin code runs here and only here. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "handler.h"
+#include "log.h"
+#include "plugin_load.h"
+#include "worker.h"
+
+/* What h->host points to: the handlers' part must come first. */
+struct worker_ctx {
+    struct hnd_host hnd;
+    const struct ios_config *cfg;
+    const struct ios_model_descriptor *desc;
+    int report_fd;
+    int ready;
+};
+
+static struct worker_ctx *ctx_of(const struct ios_handler *h)
+{
+    return (struct worker_ctx *)h->host;
+}
+
+static void host_log(const struct ios_handler *h, enum ios_log_level level,
+                     int err, const char *fmt, ...)
+{
+    if (level > log_get_level())
+        return;
+    char msg[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    log_msg(level, err, "%s: %s", ctx_of(h)->desc->name, msg);
+}
+
+static void host_ready(const struct ios_handler *h)
+{
+    struct worker_ctx *ctx = ctx_of(h);
+    if (ctx->ready)
+        return;
+    ctx->ready = 1;
+    if (ctx->report_fd < 0)
+        return;
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%c%s\n", WORKER_READY_TAG, ctx->desc->name);
+    /* A full pipe cannot happen (one short line); a dead master is
+     * noticed through stop_fd. */
+    while (write(ctx->report_fd, line, (size_t)n) < 0 && errno == EINTR)
+        ;
+}
+
+static int host_knob_int(const struct ios_handler *h, const char *name, long long *v)
+{
+    struct worker_ctx *c = ctx_of(h);
+    return cfg_knob_int(c->cfg, c->desc->name, c->desc->knobs, name, v);
+}
+
+static int host_knob_bool(const struct ios_handler *h, const char *name, int *v)
+{
+    struct worker_ctx *c = ctx_of(h);
+    return cfg_knob_bool(c->cfg, c->desc->name, c->desc->knobs, name, v);
+}
+
+static int host_knob_string(const struct ios_handler *h, const char *name,
+                            const char **v)
+{
+    struct worker_ctx *c = ctx_of(h);
+    return cfg_knob_string(c->cfg, c->desc->name, c->desc->knobs, name, v);
+}
+
+/* Opens one model of the list and checks its knobs.  0 or -1 (logged). */
+static int load_model(const struct ios_config *cfg, const char *model,
+                      struct plugin *p, char *err, size_t errlen)
+{
+    char path[4096];
+    if (cfg_model_path(cfg, model, path, sizeof(path)) != 0) {
+        snprintf(err, errlen, "model '%s': path too long", model);
+        return -1;
+    }
+    if (plugin_open(p, path, err, errlen) != 0)
+        return -1;
+    if (cfg_check_knobs(cfg, p->desc->name, p->desc->knobs, err, errlen) != 0) {
+        plugin_close(p);
+        return -1;
+    }
+    return 0;
+}
+
+int worker_check(const struct ios_config *cfg)
+{
+    int failures = 0;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        struct plugin p;
+        char err[1024];
+        if (load_model(cfg, cfg->models[i], &p, err, sizeof(err)) != 0) {
+            fprintf(stderr, "ioserve: %s\n", err);
+            failures++;
+            continue;
+        }
+        plugin_close(&p);
+    }
+    return failures ? -1 : 0;
+}
+
+int worker_main(const struct worker_args *a)
+{
+    const struct ios_config *cfg = a->cfg;
+    int code = WORKER_EXIT_NOT_STARTED;
+
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        struct plugin p;
+        char err[1024];
+        if (load_model(cfg, cfg->models[i], &p, err, sizeof(err)) != 0) {
+            log_error(0, "%s%s", err,
+                      i + 1 < cfg->n_models ? "; trying the next model" : "");
+            continue;
+        }
+
+        struct worker_ctx ctx = {
+            .cfg = cfg, .desc = p.desc, .report_fd = a->report_fd};
+        struct ios_handler h = {
+            .struct_size = sizeof(h),
+            .stop_fd = a->stop_fd,
+            .ready = host_ready,
+            .max_connections = cfg->max_connections,
+            .idle_timeout_ms = cfg->idle_timeout_ms,
+            .read_chunk = cfg->read_chunk,
+            .max_input = cfg->max_input,
+            .output_high_water = cfg->output_high_water,
+            .log = host_log,
+            .knob_int = host_knob_int,
+            .knob_bool = host_knob_bool,
+            .knob_string = host_knob_string,
+            .counters = a->counters,
+            .worker_id = a->worker_id,
+            .host = &ctx,
+        };
+        if (hnd_setup(&h, cfg) != 0) {
+            log_error(0, "handler '%s' could not be set up", cfg->handler);
+            plugin_close(&p);
+            return WORKER_EXIT_FAILED;
+        }
+
+        log_debug("worker %u: running model %s (%s)", a->worker_id, p.desc->name,
+                  p.path);
+        int rc = p.run(a->listen_fd, &h);
+        hnd_teardown(&h);
+        if (ctx.ready) {
+            if (rc != 0)
+                log_error(rc < 0 ? -rc : 0, "model %s failed", p.desc->name);
+            else
+                log_debug("model %s drained", p.desc->name);
+            plugin_close(&p);
+            return rc == 0 ? WORKER_EXIT_OK : WORKER_EXIT_FAILED;
+        }
+        log_error(rc < 0 ? -rc : 0, "model %s did not start%s", p.desc->name,
+                  i + 1 < cfg->n_models ? "; trying the next model" : "");
+        plugin_close(&p);
+    }
+    return code;
+}

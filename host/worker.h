@@ -1,0 +1,35 @@
+/* A worker process: loads the model plugin and runs it on the listening
+ * socket with the configured handler. */
+#ifndef IOSERVE_WORKER_H
+#define IOSERVE_WORKER_H
+
+#include "config.h"
+#include "ioserve/plugin.h"
+
+/* Exit codes the master tells apart. */
+#define WORKER_EXIT_OK 0
+#define WORKER_EXIT_FAILED 1      /* the model failed after it started */
+#define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */
+
+/* Ready report sent on report_fd: "R<model name>\n". */
+#define WORKER_READY_TAG 'R'
+
+struct worker_args {
+    const struct ios_config *cfg;
+    int listen_fd;
+    int stop_fd;   /* readable = drain */
+    int report_fd; /* the ready report goes here; -1 = none */
+    unsigned worker_id;
+    struct ios_counters *counters;
+};
+
+/* Runs the first model of cfg->models that starts.  Returns an exit code. */
+int worker_main(const struct worker_args *args);
+
+/*
+ * Loads every model of cfg->models and checks its ABI and knobs, printing
+ * why any is refused.  For -t, in a child of the master.  0 if all load.
+ */
+int worker_check(const struct ios_config *cfg);
+
+#endif

@@ -1,0 +1,227 @@
+/*
+ * blocking — the classic blocking model.
+ *
+ * Shows: every recv and send blocks the calling thread, so concurrency needs
+ * one thread per connection (models.blocking.threads = true, the default),
+ * bounded by models.blocking.max_threads; past it new connections are
+ * refused.  With threads = false it is the textbook iterative server: one
+ * client at a time, the next waits in the backlog.
+ *
+ * The acceptor waits in poll(2) on the listening socket and stop_fd, since
+ * a thread blocked in accept(2) could not notice a drain.  Idle connections
+ * are closed through SO_RCVTIMEO/SO_SNDTIMEO (idle_timeout).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ioc.h"
+
+static const struct ios_knob blocking_knobs[] = {
+    {"threads", IOS_KNOB_BOOL, 1, NULL, 0, 1,
+     "a thread per connection; false = serve one client at a time"},
+    {"max_threads", IOS_KNOB_INT, 1024, NULL, 1, 100000,
+     "connection threads at most; further connections are refused"},
+    IOS_KNOB_END,
+};
+
+IOS_MODEL("blocking", "blocking sockets, a thread per connection (or iterative)",
+          blocking_knobs);
+
+#define THREAD_STACK_SIZE (256 * 1024)
+
+struct blocking_model {
+    const struct ios_handler *h;
+    struct ioc_loop acceptor;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;  /* signalled when a thread ends */
+    unsigned threads;     /* connection threads running */
+    unsigned max_threads;
+};
+
+struct blocking_job {
+    struct blocking_model *m;
+    struct ioc_conn *conn;
+};
+
+static void set_timeouts(const struct ios_handler *h, int fd)
+{
+    struct timeval tv = {.tv_sec = h->idle_timeout_ms / 1000,
+                         .tv_usec = (h->idle_timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Sends everything queued; a blocking send may still return short. */
+static int send_all(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    while (ios_buf_pending(&c->out)) {
+        ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
+                         MSG_NOSIGNAL);
+        if (n > 0)
+            ioc_sent(loop, c, (size_t)n);
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else
+            return n < 0 ? -errno : -EPIPE; /* EAGAIN here = SO_SNDTIMEO */
+    }
+    return 0;
+}
+
+/* Serves one connection to its end, then closes it. */
+static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    const struct ios_handler *h = loop->h;
+    set_timeouts(h, c->fd);
+    for (;;) {
+        ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
+        if (n > 0) {
+            ioc_received(loop, c, (size_t)n);
+            if (ioc_feed(loop, c, loop->rbuf, (size_t)n) == (int)IOC_CLOSED)
+                break;
+        } else if (n == 0) {
+            ioc_eof(loop, c);
+        } else if (errno == EINTR) {
+            continue;
+        } else {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                h->log(h, IOS_LOG_DEBUG, 0, "fd %d: idle timeout", c->fd);
+            else
+                ioc_log_conn_error(loop, "recv", errno);
+            break;
+        }
+        int rc = send_all(loop, c);
+        if (rc < 0) {
+            ioc_log_conn_error(loop, "send", -rc);
+            break;
+        }
+        if (ioc_finished(c))
+            break;
+    }
+    ioc_close(loop, c);
+}
+
+static void *blocking_thread(void *arg)
+{
+    struct blocking_job *job = arg;
+    struct blocking_model *m = job->m;
+    struct ioc_loop loop;
+    if (ioc_loop_init(&loop, m->h) == 0) {
+        /* Only the acceptor can run out of descriptors. */
+        close(loop.reserve_fd);
+        loop.reserve_fd = -1;
+        if (ioc_adopt(&loop, job->conn) == 0) {
+            blocking_serve(&loop, job->conn);
+            job->conn = NULL;
+        }
+        ioc_loop_fini(&loop);
+    }
+    if (job->conn) { /* out of memory: drop it through the acceptor's code */
+        ioc_adopt(&m->acceptor, job->conn);
+        ioc_close(&m->acceptor, job->conn);
+    }
+    free(job);
+    pthread_mutex_lock(&m->lock);
+    m->threads--;
+    pthread_cond_signal(&m->idle);
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
+                              const pthread_attr_t *attr)
+{
+    pthread_mutex_lock(&m->lock);
+    bool room = m->threads < m->max_threads;
+    if (room)
+        m->threads++;
+    pthread_mutex_unlock(&m->lock);
+
+    struct blocking_job *job = room ? malloc(sizeof(*job)) : NULL;
+    pthread_t tid;
+    int rc = EAGAIN;
+    if (job) {
+        *job = (struct blocking_job){m, c};
+        ioc_detach(&m->acceptor, c);
+        rc = pthread_create(&tid, attr, blocking_thread, job);
+        if (rc != 0) {
+            ioc_adopt(&m->acceptor, c);
+            free(job);
+        }
+    }
+    if (rc != 0) {
+        m->h->log(m->h, IOS_LOG_WARN, room ? rc : 0,
+                  room ? "pthread_create: refusing a connection"
+                       : "max_threads reached: refusing a connection");
+        __atomic_fetch_add(&m->h->counters->refused, 1, __ATOMIC_RELAXED);
+        ioc_close(&m->acceptor, c);
+        if (room) {
+            pthread_mutex_lock(&m->lock);
+            m->threads--;
+            pthread_mutex_unlock(&m->lock);
+        }
+    }
+}
+
+int model_run(int listen_fd, const struct ios_handler *h)
+{
+    struct blocking_model m = {.h = h};
+    int threaded = 1;
+    long long max_threads = 1024;
+    h->knob_bool(h, "threads", &threaded);
+    h->knob_int(h, "max_threads", &max_threads);
+    m.max_threads = (unsigned)max_threads;
+
+    int rc = ioc_loop_init(&m.acceptor, h);
+    if (rc != 0)
+        return rc;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+    pthread_mutex_init(&m.lock, NULL);
+    pthread_cond_init(&m.idle, NULL);
+    h->ready(h);
+
+    while (!m.acceptor.draining) {
+        struct pollfd p[2] = {{.fd = h->stop_fd, .events = POLLIN},
+                              {.fd = listen_fd, .events = POLLIN}};
+        int timeout = ioc_accepting(&m.acceptor) ? -1 : ioc_timeout_ms(&m.acceptor);
+        int n = poll(p, ioc_accepting(&m.acceptor) ? 2 : 1, timeout);
+        if (n < 0 && errno != EINTR) {
+            rc = -errno;
+            h->log(h, IOS_LOG_ERROR, errno, "poll");
+            break;
+        }
+        if (n > 0 && p[0].revents) {
+            ioc_drain_begin(&m.acceptor);
+            break;
+        }
+        struct ioc_conn *c;
+        int got;
+        while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) >= 0) {
+            if (got == 0)
+                continue;
+            if (threaded)
+                blocking_dispatch(&m, c, &attr);
+            else
+                blocking_serve(&m.acceptor, c); /* the next client waits */
+            if (!threaded)
+                break; /* back to poll: a drain is noticed between clients */
+        }
+    }
+
+    /* Drain: the open connections finish on their threads. */
+    pthread_mutex_lock(&m.lock);
+    while (m.threads > 0)
+        pthread_cond_wait(&m.idle, &m.lock);
+    pthread_mutex_unlock(&m.lock);
+    pthread_cond_destroy(&m.idle);
+    pthread_mutex_destroy(&m.lock);
+    pthread_attr_destroy(&attr);
+    ioc_loop_fini(&m.acceptor);
+    return rc;
+}

@@ -1,0 +1,169 @@
+/*
+ * epoll — readiness notification with epoll(7).
+ *
+ * Shows: the kernel keeps the interest set, so each wait costs O(ready), not
+ * O(connections); level- or edge-triggered (models.epoll.edge_triggered).
+ * With several workers on one listening socket, EPOLLEXCLUSIVE (Linux 4.5)
+ * wakes one worker per new connection instead of all of them.
+ *
+ * Level-triggered: a connection's registration follows its interest
+ * (EPOLLIN while it may read, EPOLLOUT while output is queued).
+ * Edge-triggered: registered once for both; the shared pump reads until
+ * EAGAIN, so no edge is lost.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "ioc.h"
+
+static const struct ios_knob epoll_knobs[] = {
+    {"edge_triggered", IOS_KNOB_BOOL, 0, NULL, 0, 1,
+     "EPOLLET: one wake-up per change instead of while ready"},
+    {"events_per_wait", IOS_KNOB_INT, 256, NULL, 1, 4096,
+     "size of the epoll_wait event array"},
+    IOS_KNOB_END,
+};
+
+IOS_MODEL("epoll", "epoll(7) readiness, level- or edge-triggered", epoll_knobs);
+
+/* Tags in epoll_data for the two descriptors that are not connections. */
+#define TAG_LISTEN ((void *)1)
+#define TAG_STOP ((void *)2)
+
+struct epoll_model {
+    const struct ios_handler *h;
+    struct ioc_loop loop;
+    int epfd;
+    int listen_fd;
+    bool edge;
+    bool listening; /* listen_fd is in the epoll set */
+    struct epoll_event *events;
+    int max_events;
+};
+
+static uint32_t epoll_mask(const struct epoll_model *m, unsigned interest)
+{
+    if (m->edge)
+        return EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    return (interest & IOC_READABLE ? EPOLLIN | EPOLLRDHUP : 0) |
+           (interest & IOC_WRITABLE ? EPOLLOUT : 0);
+}
+
+static int epoll_set_listening(struct epoll_model *m, bool on)
+{
+    if (on == m->listening)
+        return 0;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = TAG_LISTEN};
+    int rc = epoll_ctl(m->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, m->listen_fd, &ev);
+    if (rc != 0) {
+        m->h->log(m->h, IOS_LOG_ERROR, errno, "epoll_ctl(listen)");
+        return -errno;
+    }
+    m->listening = on;
+    return 0;
+}
+
+static void epoll_accept(struct epoll_model *m)
+{
+    struct ioc_conn *c;
+    int rc;
+    while ((rc = ioc_accept(&m->loop, m->listen_fd, false, &c)) >= 0) {
+        if (rc == 0)
+            continue;
+        c->interest = IOC_READABLE;
+        struct epoll_event ev = {.events = epoll_mask(m, c->interest), .data.ptr = c};
+        if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+            m->h->log(m->h, IOS_LOG_WARN, errno, "epoll_ctl(ADD)");
+            ioc_close(&m->loop, c);
+        }
+    }
+    /* Out of descriptors: stop watching the socket until the pause ends,
+     * or level-triggered readiness would spin. */
+    if (!ioc_accepting(&m->loop))
+        epoll_set_listening(m, false);
+}
+
+static void epoll_conn_event(struct epoll_model *m, struct ioc_conn *c, uint32_t events)
+{
+    unsigned ready = (events & EPOLLIN ? IOC_READABLE : 0) |
+                     (events & EPOLLOUT ? IOC_WRITABLE : 0) |
+                     (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? IOC_HANGUP : 0);
+    unsigned before = c->interest;
+    unsigned now = ioc_service(&m->loop, c, ready);
+    if (now == IOC_CLOSED || m->edge || now == before)
+        return;
+    struct epoll_event ev = {.events = epoll_mask(m, now), .data.ptr = c};
+    if (epoll_ctl(m->epfd, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+        m->h->log(m->h, IOS_LOG_WARN, errno, "epoll_ctl(MOD)");
+        ioc_close(&m->loop, c);
+    }
+}
+
+static int epoll_loop(struct epoll_model *m)
+{
+    while (!ioc_drained(&m->loop)) {
+        if (!m->listening && ioc_accepting(&m->loop) && epoll_set_listening(m, true) != 0)
+            return -EIO;
+        int n = epoll_wait(m->epfd, m->events, m->max_events, ioc_timeout_ms(&m->loop));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            m->h->log(m->h, IOS_LOG_ERROR, errno, "epoll_wait");
+            return -errno;
+        }
+        for (int i = 0; i < n; i++) {
+            void *tag = m->events[i].data.ptr;
+            if (tag == TAG_LISTEN) {
+                epoll_accept(m);
+            } else if (tag == TAG_STOP) {
+                ioc_drain_begin(&m->loop);
+                epoll_set_listening(m, false);
+                epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->h->stop_fd, NULL);
+            } else {
+                epoll_conn_event(m, tag, m->events[i].events);
+            }
+        }
+        ioc_tick(&m->loop);
+    }
+    return 0;
+}
+
+int model_run(int listen_fd, const struct ios_handler *h)
+{
+    struct epoll_model m = {.h = h, .listen_fd = listen_fd, .epfd = -1};
+    long long max_events = 256;
+    int edge = 0, rc;
+    h->knob_bool(h, "edge_triggered", &edge);
+    h->knob_int(h, "events_per_wait", &max_events);
+    m.edge = edge;
+    m.max_events = (int)max_events;
+
+    if ((rc = ioc_loop_init(&m.loop, h)) != 0)
+        return rc;
+    m.events = calloc((size_t)m.max_events, sizeof(*m.events));
+    m.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (!m.events || m.epfd < 0) {
+        rc = m.events ? -errno : -ENOMEM;
+        h->log(h, IOS_LOG_ERROR, -rc, "epoll_create1");
+        goto out;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = TAG_STOP};
+    if (epoll_ctl(m.epfd, EPOLL_CTL_ADD, h->stop_fd, &ev) != 0) {
+        rc = -errno;
+        h->log(h, IOS_LOG_ERROR, errno, "epoll_ctl(stop_fd)");
+        goto out;
+    }
+    if ((rc = epoll_set_listening(&m, true)) != 0)
+        goto out;
+
+    h->ready(h);
+    rc = epoll_loop(&m);
+out:
+    ioc_loop_fini(&m.loop);
+    if (m.epfd >= 0)
+        close(m.epfd);
+    free(m.events);
+    return rc;
+}
