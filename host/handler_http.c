@@ -1,0 +1,315 @@
+/*
+ * http: a minimal HTTP/1.1 origin server for load tools and correctness
+ * tests.  GET and HEAD get the configured body; everything else gets a
+ * clean 4xx/5xx and a close.
+ *
+ * The hot path is one memchr-driven parse of the head and one append of a
+ * 200 response precomputed at set-up, with only the Date value patched in
+ * afterwards.  An incomplete head is left unconsumed (the model hands it
+ * back with more bytes) and its scan resumes where it stopped; request
+ * bodies are skipped as they arrive, never buffered.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "handler.h"
+#include "http_parse.h"
+
+/* Which Connection header a 200 carries. */
+enum http_persist {
+    PERSIST_DEFAULT,    /* HTTP/1.1 keep-alive: no header needed */
+    PERSIST_KEEP_ALIVE, /* HTTP/1.0 that asked for keep-alive */
+    PERSIST_CLOSE,
+    PERSIST_COUNT,
+};
+
+struct http_resp {
+    char *bytes;
+    size_t head_len; /* what HEAD gets */
+    size_t len;      /* what GET gets: head and body */
+};
+
+/* Per-config, read-only after set-up: hnd_host(h)->http. */
+struct http_cache {
+    struct http_resp ok[PERSIST_COUNT];
+};
+
+struct http_conn {
+    uint64_t body_left; /* request body bytes still to discard */
+    size_t scan;        /* http_head_end resume point of the pending head */
+    time_t date_sec;    /* second that `date` shows */
+    char date[HTTP_DATE_LEN];
+};
+
+/* Every response starts this way, so the Date value sits at a fixed
+ * offset and can be patched into a precomputed response. */
+#define RESP_PREFIX_TAIL "Server: ioserve\r\nDate: "
+#define OK_PREFIX "HTTP/1.1 200 OK\r\n" RESP_PREFIX_TAIL
+#define OK_DATE_OFF (sizeof(OK_PREFIX) - 1)
+
+static const char *const persist_header[PERSIST_COUNT] = {
+    "",
+    "Connection: keep-alive\r\n",
+    "Connection: close\r\n",
+};
+
+/* ------------------------------------------------------------ set-up */
+
+static int build_ok(struct http_resp *r, const struct cfg_http *cfg,
+                    enum http_persist persist)
+{
+    const char *body = cfg->body ? cfg->body : "";
+    size_t body_len = strlen(body);
+    const char *ctype = cfg->content_type;
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "%s%*s\r\n%s%s%sContent-Length: %zu\r\n%s\r\n",
+                     OK_PREFIX, HTTP_DATE_LEN, "",
+                     ctype && *ctype ? "Content-Type: " : "",
+                     ctype && *ctype ? ctype : "",
+                     ctype && *ctype ? "\r\n" : "", body_len,
+                     persist_header[persist]);
+    if (n < 0 || (size_t)n >= sizeof head)
+        return -EINVAL; /* a content type longer than any real one */
+    r->head_len = (size_t)n;
+    r->len = r->head_len + body_len;
+    r->bytes = malloc(r->len);
+    if (!r->bytes)
+        return -ENOMEM;
+    memcpy(r->bytes, head, r->head_len);
+    memcpy(r->bytes + r->head_len, body, body_len);
+    return 0;
+}
+
+/* A CR or LF in the content type would let the config inject headers. */
+static int valid_content_type(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+void hnd_http_teardown(struct ios_handler *h)
+{
+    struct hnd_host *hh = hnd_host(h);
+    struct http_cache *c = hh->http;
+    if (!c)
+        return;
+    for (int i = 0; i < PERSIST_COUNT; i++)
+        free(c->ok[i].bytes);
+    free(c);
+    hh->http = NULL;
+}
+
+/* ------------------------------------------------------- connections */
+
+static int http_open(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    struct http_conn *c = state;
+    c->body_left = 0;
+    c->scan = 0;
+    c->date_sec = (time_t)-1;
+    return 0;
+}
+
+static void http_close(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    (void)state;
+}
+
+/* The coarse clock is a vDSO read; formatting happens once a second per
+ * connection at most. */
+static const char *conn_date(struct http_conn *c)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != c->date_sec) {
+        http_format_date(ts.tv_sec, c->date);
+        c->date_sec = ts.tv_sec;
+    }
+    return c->date;
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 405: return "Method Not Allowed";
+    case 413: return "Content Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+static char *put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) put((p), lit, sizeof(lit) - 1)
+
+/* "NNN" of a 3-digit status. */
+static char *put_status(char *p, int status)
+{
+    p[0] = (char)('0' + status / 100);
+    p[1] = (char)('0' + status / 10 % 10);
+    p[2] = (char)('0' + status % 10);
+    return p + 3;
+}
+
+/* Errors end the connection: whatever follows in `in` is never read,
+ * which is why a request we refuse never needs its body skipped. */
+static ssize_t send_error(struct http_conn *c, struct ios_buf *out,
+                          int status, int is_head)
+{
+    const char *reason = reason_of(status);
+    size_t reason_len = strlen(reason);
+    size_t body_len = 3 + 1 + reason_len + 1; /* "NNN Reason\n" */
+    char buf[512];
+    char *p = buf;
+
+    p = PUT_LIT(p, "HTTP/1.1 ");
+    p = put_status(p, status);
+    *p++ = ' ';
+    p = put(p, reason, reason_len);
+    p = PUT_LIT(p, "\r\n" RESP_PREFIX_TAIL);
+    p = put(p, conn_date(c), HTTP_DATE_LEN);
+    p = PUT_LIT(p, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    /* body_len is two digits for every reason above */
+    *p++ = (char)('0' + body_len / 10);
+    *p++ = (char)('0' + body_len % 10);
+    p = PUT_LIT(p, "\r\nConnection: close\r\n");
+    if (status == 405)
+        p = PUT_LIT(p, "Allow: GET, HEAD\r\n");
+    p = PUT_LIT(p, "\r\n");
+    if (!is_head) {
+        p = put_status(p, status);
+        *p++ = ' ';
+        p = put(p, reason, reason_len);
+        *p++ = '\n';
+    }
+    if (ios_buf_append(out, buf, (size_t)(p - buf)))
+        return IOS_DATA_CLOSE_NOW;
+    return IOS_DATA_CLOSE_AFTER_WRITE;
+}
+
+/* What a well-formed request gets, by this server's policy: 0 for 200. */
+static int refusal(const struct http_req *r, const struct cfg_http *cfg)
+{
+    if (r->method == HTTP_M_REFUSED)
+        return 405;
+    if (r->method == HTTP_M_UNKNOWN)
+        return 501;
+    if (r->has_te)
+        return 501; /* chunked bodies are not supported */
+    if (r->has_length && r->content_length > cfg->max_body_bytes)
+        return 413;
+    return 0;
+}
+
+static enum http_persist persistence(const struct http_req *r)
+{
+    if (r->conn_close)
+        return PERSIST_CLOSE;
+    if (r->minor == 0)
+        return r->conn_keep_alive ? PERSIST_KEEP_ALIVE : PERSIST_CLOSE;
+    return PERSIST_DEFAULT;
+}
+
+static int send_ok(const struct http_cache *hc, struct http_conn *c,
+                   struct ios_buf *out, enum http_persist persist,
+                   int is_head)
+{
+    const struct http_resp *r = &hc->ok[persist];
+    size_t n = is_head ? r->head_len : r->len;
+    if (ios_buf_append(out, r->bytes, n))
+        return -ENOMEM;
+    memcpy(out->data + out->len - n + OK_DATE_OFF, conn_date(c),
+           HTTP_DATE_LEN);
+    return 0;
+}
+
+/* Consumes what is left of a request body from in[pos, len). */
+static size_t skip_body(struct http_conn *c, size_t pos, size_t len)
+{
+    size_t avail = len - pos;
+    size_t take = c->body_left < avail ? (size_t)c->body_left : avail;
+    c->body_left -= take;
+    return pos + take;
+}
+
+static ssize_t http_data(const struct ios_handler *h, void *state,
+                         const char *in, size_t len, struct ios_buf *out)
+{
+    struct http_conn *c = state;
+    const struct http_cache *hc = hnd_host(h)->http;
+    const struct cfg_http *cfg = &hnd_config(h)->http;
+    size_t pos = skip_body(c, 0, len);
+
+    while (pos < len) {
+        size_t start = pos + http_skip_empty_lines(in + pos, len - pos);
+        size_t avail = len - start;
+        /* No head may grow past the limit, so never look beyond it. */
+        size_t window = avail < cfg->max_header_bytes ? avail
+                                                      : cfg->max_header_bytes;
+        size_t head = http_head_end(in + start, window, &c->scan);
+        if (!head) {
+            if (avail >= cfg->max_header_bytes)
+                return send_error(c, out, 431, 0);
+            return (ssize_t)start; /* wait for the rest of this head */
+        }
+        c->scan = 0;
+
+        struct http_req r;
+        int status = http_parse_head(in + start, head, &r);
+        int is_head = !status && r.method == HTTP_M_HEAD;
+        if (!status)
+            status = refusal(&r, cfg);
+        if (status)
+            return send_error(c, out, status, is_head);
+
+        enum http_persist persist = persistence(&r);
+        if (send_ok(hc, c, out, persist, is_head))
+            return IOS_DATA_CLOSE_NOW;
+        if (persist == PERSIST_CLOSE)
+            return IOS_DATA_CLOSE_AFTER_WRITE;
+        c->body_left = r.content_length;
+        pos = skip_body(c, start + head, len);
+    }
+    return (ssize_t)pos;
+}
+
+int hnd_http_setup(struct ios_handler *h)
+{
+    struct hnd_host *hh = hnd_host(h);
+    const struct cfg_http *cfg = &hh->cfg->http;
+    if (!valid_content_type(cfg->content_type))
+        return -EINVAL;
+
+    struct http_cache *hc = calloc(1, sizeof *hc);
+    if (!hc)
+        return -ENOMEM;
+    hh->http = hc;
+    for (int i = 0; i < PERSIST_COUNT; i++) {
+        int rc = build_ok(&hc->ok[i], cfg, (enum http_persist)i);
+        if (rc) {
+            hnd_http_teardown(h);
+            return rc;
+        }
+    }
+    h->protocol = "http";
+    h->conn_state_size = sizeof(struct http_conn);
+    h->open = http_open;
+    h->data = http_data;
+    h->close = http_close;
+    return 0;
+}

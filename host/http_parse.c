@@ -1,0 +1,301 @@
+/* HTTP/1.x request heads, RFC 9112 grammar with the leniencies load tools
+ * and old clients need (bare LF line ends, empty lines before a request). */
+#include <string.h>
+
+#include "http_parse.h"
+
+/* RFC 9110 §5.6.2 tchar: what method tokens and header names are made of. */
+static const unsigned char tchar[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+};
+
+static inline int is_digit(unsigned char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* Field values may hold HTAB, visible ASCII and obs-text (>= 0x80); any
+ * other control byte (a stray CR above all) is a smuggling vector. */
+static inline int is_value_byte(unsigned char c)
+{
+    return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static inline int is_ows(unsigned char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* s[0, n) equals the lower-case literal `lit` ignoring ASCII case.  Only
+ * used on tchar or field-value bytes, where c | 0x20 cannot alias a
+ * letter or '-' with some other allowed byte. */
+static int ieq(const char *s, size_t n, const char *lit, size_t litlen)
+{
+    if (n != litlen)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (((unsigned char)s[i] | 0x20) != (unsigned char)lit[i])
+            return 0;
+    return 1;
+}
+
+#define IEQ(s, n, lit) ieq((s), (n), lit, sizeof(lit) - 1)
+
+size_t http_skip_empty_lines(const char *p, size_t len)
+{
+    size_t i = 0;
+    while (i < len && (p[i] == '\r' || p[i] == '\n'))
+        i++;
+    return i;
+}
+
+size_t http_head_end(const char *p, size_t len, size_t *resume)
+{
+    size_t i = *resume <= len ? *resume : 0;
+    for (;;) {
+        const char *lf = memchr(p + i, '\n', len - i);
+        if (!lf) {
+            *resume = len;
+            return 0;
+        }
+        size_t at = (size_t)(lf - p);
+        /* An LF too close to the end to tell whether an empty line
+         * follows: look at it again next time. */
+        if (at + 1 >= len || (p[at + 1] == '\r' && at + 2 >= len)) {
+            *resume = at;
+            return 0;
+        }
+        if (p[at + 1] == '\n')
+            return at + 2;
+        if (p[at + 1] == '\r' && p[at + 2] == '\n')
+            return at + 3;
+        i = at + 1;
+    }
+}
+
+/* One line of p[*pos, end): its bytes without the CR LF or bare LF. */
+static int next_line(const char *p, size_t end, size_t *pos,
+                     const char **line, size_t *n)
+{
+    const char *lf = memchr(p + *pos, '\n', end - *pos);
+    if (!lf)
+        return 0;
+    size_t at = (size_t)(lf - p);
+    *line = p + *pos;
+    *n = at - *pos;
+    if (*n > 0 && (*line)[*n - 1] == '\r')
+        (*n)--;
+    *pos = at + 1;
+    return 1;
+}
+
+static enum http_method method_of(const char *m, size_t n)
+{
+#define IS(lit) (n == sizeof(lit) - 1 && memcmp(m, lit, n) == 0)
+    if (IS("GET"))
+        return HTTP_M_GET;
+    if (IS("HEAD"))
+        return HTTP_M_HEAD;
+    if (IS("POST") || IS("PUT") || IS("DELETE") || IS("PATCH") ||
+        IS("OPTIONS") || IS("TRACE") || IS("CONNECT"))
+        return HTTP_M_REFUSED;
+    return HTTP_M_UNKNOWN;
+#undef IS
+}
+
+/* "HTTP/" DIGIT "." DIGIT is RFC 9112's grammar; other majors are told
+ * apart from garbage so that HTTP/2.0 or HTTP/3 get 505, not 400. */
+static int parse_version(const char *v, size_t n, int *minor)
+{
+    if (n < 5 || memcmp(v, "HTTP/", 5) != 0)
+        return 400;
+    v += 5;
+    n -= 5;
+    if (n == 3 && is_digit(v[0]) && v[1] == '.' && is_digit(v[2])) {
+        if (v[0] == '1' && (v[2] == '0' || v[2] == '1')) {
+            *minor = v[2] - '0';
+            return 0;
+        }
+        return 505;
+    }
+    size_t i = 0;
+    while (i < n && is_digit(v[i]))
+        i++;
+    size_t major_len = i;
+    if (major_len == 0 || (major_len == 1 && v[0] == '1'))
+        return 400; /* HTTP/1 with a minor we cannot read */
+    if (i < n) {
+        if (v[i++] != '.')
+            return 400;
+        size_t minor_start = i;
+        while (i < n && is_digit(v[i]))
+            i++;
+        if (i == minor_start || i != n)
+            return 400;
+    }
+    return 505;
+}
+
+static int parse_request_line(const char *l, size_t n, struct http_req *r)
+{
+    size_t i = 0;
+    while (i < n && tchar[(unsigned char)l[i]])
+        i++;
+    if (i == 0 || i == n || l[i] != ' ')
+        return 400;
+    r->method = method_of(l, i);
+
+    size_t t = ++i;
+    while (i < n && (unsigned char)l[i] > ' ' && l[i] != 0x7f)
+        i++;
+    if (i == t || i == n || l[i] != ' ')
+        return 400;
+
+    i++;
+    return parse_version(l + i, n - i, &r->minor);
+}
+
+static int parse_connection(const char *v, size_t n, struct http_req *r)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t s = i;
+        while (i < n && v[i] != ',')
+            i++;
+        size_t e = i;
+        while (s < e && is_ows((unsigned char)v[s]))
+            s++;
+        while (e > s && is_ows((unsigned char)v[e - 1]))
+            e--;
+        if (IEQ(v + s, e - s, "close"))
+            r->conn_close = 1;
+        else if (IEQ(v + s, e - s, "keep-alive"))
+            r->conn_keep_alive = 1;
+        i++; /* past the comma */
+    }
+    return 0;
+}
+
+/* 1*DIGIT, or a list of equal ones ("5, 5", RFC 9110 §8.6); saturates at
+ * UINT64_MAX so that a huge length is "too large", not "malformed". */
+static int parse_content_length(const char *v, size_t n, struct http_req *r)
+{
+    size_t i = 0;
+    do {
+        while (i < n && is_ows((unsigned char)v[i]))
+            i++;
+        if (i == n || !is_digit((unsigned char)v[i]))
+            return 400;
+        uint64_t x = 0;
+        while (i < n && is_digit((unsigned char)v[i])) {
+            unsigned d = (unsigned)(v[i++] - '0');
+            x = x > (UINT64_MAX - d) / 10 ? UINT64_MAX : x * 10 + d;
+        }
+        while (i < n && is_ows((unsigned char)v[i]))
+            i++;
+        if (i < n && v[i] != ',')
+            return 400;
+        if (r->has_length && r->content_length != x)
+            return 400;
+        r->has_length = 1;
+        r->content_length = x;
+    } while (i++ < n);
+    return 0;
+}
+
+static int parse_header(const char *l, size_t n, struct http_req *r)
+{
+    size_t i = 0;
+    while (i < n && tchar[(unsigned char)l[i]])
+        i++;
+    /* An empty name also catches obs-fold continuation lines, which
+     * RFC 9112 §5.2 lets a server reject. */
+    if (i == 0 || i == n || l[i] != ':')
+        return 400;
+    const char *name = l;
+    size_t name_len = i;
+
+    i++;
+    while (i < n && is_ows((unsigned char)l[i]))
+        i++;
+    size_t vs = i;
+    for (; i < n; i++)
+        if (!is_value_byte((unsigned char)l[i]))
+            return 400;
+    size_t ve = n;
+    while (ve > vs && is_ows((unsigned char)l[ve - 1]))
+        ve--;
+    const char *v = l + vs;
+    size_t vn = ve - vs;
+
+    switch (name_len) {
+    case 10:
+        if (IEQ(name, name_len, "connection"))
+            return parse_connection(v, vn, r);
+        break;
+    case 14:
+        if (IEQ(name, name_len, "content-length"))
+            return parse_content_length(v, vn, r);
+        break;
+    case 17:
+        if (IEQ(name, name_len, "transfer-encoding"))
+            r->has_te = 1;
+        break;
+    }
+    return 0;
+}
+
+int http_parse_head(const char *p, size_t len, struct http_req *r)
+{
+    memset(r, 0, sizeof *r);
+    size_t pos = 0;
+    const char *l;
+    size_t n;
+
+    if (!next_line(p, len, &pos, &l, &n))
+        return 400;
+    int rc = parse_request_line(l, n, r);
+    if (rc)
+        return rc;
+    while (next_line(p, len, &pos, &l, &n) && n > 0) {
+        rc = parse_header(l, n, r);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+void http_format_date(time_t t, char out[HTTP_DATE_LEN])
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    unsigned year = (unsigned)(tm.tm_year + 1900) % 10000;
+
+    memcpy(out, days + 3 * tm.tm_wday, 3);
+    out[3] = ',';
+    out[4] = ' ';
+    out[5] = (char)('0' + tm.tm_mday / 10);
+    out[6] = (char)('0' + tm.tm_mday % 10);
+    out[7] = ' ';
+    memcpy(out + 8, months + 3 * tm.tm_mon, 3);
+    out[11] = ' ';
+    out[12] = (char)('0' + year / 1000);
+    out[13] = (char)('0' + year / 100 % 10);
+    out[14] = (char)('0' + year / 10 % 10);
+    out[15] = (char)('0' + year % 10);
+    out[16] = ' ';
+    out[17] = (char)('0' + tm.tm_hour / 10);
+    out[18] = (char)('0' + tm.tm_hour % 10);
+    out[19] = ':';
+    out[20] = (char)('0' + tm.tm_min / 10);
+    out[21] = (char)('0' + tm.tm_min % 10);
+    out[22] = ':';
+    out[23] = (char)('0' + tm.tm_sec / 10);
+    out[24] = (char)('0' + tm.tm_sec % 10);
+    memcpy(out + 25, " GMT", 4);
+}
