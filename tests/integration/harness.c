@@ -1,0 +1,1339 @@
+/* ioserve-it harness: processes, temp files, sockets, data patterns. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+struct it_env it_env;
+int it_skip;
+char it_skip_reason[1024];
+int it_failed;
+char it_errbuf[512];
+struct it_server *it_srv;
+
+/* ------------------------------------------------------------- messages */
+
+void it_log(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "ioserve-it [%s/%s]: %s\n",
+            it_env.scenario ? it_env.scenario : "?",
+            it_env.model ? it_env.model : "?", line);
+    fflush(stderr);
+}
+
+void it_fail(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    it_failed = 1;
+    it_log("FAIL: %s", line);
+}
+
+static void set_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void set_err(const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it_errbuf, sizeof it_errbuf, fmt, ap);
+    va_end(ap);
+    errno = saved;
+}
+
+int64_t it_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void it_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+        ;
+}
+
+/* ------------------------------------------------ registry of processes */
+
+/*
+ * Every process the harness started (servers, commands) and every worker
+ * it saw, with the start time of the worker so a recycled pid is never
+ * signalled.  Read by the watchdog (signal handler) and the atexit hook.
+ */
+#define MAX_PROCS 256
+struct proc_ent {
+    volatile pid_t pid;
+    volatile int own_child; /* 1: our child (waitpid it); 0: a worker */
+    unsigned long long start; /* /proc start time, for workers */
+};
+static struct proc_ent g_procs[MAX_PROCS];
+
+static void reg_proc(pid_t pid, int own_child, unsigned long long start)
+{
+    for (int i = 0; i < MAX_PROCS; i++) {
+        if (g_procs[i].pid == 0) {
+            g_procs[i].own_child = own_child;
+            g_procs[i].start = start;
+            g_procs[i].pid = pid;
+            return;
+        }
+    }
+    it_log("process registry full (pid %d not tracked)", (int)pid);
+}
+
+static void unreg_proc(pid_t pid)
+{
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_procs[i].pid == pid)
+            g_procs[i].pid = 0;
+}
+
+/* Start time (field 22) and state of /proc/pid/stat.  0 if gone. */
+static int proc_stat(pid_t pid, unsigned long long *start, char *state,
+                     pid_t *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    if (!p)
+        return 0;
+    char st = 0;
+    int pp = 0;
+    unsigned long long stt = 0;
+    /* after ") ": state ppid pgrp session tty tpgid flags minflt cminflt
+     * majflt cmajflt utime stime cutime cstime priority nice threads
+     * itrealvalue starttime */
+    if (sscanf(p + 2,
+               "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d "
+               "%*d %*d %*d %*d %llu",
+               &st, &pp, &stt) != 3)
+        return 0;
+    if (start)
+        *start = stt;
+    if (state)
+        *state = st;
+    if (ppid)
+        *ppid = pp;
+    return 1;
+}
+
+/* 1 if the worker we recorded (pid + start time) is still running. */
+static int worker_running(pid_t pid, unsigned long long start)
+{
+    unsigned long long st;
+    char state;
+    if (!proc_stat(pid, &st, &state, NULL))
+        return 0;
+    if (st != start)
+        return 0; /* the pid was recycled */
+    return state != 'Z' && state != 'X';
+}
+
+static void kill_registered(void)
+{
+    /* Async-signal-safe enough: kill() and proc reads only. */
+    for (int i = 0; i < MAX_PROCS; i++) {
+        pid_t p = g_procs[i].pid;
+        if (p <= 0)
+            continue;
+        if (g_procs[i].own_child) {
+            kill(p, SIGKILL);
+        } else if (worker_running(p, g_procs[i].start)) {
+            kill(p, SIGKILL);
+        }
+    }
+}
+
+static void reap_registered(void)
+{
+    for (int i = 0; i < MAX_PROCS; i++) {
+        pid_t p = g_procs[i].pid;
+        if (p > 0 && g_procs[i].own_child) {
+            int st;
+            waitpid(p, &st, 0);
+        }
+        g_procs[i].pid = 0;
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    static const char msg[] =
+        "ioserve-it: WATCHDOG: the scenario took too long; killing the "
+        "processes it started\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    kill_registered();
+    _exit(1);
+}
+
+void it_watchdog(unsigned seconds)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGALRM, &sa, NULL);
+    alarm(seconds);
+}
+
+/* -------------------------------------------------------------- temp dir */
+
+static char g_tmpdir[256];
+static struct it_server g_group_server;
+
+static int rm_entry(const char *path, const struct stat *sb, int flag,
+                    struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+static void at_exit_cleanup(void)
+{
+    int had_children = 0;
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_procs[i].pid > 0)
+            had_children = 1;
+    if (had_children) {
+        it_log("atexit: stopping processes still running");
+        if (g_group_server.pid > 0)
+            it_server_stop(&g_group_server);
+        kill_registered();
+        reap_registered();
+    }
+    if (g_tmpdir[0] && !getenv("IT_KEEP"))
+        nftw(g_tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    else if (g_tmpdir[0])
+        it_log("kept %s", g_tmpdir);
+}
+
+const char *it_tmpdir(void)
+{
+    if (!g_tmpdir[0]) {
+        snprintf(g_tmpdir, sizeof g_tmpdir, "/tmp/ioserve-it.XXXXXX");
+        if (!mkdtemp(g_tmpdir)) {
+            it_log("mkdtemp: %s", strerror(errno));
+            g_tmpdir[0] = 0;
+            return "/tmp";
+        }
+        atexit(at_exit_cleanup);
+    }
+    return g_tmpdir;
+}
+
+char *it_read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (!buf)
+            break;
+        if (cap - n < 2) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    if (buf)
+        buf[n] = 0;
+    if (len)
+        *len = n;
+    return buf;
+}
+
+int it_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+/* The setting name a config line starts with. */
+static size_t line_key(const char *line, const char **start)
+{
+    while (*line == ' ' || *line == '\t' || *line == '\n')
+        line++;
+    *start = line;
+    size_t n = 0;
+    while (isalnum((unsigned char)line[n]) || line[n] == '_')
+        n++;
+    return n;
+}
+
+char *it_write_config(const char *name, const char *const *lines)
+{
+    const char *dir = it_tmpdir();
+    char pidline[600];
+    snprintf(pidline, sizeof pidline, "pid_file = \"%s/%s.pid\";", dir,
+             name);
+    char modelline[600], plugline[1200];
+    snprintf(modelline, sizeof modelline, "model = \"%s\";",
+             it_env.model ? it_env.model : "epoll");
+    snprintf(plugline, sizeof plugline, "plugin_dir = \"%s\";",
+             it_env.plugin_dir ? it_env.plugin_dir : "");
+    const char *defaults[] = {
+        "listen = \"127.0.0.1:0\";",
+        modelline,
+        plugline,
+        "handler = \"echo\";",
+        "workers = 1;",
+        "log_level = \"info\";",
+        "max_connections = 1024;",
+        "idle_timeout = 60;",
+        "drain_timeout = 5;",
+        pidline,
+        NULL,
+    };
+
+    size_t cap = 8192, len = 0;
+    char *text = malloc(cap);
+    if (!text)
+        return NULL;
+    text[0] = 0;
+#define APPEND(s)                                                       \
+    do {                                                                \
+        size_t l_ = strlen(s);                                          \
+        while (len + l_ + 2 > cap) {                                    \
+            cap *= 2;                                                   \
+            text = realloc(text, cap);                                  \
+            if (!text)                                                  \
+                return NULL;                                            \
+        }                                                               \
+        memcpy(text + len, s, l_);                                      \
+        len += l_;                                                      \
+        text[len++] = '\n';                                             \
+        text[len] = 0;                                                  \
+    } while (0)
+
+    APPEND("# written by ioserve-it");
+    for (size_t i = 0; defaults[i]; i++) {
+        const char *dk;
+        size_t dn = line_key(defaults[i], &dk);
+        int overridden = 0;
+        for (size_t j = 0; lines && lines[j]; j++) {
+            const char *lk;
+            size_t ln = line_key(lines[j], &lk);
+            if (ln == dn && strncmp(lk, dk, dn) == 0)
+                overridden = 1;
+        }
+        if (!overridden)
+            APPEND(defaults[i]);
+    }
+    for (size_t j = 0; lines && lines[j]; j++)
+        APPEND(lines[j]);
+#undef APPEND
+
+    char *path = malloc(strlen(dir) + strlen(name) + 16);
+    if (!path) {
+        free(text);
+        return NULL;
+    }
+    sprintf(path, "%s/%s.cfg", dir, name);
+    if (it_write_file(path, text) != 0) {
+        it_log("cannot write %s: %s", path, strerror(errno));
+        free(text);
+        free(path);
+        return NULL;
+    }
+    free(text);
+    return path;
+}
+
+/* ------------------------------------------------------------ processes */
+
+static pid_t spawn(char *const argv[], const char *outpath)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        it_log("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        int out = open(outpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+        int in = open("/dev/null", O_RDONLY);
+        if (out < 0 || in < 0)
+            _exit(127);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(out, 2);
+        if (in > 2)
+            close(in);
+        if (out > 2)
+            close(out);
+        /* Default dispositions for the server, whatever ours are. */
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGALRM, SIG_DFL);
+        alarm(0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execv(argv[0], argv);
+        dprintf(2, "ioserve-it: execv %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    reg_proc(pid, 1, 0);
+    return pid;
+}
+
+/* waitpid with a deadline.  1 = reaped (status set), 0 = still running. */
+static int wait_until(pid_t pid, int *status, int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, status, WNOHANG);
+        if (r == pid)
+            return 1;
+        if (r < 0 && errno != EINTR) {
+            *status = 0;
+            return 1; /* not our child any more: treat as gone */
+        }
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(5);
+    }
+}
+
+static void describe_status(int st, char *buf, size_t len)
+{
+    if (WIFEXITED(st))
+        snprintf(buf, len, "exit %d", WEXITSTATUS(st));
+    else if (WIFSIGNALED(st))
+        snprintf(buf, len, "killed by signal %d (%s)", WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(buf, len, "status 0x%x", st);
+}
+
+int it_run(char *const argv[], int timeout_ms, const char *stop_on,
+           char **out, int64_t *elapsed_ms)
+{
+    static int seq;
+    char outpath[512];
+    snprintf(outpath, sizeof outpath, "%s/cmd%d.out", it_tmpdir(), ++seq);
+    int64_t t0 = it_now_ms();
+    pid_t pid = spawn(argv, outpath);
+    int status = -1;
+    if (pid > 0) {
+        int64_t end = t0 + timeout_ms;
+        for (;;) {
+            pid_t r = waitpid(pid, &status, WNOHANG);
+            if (r == pid)
+                break;
+            if (stop_on) {
+                char *o = it_read_file(outpath, NULL);
+                int hit = o && strstr(o, stop_on);
+                free(o);
+                if (hit) {
+                    it_log("`%s` printed \"%s\": stopping it", argv[0],
+                           stop_on);
+                    status = -1;
+                    break;
+                }
+            }
+            if (it_now_ms() >= end) {
+                it_log("`%s` still running after %d ms: stopping it",
+                       argv[0], timeout_ms);
+                status = -1;
+                break;
+            }
+            it_sleep_ms(10);
+        }
+        if (status == -1) {
+            /* Record its children so they get stopped too. */
+            pid_t kids[64];
+            int nk = it_children(pid, kids, 64);
+            for (int i = 0; i < nk; i++) {
+                unsigned long long st;
+                if (proc_stat(kids[i], &st, NULL, NULL))
+                    reg_proc(kids[i], 0, st);
+            }
+            kill(pid, SIGTERM);
+            int dummy;
+            if (!wait_until(pid, &dummy, 5000)) {
+                kill(pid, SIGKILL);
+                waitpid(pid, &dummy, 0);
+            }
+            for (int i = 0; i < nk; i++) {
+                unsigned long long st;
+                if (proc_stat(kids[i], &st, NULL, NULL)) {
+                    int64_t wend = it_now_ms() + 3000;
+                    while (worker_running(kids[i], st) && it_now_ms() < wend)
+                        it_sleep_ms(10);
+                    if (worker_running(kids[i], st))
+                        kill(kids[i], SIGKILL);
+                }
+                unreg_proc(kids[i]);
+            }
+        }
+        unreg_proc(pid);
+    }
+    if (elapsed_ms)
+        *elapsed_ms = it_now_ms() - t0;
+    if (out) {
+        *out = it_read_file(outpath, NULL);
+        if (!*out)
+            *out = strdup("");
+    }
+    return status;
+}
+
+int it_children(pid_t master, pid_t *out, int max)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)master,
+             (int)master);
+    char *text = it_read_file(path, NULL);
+    int n = 0;
+    if (text) {
+        char *p = text;
+        while (*p && n < max) {
+            char *end;
+            long v = strtol(p, &end, 10);
+            if (end == p)
+                break;
+            out[n++] = (pid_t)v;
+            p = end;
+            while (*p == ' ' || *p == '\n')
+                p++;
+        }
+        free(text);
+        return n;
+    }
+    /* No children file on this kernel: scan /proc for PPid. */
+    DIR *d = opendir("/proc");
+    if (!d)
+        return -1;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < max) {
+        if (!isdigit((unsigned char)e->d_name[0]))
+            continue;
+        pid_t p = (pid_t)atoi(e->d_name);
+        pid_t pp;
+        char st;
+        if (proc_stat(p, NULL, &st, &pp) && pp == master && st != 'Z')
+            out[n++] = p;
+    }
+    closedir(d);
+    return n;
+}
+
+long it_rss_kb(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *text = it_read_file(path, NULL);
+    if (!text)
+        return -1;
+    long kb = -1;
+    char *p = strstr(text, "VmRSS:");
+    if (p)
+        kb = strtol(p + 6, NULL, 10);
+    free(text);
+    return kb;
+}
+
+void it_dump_log(const struct it_server *s)
+{
+    size_t len;
+    char *text = it_read_file(s->log, &len);
+    if (!text) {
+        it_log("no server log at %s", s->log);
+        return;
+    }
+    const size_t max = 48 * 1024;
+    const char *p = text;
+    if (len > max) {
+        p = text + len - max;
+        const char *nl = strchr(p, '\n');
+        if (nl)
+            p = nl + 1;
+    }
+    fprintf(stderr, "----- server log %s%s -----\n", s->log,
+            len > max ? " (tail)" : "");
+    fputs(p, stderr);
+    if (len && text[len - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "----- end of server log -----\n");
+    fflush(stderr);
+    free(text);
+}
+
+int it_log_contains(const struct it_server *s, const char *needle)
+{
+    char *text = it_read_file(s->log, NULL);
+    int hit = text && strstr(text, needle);
+    free(text);
+    return hit;
+}
+
+/* Port of "listening on HOST:PORT" once the whole number is written. */
+static int parse_listening(const char *log)
+{
+    const char *p = strstr(log, "listening on ");
+    if (!p)
+        return 0;
+    p += strlen("listening on ");
+    const char *end = p;
+    while (*end && *end != ' ' && *end != '\n' && *end != ',' &&
+           *end != '\t')
+        end++;
+    if (!*end)
+        return 0; /* line still being written */
+    const char *colon = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == ':')
+            colon = q;
+    if (!colon)
+        return -1;
+    char *e;
+    long port = strtol(colon + 1, &e, 10);
+    if (e == colon + 1 || port <= 0 || port > 65535)
+        return -1;
+    return (int)port;
+}
+
+static void record_workers(struct it_server *s)
+{
+    pid_t kids[64];
+    int n = it_children(s->pid, kids, 64);
+    s->nworkers = 0;
+    for (int i = 0; i < n; i++) {
+        unsigned long long st;
+        if (!proc_stat(kids[i], &st, NULL, NULL))
+            continue;
+        s->workers[s->nworkers++] = kids[i];
+        reg_proc(kids[i], 0, st);
+    }
+}
+
+int it_server_start(struct it_server *s, const char *cfg_path)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->cfg, sizeof s->cfg, "%s", cfg_path);
+    snprintf(s->log, sizeof s->log, "%s.log", cfg_path);
+    if (!it_env.bin) {
+        it_fail("IOSERVE_BIN is not set");
+        return -1;
+    }
+    char *argv[] = {(char *)it_env.bin, "-c", s->cfg, NULL};
+    int64_t t0 = it_now_ms();
+    s->pid = spawn(argv, s->log);
+    if (s->pid <= 0) {
+        s->pid = 0;
+        return -1;
+    }
+    for (;;) {
+        char *log = it_read_file(s->log, NULL);
+        int port = log ? parse_listening(log) : 0;
+        if (port > 0) {
+            free(log);
+            s->port = port;
+            break;
+        }
+        if (port < 0) {
+            it_fail("cannot parse the port of the \"listening on\" line");
+            free(log);
+            it_dump_log(s);
+            it_server_stop(s);
+            return -1;
+        }
+        int st;
+        pid_t r = waitpid(s->pid, &st, WNOHANG);
+        if (r == s->pid) {
+            unreg_proc(s->pid);
+            s->pid = 0;
+            s->status = st;
+            char how[128];
+            describe_status(st, how, sizeof how);
+            if (log && (strstr(log, "unavailable") ||
+                        strstr(log, "not supported"))) {
+                it_skip = 1;
+                snprintf(it_skip_reason, sizeof it_skip_reason,
+                         "model %s cannot run on this machine (server %s "
+                         "before listening; its log says it is "
+                         "unavailable/not supported)",
+                         it_env.model, how);
+                it_log("SKIP: %s", it_skip_reason);
+                fprintf(stderr, "%s", log);
+                free(log);
+                return 77;
+            }
+            it_fail("server exited before listening (%s)", how);
+            free(log);
+            it_dump_log(s);
+            return -1;
+        }
+        free(log);
+        if (it_now_ms() - t0 > 10000) {
+            it_fail("no \"listening on\" line within 10 s");
+            it_dump_log(s);
+            it_server_stop(s);
+            return -1;
+        }
+        it_sleep_ms(10);
+    }
+    /* The master prints the line once the first worker is ready; with
+     * several workers give the rest a moment to appear. */
+    record_workers(s);
+    if (s->nworkers == 0) {
+        it_sleep_ms(50);
+        record_workers(s);
+    }
+    it_log("server pid %d listening on 127.0.0.1:%d (%d worker%s) in %lld ms",
+           (int)s->pid, s->port, s->nworkers, s->nworkers == 1 ? "" : "s",
+           (long long)(it_now_ms() - t0));
+    return 0;
+}
+
+int it_server_alive(struct it_server *s)
+{
+    if (s->pid <= 0)
+        return 0;
+    int st;
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == s->pid) {
+        unreg_proc(s->pid);
+        s->pid = 0;
+        s->status = st;
+        return 0;
+    }
+    return 1;
+}
+
+int it_server_stop(struct it_server *s)
+{
+    int rc = 0;
+    if (s->pid > 0) {
+        pid_t pid = s->pid;
+        kill(pid, SIGTERM);
+        int st = 0;
+        if (wait_until(pid, &st, 5000)) {
+            s->stop_ok = 1;
+        } else {
+            it_fail("server pid %d still running 5 s after SIGTERM: "
+                    "SIGKILL", (int)pid);
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            rc = -1;
+        }
+        s->status = st;
+        unreg_proc(pid);
+        s->pid = 0;
+        char how[128];
+        describe_status(st, how, sizeof how);
+        if (s->stop_ok && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
+            it_log("note: server stopped by SIGTERM with %s", how);
+    }
+    /* The workers must go with the master. */
+    for (int i = 0; i < s->nworkers; i++) {
+        pid_t w = s->workers[i];
+        unsigned long long start = 0;
+        for (int j = 0; j < MAX_PROCS; j++)
+            if (g_procs[j].pid == w && !g_procs[j].own_child)
+                start = g_procs[j].start;
+        int64_t end = it_now_ms() + 3000;
+        while (worker_running(w, start) && it_now_ms() < end)
+            it_sleep_ms(10);
+        if (worker_running(w, start)) {
+            it_fail("worker pid %d still running 3 s after the master "
+                    "exited: SIGKILL",
+                    (int)w);
+            kill(w, SIGKILL);
+            rc = -1;
+        }
+        unreg_proc(w);
+    }
+    s->nworkers = 0;
+    return rc;
+}
+
+/* ------------------------------------------------------ group fixtures */
+
+void it_dump_group_log(void)
+{
+    if (g_group_server.log[0])
+        it_dump_log(&g_group_server);
+}
+
+int it_group_start(const char *const *lines)
+{
+    char *cfg = it_write_config(it_env.scenario ? it_env.scenario : "it",
+                                lines);
+    if (!cfg) {
+        it_fail("cannot write the config");
+        return -1;
+    }
+    int rc = it_server_start(&g_group_server, cfg);
+    free(cfg);
+    if (rc == 77) {
+        it_srv = NULL;
+        return 0; /* every test skips */
+    }
+    if (rc != 0) {
+        it_srv = NULL;
+        it_failed = 1;
+        return -1;
+    }
+    it_srv = &g_group_server;
+    return 0;
+}
+
+int it_group_teardown(void **state)
+{
+    (void)state;
+    it_close_all();
+    if (it_srv) {
+        if (it_server_stop(it_srv) != 0)
+            it_failed = 1;
+    }
+    return 0;
+}
+
+int it_test_setup(void **state)
+{
+    (void)state;
+    return 0;
+}
+
+int it_test_teardown(void **state)
+{
+    (void)state;
+    it_close_all();
+    if (!it_srv)
+        return 0;
+    if (it_srv->pid > 0 && !it_server_alive(it_srv)) {
+        char how[128];
+        describe_status(it_srv->status, how, sizeof how);
+        it_fail("the server exited during the test (%s)", how);
+        return -1;
+    }
+    if (it_srv->pid > 0 && it_srv->nworkers > 0) {
+        pid_t kids[64];
+        int n = it_children(it_srv->pid, kids, 64);
+        int same = n == it_srv->nworkers;
+        for (int i = 0; same && i < n; i++) {
+            int found = 0;
+            for (int j = 0; j < it_srv->nworkers; j++)
+                if (kids[i] == it_srv->workers[j])
+                    found = 1;
+            same = found;
+        }
+        if (!same) {
+            it_fail("the worker processes changed during the test (a "
+                    "worker died and was respawned?): had %d, now %d",
+                    it_srv->nworkers, n);
+            record_workers(it_srv);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* --------------------------------------------------------------- sockets */
+
+#define MAX_TRACKED 1024
+static int g_fds[MAX_TRACKED];
+static int g_nfds;
+
+void it_track(int fd)
+{
+    if (fd < 0)
+        return;
+    if (g_nfds < MAX_TRACKED)
+        g_fds[g_nfds++] = fd;
+}
+
+static void untrack(int fd)
+{
+    for (int i = 0; i < g_nfds; i++) {
+        if (g_fds[i] == fd) {
+            g_fds[i] = g_fds[--g_nfds];
+            return;
+        }
+    }
+}
+
+void it_close(int fd)
+{
+    if (fd < 0)
+        return;
+    untrack(fd);
+    close(fd);
+}
+
+void it_close_rst(int fd)
+{
+    if (fd < 0)
+        return;
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    it_close(fd);
+}
+
+void it_close_all(void)
+{
+    while (g_nfds > 0)
+        close(g_fds[--g_nfds]);
+}
+
+static int make_sock(int port, int *fd_out)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        set_err("socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    *fd_out = fd;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
+        return 0;
+    if (errno == EINPROGRESS)
+        return 1;
+    set_err("connect 127.0.0.1:%d: %s", port, strerror(errno));
+    close(fd);
+    return -1;
+}
+
+int it_connect_nb(int port)
+{
+    int fd;
+    if (make_sock(port, &fd) < 0)
+        return -1;
+    it_track(fd);
+    return fd;
+}
+
+int it_connect(int port)
+{
+    int fd;
+    int r = make_sock(port, &fd);
+    if (r < 0)
+        return -1;
+    if (r == 1) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int pr;
+        do
+            pr = poll(&p, 1, 5000);
+        while (pr < 0 && errno == EINTR);
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (pr <= 0) {
+            set_err("connect 127.0.0.1:%d: timed out", port);
+            close(fd);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err) {
+            set_err("connect 127.0.0.1:%d: %s", port, strerror(err));
+            close(fd);
+            errno = err;
+            return -1;
+        }
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    it_track(fd);
+    return fd;
+}
+
+static int poll_fd(int fd, short events, int64_t deadline)
+{
+    for (;;) {
+        int64_t left = deadline - it_now_ms();
+        if (left < 0)
+            left = 0;
+        struct pollfd p = {fd, events, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 0;
+        return p.revents ? p.revents : events;
+    }
+}
+
+int it_send_all(int fd, const void *buf, size_t n, int timeout_ms)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    const char *p = buf;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = send(fd, p + done, n - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            set_err("send: %s after %zu of %zu bytes", strerror(errno), done,
+                    n);
+            return -1;
+        }
+        int r = poll_fd(fd, POLLOUT, deadline);
+        if (r == 0) {
+            set_err("send: timed out after %zu of %zu bytes", done, n);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+ssize_t it_recv_exact(int fd, void *buf, size_t n, int timeout_ms,
+                      size_t *got)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    char *p = buf;
+    size_t done = 0;
+    if (got)
+        *got = 0;
+    while (done < n) {
+        ssize_t r = recv(fd, p + done, n - done, MSG_DONTWAIT);
+        if (r > 0) {
+            done += (size_t)r;
+            if (got)
+                *got = done;
+            continue;
+        }
+        if (r == 0) {
+            set_err("recv: EOF after %zu of %zu bytes", done, n);
+            errno = 0;
+            return (ssize_t)done;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            set_err("recv: %s after %zu of %zu bytes", strerror(errno), done,
+                    n);
+            return -1;
+        }
+        if (poll_fd(fd, POLLIN, deadline) == 0) {
+            set_err("recv: timed out after %zu of %zu bytes", done, n);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+    return (ssize_t)done;
+}
+
+int it_recv_until_eof(int fd, void *buf, size_t cap, int timeout_ms,
+                      size_t *got)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    char *p = buf;
+    size_t done = 0;
+    char scratch[1];
+    *got = 0;
+    for (;;) {
+        ssize_t r;
+        if (done < cap)
+            r = recv(fd, p + done, cap - done, MSG_DONTWAIT);
+        else
+            r = recv(fd, scratch, 1, MSG_DONTWAIT);
+        if (r > 0) {
+            if (done >= cap) {
+                set_err("recv: more than the %zu bytes expected", cap);
+                errno = EMSGSIZE;
+                return -1;
+            }
+            done += (size_t)r;
+            *got = done;
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            set_err("recv: %s after %zu bytes (EOF expected)", strerror(errno),
+                    done);
+            return -1;
+        }
+        if (poll_fd(fd, POLLIN, deadline) == 0) {
+            set_err("recv: no EOF within %d ms (%zu bytes received)",
+                    timeout_ms, done);
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+int it_wait_closed(int fd, int timeout_ms, size_t *discarded)
+{
+    int64_t deadline = it_now_ms() + timeout_ms;
+    char buf[16384];
+    size_t total = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (r > 0) {
+            total += (size_t)r;
+            continue;
+        }
+        if (discarded)
+            *discarded = total;
+        if (r == 0)
+            return 1;
+        if (errno == EINTR)
+            continue;
+        if (errno == ECONNRESET || errno == EPIPE)
+            return 1;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            set_err("recv: %s", strerror(errno));
+            return -1;
+        }
+        if (poll_fd(fd, POLLIN, deadline) == 0)
+            return 0;
+    }
+}
+
+int it_peer_closed(int fd, int wait_ms)
+{
+    struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+    int r;
+    do
+        r = poll(&p, 1, wait_ms);
+    while (r < 0 && errno == EINTR);
+    if (r <= 0)
+        return 0;
+    if (p.revents & (POLLHUP | POLLERR | POLLRDHUP))
+        return 1;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT | MSG_PEEK);
+    if (n == 0)
+        return 1;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return 1;
+    return 0;
+}
+
+int it_transfer(int fd, struct it_xfer *x)
+{
+    int64_t deadline = it_now_ms() + x->timeout_ms;
+    char *in = x->in;
+    int shut_done = 0;
+    char scratch[1];
+    x->sent = x->got = 0;
+    x->eof = 0;
+    for (;;) {
+        int send_more = x->sent < x->out_len;
+        if (!send_more && x->shut_wr && !shut_done) {
+            if (shutdown(fd, SHUT_WR) != 0) {
+                set_err("shutdown(SHUT_WR): %s", strerror(errno));
+                return -1;
+            }
+            shut_done = 1;
+        }
+        int recv_more = x->until_eof ? !x->eof : x->got < x->want;
+        if (!send_more && !recv_more)
+            return 0;
+        if (x->eof && send_more) {
+            set_err("peer closed after %zu bytes received, %zu of %zu sent",
+                    x->got, x->sent, x->out_len);
+            errno = 0;
+            return -1;
+        }
+        if (x->eof && !x->until_eof && x->got < x->want) {
+            set_err("EOF after %zu of %zu bytes", x->got, x->want);
+            errno = 0;
+            return -1;
+        }
+        int progress = 0;
+        if (send_more) {
+            size_t chunk = x->out_len - x->sent;
+            if (chunk > 256 * 1024)
+                chunk = 256 * 1024;
+            ssize_t w = send(fd, (const char *)x->out + x->sent, chunk,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0) {
+                x->sent += (size_t)w;
+                progress = 1;
+            } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                       errno != EINTR) {
+                set_err("send: %s after %zu of %zu bytes (%zu received)",
+                        strerror(errno), x->sent, x->out_len, x->got);
+                return -1;
+            }
+        }
+        if (recv_more) {
+            ssize_t r;
+            if (x->got < x->want)
+                r = recv(fd, in + x->got, x->want - x->got, MSG_DONTWAIT);
+            else
+                r = recv(fd, scratch, 1, MSG_DONTWAIT);
+            if (r > 0) {
+                if (x->got >= x->want) {
+                    set_err("received more than the %zu bytes expected",
+                            x->want);
+                    errno = EMSGSIZE;
+                    return -1;
+                }
+                x->got += (size_t)r;
+                progress = 1;
+            } else if (r == 0) {
+                x->eof = 1;
+                progress = 1;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK &&
+                       errno != EINTR) {
+                set_err("recv: %s after %zu of %zu bytes (%zu of %zu sent)",
+                        strerror(errno), x->got, x->want, x->sent,
+                        x->out_len);
+                return -1;
+            }
+        }
+        if (progress)
+            continue;
+        short ev = (short)((send_more ? POLLOUT : 0) | (recv_more ? POLLIN : 0));
+        if (poll_fd(fd, ev, deadline) == 0) {
+            set_err("timed out: %zu of %zu bytes sent, %zu received%s",
+                    x->sent, x->out_len, x->got,
+                    x->until_eof ? " (waiting for EOF)" : "");
+            errno = ETIMEDOUT;
+            return -1;
+        }
+    }
+}
+
+int it_roundtrip(int fd, const void *msg, size_t len, const void *expect,
+                 size_t expect_len, int timeout_ms)
+{
+    char *in = malloc(expect_len ? expect_len : 1);
+    if (!in) {
+        set_err("out of memory");
+        return -1;
+    }
+    struct it_xfer x = {.out = msg,
+                        .out_len = len,
+                        .in = in,
+                        .want = expect_len,
+                        .timeout_ms = timeout_ms};
+    int rc = it_transfer(fd, &x);
+    if (rc == 0) {
+        long d = it_first_diff(in, expect, expect_len);
+        if (d >= 0) {
+            set_err("reply differs at byte %ld of %zu: got 0x%02x, "
+                    "expected 0x%02x",
+                    d, expect_len, (unsigned char)in[d],
+                    ((const unsigned char *)expect)[d]);
+            rc = -1;
+        }
+    }
+    free(in);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- data */
+
+static uint64_t splitmix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+void it_pattern(uint64_t seed, uint64_t offset, void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    uint64_t base = seed * 0x100000001b3ull;
+    size_t i = 0;
+    while (i < n) {
+        uint64_t pos = offset + i;
+        uint64_t w = splitmix64(base ^ (pos >> 3));
+        unsigned k = (unsigned)(pos & 7);
+        for (; k < 8 && i < n; k++, i++)
+            p[i] = (unsigned char)(w >> (8 * k));
+    }
+}
+
+long it_first_diff(const void *a, const void *b, size_t n)
+{
+    if (memcmp(a, b, n) == 0)
+        return -1;
+    const unsigned char *x = a, *y = b;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] != y[i])
+            return (long)i;
+    return -1;
+}
+
+int it_has_number_token(const char *s, const char *num)
+{
+    size_t nl = strlen(num);
+    for (const char *p = s; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            continue;
+        const char *q = p;
+        while (isdigit((unsigned char)*q))
+            q++;
+        if ((size_t)(q - p) == nl && strncmp(p, num, nl) == 0)
+            return 1;
+        p = q - 1;
+    }
+    return 0;
+}

@@ -1,0 +1,257 @@
+/*
+ * ioserve-it: integration tests that run the real ioserve binary.
+ *
+ *   ioserve-it SCENARIO MODEL
+ *
+ * Environment: IOSERVE_BIN, IOSERVE_PLUGIN_DIR, IOSERVE_BAD_PLUGIN_DIR,
+ * IOSERVE_SOURCE_DIR.  Exit 0 = pass, 1 = fail, 77 = skip (the model cannot
+ * run on this machine).
+ *
+ * Every server or command the harness starts is registered by pid; it is
+ * stopped and reaped by the group teardown, by an atexit handler and, as a
+ * last resort, by the SIGALRM watchdog.  Nothing else is ever signalled.
+ */
+#ifndef IOSERVE_IT_HARNESS_H
+#define IOSERVE_IT_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+
+/* ------------------------------------------------------------ environment */
+
+struct it_env {
+    const char *bin;            /* IOSERVE_BIN */
+    const char *plugin_dir;     /* IOSERVE_PLUGIN_DIR */
+    const char *bad_plugin_dir; /* IOSERVE_BAD_PLUGIN_DIR */
+    const char *source_dir;     /* IOSERVE_SOURCE_DIR */
+    const char *scenario;
+    const char *model;
+};
+extern struct it_env it_env;
+
+/* Set when the model cannot run here (exit 77). */
+extern int it_skip;
+extern char it_skip_reason[1024];
+/* Set by harness checks that cmocka cannot see (teardown problems...). */
+extern int it_failed;
+
+/* Prints a diagnostic line prefixed with "ioserve-it: " to stderr. */
+void it_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Like it_log, and marks the run failed. */
+void it_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t it_now_ms(void);
+void it_sleep_ms(int ms);
+
+/* Arms the watchdog: after `seconds`, every registered process is killed
+ * and the program exits 1. */
+void it_watchdog(unsigned seconds);
+
+/* -------------------------------------------------------------- processes */
+
+/* Temp dir (mkdtemp under /tmp), removed at exit unless IT_KEEP is set. */
+const char *it_tmpdir(void);
+
+/* Reads a whole file (NUL-terminated).  NULL on error.  Caller frees. */
+char *it_read_file(const char *path, size_t *len);
+int it_write_file(const char *path, const char *text);
+
+/*
+ * Writes a config file for the current model: defaults (listen 127.0.0.1:0,
+ * model, plugin_dir, handler echo, workers 1, ...) with every `lines` entry
+ * ("key = value;" or a group) replacing the default of the same key.
+ * `lines` is NULL-terminated (may be NULL).  Returns a malloc'd path.
+ */
+char *it_write_config(const char *name, const char *const *lines);
+
+struct it_server {
+    pid_t pid;          /* master; 0 once reaped */
+    int port;
+    char cfg[512];
+    char log[512];
+    pid_t workers[64];  /* children of the master when it became ready */
+    int nworkers;
+    int status;         /* wait status once reaped */
+    int stop_ok;        /* exited on SIGTERM within the limit */
+};
+
+/*
+ * Starts `ioserve -c cfg` with stdout+stderr to a log file, and waits up to
+ * 10 s for "listening on HOST:PORT".  0 = listening; 77 = the model is
+ * unavailable (it_skip set); -1 = failed (reason printed, log dumped).
+ */
+int it_server_start(struct it_server *s, const char *cfg_path);
+/* SIGTERM, waitpid up to 5 s, then SIGKILL.  Also waits for the workers
+ * known at start to disappear.  0 = clean stop, -1 = had to force. */
+int it_server_stop(struct it_server *s);
+/* 1 while the master is running (not exited). */
+int it_server_alive(struct it_server *s);
+/* Current children of the master.  Count, or -1. */
+int it_children(pid_t master, pid_t *out, int max);
+/* VmRSS of pid in kB, or -1. */
+long it_rss_kb(pid_t pid);
+/* Prints the server log to stderr (the last `max` bytes). */
+void it_dump_log(const struct it_server *s);
+/* 1 if the log contains `needle`. */
+int it_log_contains(const struct it_server *s, const char *needle);
+
+/*
+ * Runs argv (argv[0] a path) with stdout+stderr to a file, waiting up to
+ * timeout_ms for it to exit, or until its output contains `stop_on` (may be
+ * NULL); then it is stopped.  Returns the wait status, or -1 when it was
+ * still running at the deadline or stopped because of stop_on (it has been
+ * killed and reaped then).  *out: its output (malloc'd, caller frees).
+ */
+int it_run(char *const argv[], int timeout_ms, const char *stop_on,
+           char **out, int64_t *elapsed_ms);
+
+/* -------------------------------------------------- the scenario's server */
+
+/* The server of the current cmocka group (NULL when none). */
+extern struct it_server *it_srv;
+
+/* Dumps the log of the group's server (if one was started). */
+void it_dump_group_log(void);
+
+/* Group setup: writes a config with `lines`, starts the server. */
+int it_group_start(const char *const *lines);
+/* Group teardown: closes clients, stops and reaps the server. */
+int it_group_teardown(void **state);
+/* Per-test fixtures: the teardown closes the sockets a failed test left
+ * open and checks the server (and its workers) survived the test. */
+int it_test_setup(void **state);
+int it_test_teardown(void **state);
+
+/* A test of a scenario group: per-test fixtures close leftovers. */
+#define IT_TEST(f) \
+    cmocka_unit_test_setup_teardown(f, it_test_setup, it_test_teardown)
+
+/* Skips the test when the group found the model unavailable. */
+#define IT_BEGIN()              \
+    do {                        \
+        if (it_skip)            \
+            skip();             \
+        assert_non_null(it_srv); \
+    } while (0)
+
+/* Fails the test with a printf-style message. */
+#define IT_FAIL(...)                  \
+    do {                              \
+        print_error(__VA_ARGS__);     \
+        print_error("\n");            \
+        fail();                       \
+    } while (0)
+
+#define IT_CHECK(cond, ...)           \
+    do {                              \
+        if (!(cond))                  \
+            IT_FAIL(__VA_ARGS__);     \
+    } while (0)
+
+/* Echo round trip on fd; fails the test with the reason. */
+#define IT_ECHO(fd, msg, len)                                              \
+    IT_CHECK(it_roundtrip((fd), (msg), (len), (msg), (len), 10000) == 0,   \
+             "%s:%d: echo round trip of %zu bytes: %s", __FILE__, __LINE__, \
+             (size_t)(len), it_errbuf)
+
+/* Connects to the group's server or fails the test. */
+#define IT_CONNECT(fd)                                                     \
+    do {                                                                   \
+        (fd) = it_connect(it_srv->port);                                   \
+        IT_CHECK((fd) >= 0, "%s:%d: %s", __FILE__, __LINE__, it_errbuf);  \
+    } while (0)
+
+/* ---------------------------------------------------------------- sockets */
+
+/* Connects (blocking, with timeout) to 127.0.0.1:port.  The fd is tracked:
+ * the test teardown closes it if the test did not.  -1 on error. */
+int it_connect(int port);
+/* Non-blocking connect: returns the fd at once (connect in progress). */
+int it_connect_nb(int port);
+/* Closes a tracked fd.  With rst, SO_LINGER {1,0} first (sends RST). */
+void it_close(int fd);
+void it_close_rst(int fd);
+void it_track(int fd);
+void it_close_all(void);
+
+/* All socket I/O uses MSG_DONTWAIT|MSG_NOSIGNAL and poll with deadlines,
+ * so the fd may be blocking or not. */
+
+/* Sends all n bytes.  0, or -1 (errno; ETIMEDOUT at the deadline). */
+int it_send_all(int fd, const void *buf, size_t n, int timeout_ms);
+/* Receives exactly n bytes.  Returns n, or the count got before EOF
+ * (errno = 0), or -1 on error/timeout (errno; ETIMEDOUT).  *got is set
+ * in every case when non-NULL. */
+ssize_t it_recv_exact(int fd, void *buf, size_t n, int timeout_ms,
+                      size_t *got);
+/* Reads until EOF into buf (at most cap bytes; beyond cap => error
+ * EMSGSIZE).  0 = EOF seen, -1 = error/timeout (errno).  *got set. */
+int it_recv_until_eof(int fd, void *buf, size_t cap, int timeout_ms,
+                      size_t *got);
+/* Waits for the peer to close: reads (and discards) until EOF or
+ * ECONNRESET.  1 = closed (EOF/RST), 0 = still open at the deadline,
+ * -1 = other error.  *discarded = bytes read meanwhile. */
+int it_wait_closed(int fd, int timeout_ms, size_t *discarded);
+/* 1 if fd shows EOF or an error right now (within wait_ms), 0 if it is
+ * open and quiet. */
+int it_peer_closed(int fd, int wait_ms);
+
+/*
+ * Full-duplex transfer: sends out[0..out_len) while receiving, so neither
+ * side blocks on full buffers.  If shut_wr, shutdown(SHUT_WR) after the last
+ * byte.  Receives until `want` bytes (into in, cap >= want) or, if
+ * until_eof, until EOF (then want is the capacity).  Returns 0 on success,
+ * -1 on error/timeout with errno and *got set.
+ */
+struct it_xfer {
+    const void *out;
+    size_t out_len;
+    int shut_wr;
+    void *in;
+    size_t want;
+    int until_eof;
+    int timeout_ms;
+    /* results */
+    size_t sent;
+    size_t got;
+    int eof;
+};
+int it_transfer(int fd, struct it_xfer *x);
+
+/* Sends msg and expects exactly `expect` (expect_len bytes) back. 0 or -1
+ * with a description in it_errbuf. */
+int it_roundtrip(int fd, const void *msg, size_t len, const void *expect,
+                 size_t expect_len, int timeout_ms);
+extern char it_errbuf[512];
+
+/* ----------------------------------------------------------------- data */
+
+/* Deterministic, non-periodic pattern: byte i of stream `seed`. */
+void it_pattern(uint64_t seed, uint64_t offset, void *buf, size_t n);
+/* Offset of the first difference of a and b, or -1 if equal. */
+long it_first_diff(const void *a, const void *b, size_t n);
+/* Whole-word search for a decimal number token in s. */
+int it_has_number_token(const char *s, const char *num);
+
+/* ------------------------------------------------------------- scenarios */
+
+int it_run_echo(void);
+int it_run_upper(void);
+int it_run_concurrent(void);
+int it_run_slow_reader(void);
+int it_run_half_close(void);
+int it_run_reset(void);
+int it_run_http(void);
+int it_run_max_conn(void);
+int it_run_idle(void);
+int it_run_bad_config(void);
+int it_run_bad_plugin(void);
+int it_run_check_ok(void);
+
+#endif

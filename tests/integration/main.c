@@ -1,0 +1,87 @@
+/* ioserve-it SCENARIO MODEL: runs one integration scenario against the real
+ * ioserve binary.  Exit 0 = pass, 1 = fail, 77 = skip. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct scenario {
+    const char *name;
+    int (*run)(void);
+};
+
+static const struct scenario scenarios[] = {
+    {"echo", it_run_echo},
+    {"upper", it_run_upper},
+    {"concurrent", it_run_concurrent},
+    {"slow_reader", it_run_slow_reader},
+    {"half_close", it_run_half_close},
+    {"reset", it_run_reset},
+    {"http", it_run_http},
+    {"max_conn", it_run_max_conn},
+    {"idle", it_run_idle},
+    {"bad_config", it_run_bad_config},
+    {"bad_plugin", it_run_bad_plugin},
+    {"check_ok", it_run_check_ok},
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: ioserve-it SCENARIO MODEL\nscenarios:");
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
+        fprintf(stderr, " %s", scenarios[i].name);
+    fprintf(stderr,
+            "\nenvironment: IOSERVE_BIN IOSERVE_PLUGIN_DIR "
+            "IOSERVE_BAD_PLUGIN_DIR IOSERVE_SOURCE_DIR\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        usage();
+        return 2;
+    }
+    it_env.scenario = argv[1];
+    it_env.model = argv[2];
+    it_env.bin = getenv("IOSERVE_BIN");
+    it_env.plugin_dir = getenv("IOSERVE_PLUGIN_DIR");
+    it_env.bad_plugin_dir = getenv("IOSERVE_BAD_PLUGIN_DIR");
+    it_env.source_dir = getenv("IOSERVE_SOURCE_DIR");
+
+    const struct scenario *sc = NULL;
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
+        if (strcmp(scenarios[i].name, argv[1]) == 0)
+            sc = &scenarios[i];
+    if (!sc) {
+        fprintf(stderr, "ioserve-it: unknown scenario '%s'\n", argv[1]);
+        usage();
+        return 2;
+    }
+    if (!it_env.bin || !it_env.plugin_dir) {
+        fprintf(stderr, "ioserve-it: IOSERVE_BIN and IOSERVE_PLUGIN_DIR "
+                        "must be set\n");
+        return 2;
+    }
+
+    signal(SIGPIPE, SIG_IGN);
+    it_watchdog(90);
+
+    int failed = sc->run();
+    alarm(0);
+
+    if (it_skip) {
+        printf("SKIP: %s\n", it_skip_reason);
+        fflush(stdout);
+        return 77;
+    }
+    if (failed || it_failed) {
+        it_log("scenario failed (%d failed test%s%s)", failed,
+               failed == 1 ? "" : "s",
+               it_failed ? ", plus harness checks" : "");
+        it_dump_group_log();
+        return 1;
+    }
+    return 0;
+}

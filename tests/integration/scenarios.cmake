@@ -1,0 +1,22 @@
+# Integration scenarios of ioserve-it (tests/integration/*.c).
+#
+# IT_MODEL_SCENARIOS run once per model of cmake/models.cmake, as
+#   ctest name it.<model>.<scenario>  ->  ioserve-it <scenario> <model>
+# IT_GLOBAL_SCENARIOS run once, with model epoll, as it.<scenario>.
+# A new scenario: write its it_run_<name>() and add it to main.c and here.
+set(IT_MODEL_SCENARIOS
+  echo
+  upper
+  concurrent
+  slow_reader
+  half_close
+  reset
+  http
+  max_conn
+  idle
+)
+set(IT_GLOBAL_SCENARIOS
+  bad_config
+  bad_plugin
+  check_ok
+)
