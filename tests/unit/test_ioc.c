@@ -1,0 +1,415 @@
+/* plugins/common: buffers, the feed/pump, backpressure, half-close, idle
+ * timeouts and accept limits, over real sockets (socketpair and loopback). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ioc.h"
+
+/* ------------------------------------------------------------ fixtures */
+
+struct test_proto {
+    int closes;
+    int mode; /* 0 echo, 1 line-at-a-time echo, 2 close-after-write on 'q' */
+};
+
+static struct test_proto proto;
+static struct ios_counters counters;
+
+static int t_open(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    memset(state, 0, 8);
+    return 0;
+}
+
+/* mode 1 consumes only whole lines, to exercise kept input. */
+static ssize_t t_data(const struct ios_handler *h, void *state, const char *in,
+                      size_t len, struct ios_buf *out)
+{
+    (void)h;
+    (void)state;
+    if (proto.mode == 1) {
+        const char *nl = memrchr(in, '\n', len);
+        if (!nl)
+            return 0;
+        size_t n = (size_t)(nl - in) + 1;
+        return ios_buf_append(out, in, n) == 0 ? (ssize_t)n : IOS_DATA_CLOSE_NOW;
+    }
+    if (proto.mode == 2 && memchr(in, 'q', len)) {
+        ios_buf_append(out, "bye", 3);
+        return IOS_DATA_CLOSE_AFTER_WRITE;
+    }
+    return ios_buf_append(out, in, len) == 0 ? (ssize_t)len : IOS_DATA_CLOSE_NOW;
+}
+
+static void t_close(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    (void)state;
+    proto.closes++;
+}
+
+static void t_log(const struct ios_handler *h, enum ios_log_level level, int err,
+                  const char *fmt, ...)
+{
+    (void)h;
+    (void)level;
+    (void)err;
+    (void)fmt;
+}
+
+static struct ios_handler handler(void)
+{
+    return (struct ios_handler){
+        .struct_size = sizeof(struct ios_handler),
+        .protocol = "test",
+        .conn_state_size = 8,
+        .open = t_open,
+        .data = t_data,
+        .close = t_close,
+        .stop_fd = -1,
+        .max_connections = 100,
+        .idle_timeout_ms = 60000,
+        .read_chunk = 4096,
+        .max_input = 1024,
+        .output_high_water = 16384,
+        .log = t_log,
+        .counters = &counters,
+    };
+}
+
+/* A connection on one end of a socketpair, tracked by the loop. */
+static struct ioc_conn *pair_conn(struct ioc_loop *loop, int *peer)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    *peer = sv[1];
+    fcntl(sv[1], F_SETFL, 0); /* the test's end blocks */
+    struct ioc_conn *c = calloc(1, sizeof(*c) + loop->h->conn_state_size);
+    assert_non_null(c);
+    c->fd = sv[0];
+    assert_int_equal(ioc_adopt(loop, c), 0);
+    counters.active++;
+    return c;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&proto, 0, sizeof(proto));
+    memset(&counters, 0, sizeof(counters));
+    return 0;
+}
+
+/* -------------------------------------------------------------- buffers */
+
+static void test_buf_append_consume(void **state)
+{
+    (void)state;
+    struct ios_buf b = {0};
+    for (int i = 0; i < 1000; i++)
+        assert_int_equal(ios_buf_append(&b, "abcdefgh", 8), 0);
+    assert_int_equal(ios_buf_pending(&b), 8000);
+    ios_buf_consume(&b, 7999);
+    assert_int_equal(ios_buf_pending(&b), 1);
+    assert_int_equal(b.data[b.off], 'h');
+    ios_buf_consume(&b, 1);
+    assert_int_equal(b.off, 0); /* an emptied buffer rewinds */
+    assert_int_equal(b.len, 0);
+    ios_buf_free(&b);
+    assert_null(b.data);
+}
+
+static void test_buf_reserve_reclaims_prefix(void **state)
+{
+    (void)state;
+    struct ios_buf b = {0};
+    assert_int_equal(ios_buf_append(&b, "0123456789", 10), 0);
+    size_t cap = b.cap;
+    ios_buf_consume(&b, 8);
+    assert_int_equal(ios_buf_reserve(&b, cap - 2), 0);
+    assert_int_equal(b.cap, cap); /* moved down rather than grown */
+    assert_memory_equal(b.data, "89", 2);
+    ios_buf_free(&b);
+}
+
+/* ----------------------------------------------------------- the pump */
+
+static void test_echo_round_trip(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+
+    assert_int_equal(write(peer, "hello", 5), 5);
+    unsigned want = ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(want, IOC_READABLE);
+    char buf[16];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(counters.bytes_in, 5);
+    assert_int_equal(counters.bytes_out, 5);
+
+    ioc_loop_fini(&loop); /* closes c */
+    assert_int_equal(proto.closes, 1);
+    close(peer);
+}
+
+static void test_partial_request_kept(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+
+    assert_int_equal(write(peer, "ab", 2), 2);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(ios_buf_pending(&c->in), 2);
+    assert_int_equal(write(peer, "c\nd", 3), 3);
+    ioc_service(&loop, c, IOC_READABLE);
+    char buf[16];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 4);
+    assert_memory_equal(buf, "abc\n", 4);
+    assert_int_equal(ios_buf_pending(&c->in), 1);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+static void test_max_input_closes(void **state)
+{
+    (void)state;
+    proto.mode = 1; /* never consumes without a newline */
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    char big[2048];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(write(peer, big, sizeof(big)), (ssize_t)sizeof(big));
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_CLOSED);
+    assert_int_equal(proto.closes, 1);
+    assert_int_equal(read(peer, big, sizeof(big)), 0); /* server closed */
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+static void test_half_close_flushes_then_closes(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "last words", 10), 10);
+    shutdown(peer, SHUT_WR);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE | IOC_HANGUP), IOC_CLOSED);
+    char buf[32];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 10);
+    assert_memory_equal(buf, "last words", 10);
+    assert_int_equal(read(peer, buf, sizeof(buf)), 0);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+static void test_close_after_write(void **state)
+{
+    (void)state;
+    proto.mode = 2;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "q", 1), 1);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_CLOSED);
+    char buf[8];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 3);
+    assert_memory_equal(buf, "bye", 3);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* A peer that sends without reading: the pump stops reading once output
+ * passes the high-water mark, so memory stays bounded, and resumes when the
+ * peer reads. */
+static void test_backpressure(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+
+    char chunk[4096];
+    memset(chunk, 'z', sizeof(chunk));
+    size_t sent = 0, received = 0;
+    unsigned want = 0;
+    for (int i = 0; i < 2000; i++) {
+        ssize_t n = write(peer, chunk, sizeof(chunk));
+        if (n > 0)
+            sent += (size_t)n;
+        want = ioc_service(&loop, c, IOC_READABLE);
+        if (!(want & IOC_READABLE))
+            break;
+    }
+    assert_false(want & IOC_READABLE); /* paused */
+    assert_true(want & IOC_WRITABLE);
+    assert_true(ios_buf_pending(&c->out) <= h.output_high_water + h.read_chunk);
+
+    /* The peer reads everything; the pump drains and reads again. */
+    for (int i = 0; i < 100000 && received < sent; i++) {
+        ssize_t n = read(peer, chunk, sizeof(chunk));
+        if (n > 0)
+            received += (size_t)n;
+        ioc_service(&loop, c, IOC_WRITABLE);
+    }
+    assert_int_equal(received, sent);
+    assert_int_equal(ios_buf_pending(&c->out), 0);
+    assert_true(ioc_interest(&loop, c) & IOC_READABLE);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+static void test_reset_peer_closes(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    close(peer);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE | IOC_HANGUP), IOC_CLOSED);
+    assert_int_equal(loop.nconns, 0);
+    ioc_loop_fini(&loop);
+}
+
+static void test_idle_timeout(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    h.idle_timeout_ms = 1000;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int p1, p2;
+    struct ioc_conn *c1 = pair_conn(&loop, &p1);
+    struct ioc_conn *c2 = pair_conn(&loop, &p2);
+    assert_in_range(ioc_timeout_ms(&loop), 1, 1000);
+    /* Age c1 instead of sleeping: no timing in unit tests. */
+    c1->last_active_ms -= 5000;
+    assert_int_equal(ioc_timeout_ms(&loop), 0);
+    ioc_tick(&loop); /* c1 past idle_timeout: closed; c2 kept */
+    assert_int_equal(loop.nconns, 1);
+    assert_ptr_equal(ioc_first(&loop), c2);
+    ioc_loop_fini(&loop);
+    close(p1);
+    close(p2);
+}
+
+/* ------------------------------------------------------------- accept */
+
+static int listen_loopback(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+static int connect_to(int lfd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    getsockname(lfd, (struct sockaddr *)&a, &len);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, len), 0);
+    return fd;
+}
+
+static void test_accept_max_connections(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    h.max_connections = 2;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int lfd = listen_loopback();
+    int cl[3];
+    for (int i = 0; i < 3; i++)
+        cl[i] = connect_to(lfd);
+    struct ioc_conn *c;
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 1);
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 1);
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0); /* refused */
+    assert_null(c);
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), -EAGAIN);
+    assert_int_equal(counters.accepted, 2);
+    assert_int_equal(counters.refused, 1);
+    assert_int_equal(counters.active, 2);
+    char b;
+    assert_int_equal(read(cl[2], &b, 1), 0); /* closed at once */
+    ioc_loop_fini(&loop);
+    assert_int_equal(counters.active, 0);
+    assert_int_equal(counters.closed, 2);
+    for (int i = 0; i < 3; i++)
+        close(cl[i]);
+    close(lfd);
+}
+
+static void test_accept_fd_limit(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int lfd = listen_loopback();
+    int cl = connect_to(lfd);
+    loop.fd_limit = 3; /* every new descriptor is above it */
+    struct ioc_conn *c;
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0);
+    assert_int_equal(counters.refused, 1);
+    ioc_loop_fini(&loop);
+    close(cl);
+    close(lfd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_buf_append_consume, setup),
+        cmocka_unit_test_setup(test_buf_reserve_reclaims_prefix, setup),
+        cmocka_unit_test_setup(test_echo_round_trip, setup),
+        cmocka_unit_test_setup(test_partial_request_kept, setup),
+        cmocka_unit_test_setup(test_max_input_closes, setup),
+        cmocka_unit_test_setup(test_half_close_flushes_then_closes, setup),
+        cmocka_unit_test_setup(test_close_after_write, setup),
+        cmocka_unit_test_setup(test_backpressure, setup),
+        cmocka_unit_test_setup(test_reset_peer_closes, setup),
+        cmocka_unit_test_setup(test_idle_timeout, setup),
+        cmocka_unit_test_setup(test_accept_max_connections, setup),
+        cmocka_unit_test_setup(test_accept_fd_limit, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
