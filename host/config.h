@@ -68,7 +68,16 @@ void cfg_defaults(struct ios_config *cfg);
 int cfg_load(struct ios_config *cfg, const char *file,
              char *const *overrides, size_t n_overrides,
              char *err, size_t errlen);
+/* (cfg_load starts from cfg_defaults: *cfg is overwritten, not freed, so
+ * pass a fresh struct or one already cfg_free'd.  On failure *cfg is left
+ * freed and zeroed; cfg_free on it again is harmless.  Several configs may
+ * be loaded side by side, e.g. the next one during a reload.) */
 void cfg_free(struct ios_config *cfg);
+
+/* Moves a config from src to dst, leaving src zeroed.  Use it instead of a
+ * struct copy (e.g. to swap in a reloaded config): every libconfig setting
+ * points back at its config_t, which a plain copy would leave behind. */
+void cfg_move(struct ios_config *dst, struct ios_config *src);
 
 /* Path of the .so for a model entry: NAME -> plugin_dir/NAME.so; a string
  * containing '/' is a path (relative to the config's directory). */
@@ -81,7 +90,9 @@ int cfg_check_knobs(const struct ios_config *cfg, const char *model_name,
                     const struct ios_knob *knobs, char *err, size_t errlen);
 
 /* A knob's value, its default when unset.  0, or -ENOENT when `knobs`
- * does not declare it (or declares it with another type). */
+ * does not declare it (or declares it with another type).
+ * (Also -EINVAL when the value is one cfg_check_knobs would refuse, which
+ * only happens if it was not called.  Strings live as long as cfg.) */
 int cfg_knob_int(const struct ios_config *cfg, const char *model_name,
                  const struct ios_knob *knobs, const char *name, long long *v);
 int cfg_knob_bool(const struct ios_config *cfg, const char *model_name,
