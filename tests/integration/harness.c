@@ -215,6 +215,7 @@ void it_watchdog(unsigned seconds)
 
 static char g_tmpdir[256];
 static struct it_server g_group_server;
+static int g_group_log_dumped;
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
                     struct FTW *ftw)
@@ -534,28 +535,50 @@ int it_run(char *const argv[], int timeout_ms, const char *stop_on,
     return status;
 }
 
+/* Appends the pids listed in a /proc/.../children file.  -1 if absent. */
+static int read_children_file(const char *path, pid_t *out, int *n, int max)
+{
+    char *text = it_read_file(path, NULL);
+    if (!text)
+        return -1;
+    char *p = text;
+    while (*p && *n < max) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p)
+            break;
+        out[(*n)++] = (pid_t)v;
+        p = end;
+        while (*p == ' ' || *p == '\n')
+            p++;
+    }
+    free(text);
+    return 0;
+}
+
 int it_children(pid_t master, pid_t *out, int max)
 {
-    char path[128];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)master,
-             (int)master);
-    char *text = it_read_file(path, NULL);
     int n = 0;
-    if (text) {
-        char *p = text;
-        while (*p && n < max) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p)
-                break;
-            out[n++] = (pid_t)v;
-            p = end;
-            while (*p == ' ' || *p == '\n')
-                p++;
+    char path[128];
+    /* Children are listed per thread that forked them: read every task. */
+    snprintf(path, sizeof path, "/proc/%d/task", (int)master);
+    DIR *td = opendir(path);
+    int have_file = 0;
+    if (td) {
+        struct dirent *e;
+        while ((e = readdir(td))) {
+            if (!isdigit((unsigned char)e->d_name[0]))
+                continue;
+            char cpath[300];
+            snprintf(cpath, sizeof cpath, "/proc/%d/task/%s/children",
+                     (int)master, e->d_name);
+            if (read_children_file(cpath, out, &n, max) == 0)
+                have_file = 1;
         }
-        free(text);
-        return n;
+        closedir(td);
     }
+    if (have_file)
+        return n;
     /* No children file on this kernel: scan /proc for PPid. */
     DIR *d = opendir("/proc");
     if (!d)
@@ -809,7 +832,7 @@ int it_server_stop(struct it_server *s)
 
 void it_dump_group_log(void)
 {
-    if (g_group_server.log[0])
+    if (g_group_server.log[0] && !g_group_log_dumped)
         it_dump_log(&g_group_server);
 }
 
@@ -823,6 +846,8 @@ int it_group_start(const char *const *lines)
     }
     int rc = it_server_start(&g_group_server, cfg);
     free(cfg);
+    if (rc == -1)
+        g_group_log_dumped = 1; /* it_server_start printed it */
     if (rc == 77) {
         it_srv = NULL;
         return 0; /* every test skips */
