@@ -32,6 +32,7 @@
  * ABI change log
  *   1.0  first version: descriptor with knob table, ios_handler, ios_buf,
  *        ios_counters.
+ *   1.1  ios_handler.request_timeout_ms appended.
  */
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
@@ -50,7 +51,7 @@ extern "C" {
 #define IOS_ABI_MAGIC 0x494f5356u
 /* Major changes break plugins; minor ones only append fields. */
 #define IOS_ABI_MAJOR 1
-#define IOS_ABI_MINOR 0
+#define IOS_ABI_MINOR 1
 
 #if defined(__GNUC__)
 #define IOS_EXPORT __attribute__((visibility("default")))
@@ -267,6 +268,12 @@ struct ios_handler {
     unsigned worker_id; /* 0..workers-1 within the generation */
 
     void *host; /* the host's own; plugins leave it alone */
+
+    /* ---- since 1.1 ----------------------------------------------------- */
+    /* A connection holding an unfinished request (input the handler has not
+     * consumed yet) for this long is closed: slow-header (slowloris) defence.
+     * 0 = no limit beyond idle_timeout_ms. */
+    unsigned request_timeout_ms;
 };
 
 /* The entry point every plugin exports. */

@@ -39,6 +39,8 @@ struct ioc_conn {
     struct ios_buf out;      /* bytes not yet sent */
     uint64_t last_active_ms; /* for idle_timeout */
     struct ioc_conn *prev, *next; /* the loop's list, least recently active first */
+    struct ioc_conn *rq_prev, *rq_next; /* the loop's unfinished-request list */
+    uint64_t request_started_ms;  /* when its unfinished request began */
     void *model_data;        /* free for the model (e.g. an index into its array) */
     unsigned model_flags;    /* free for the model */
     unsigned interest;       /* last interest reported to the model */
@@ -57,6 +59,8 @@ struct ioc_loop {
     struct ioc_conn **by_fd; /* fd-indexed table */
     size_t by_fd_cap;
     struct ioc_conn list;    /* sentinel of the activity list */
+    struct ioc_conn rq_list; /* sentinel: connections holding an unfinished
+                                request, oldest first (request_timeout_ms) */
     unsigned nconns;         /* open connections of this loop */
 
     char *rbuf;              /* recv target, read_chunk bytes */
@@ -99,10 +103,11 @@ static inline bool ioc_drained(const struct ioc_loop *loop)
 }
 
 /* Milliseconds a model may sleep before ioc_tick() has work: the nearest
- * idle deadline or accept resumption; -1 when there is none. */
+ * idle or request deadline or accept resumption; -1 when there is none. */
 int ioc_timeout_ms(const struct ioc_loop *loop);
 
-/* Closes connections idle past idle_timeout.  Call after every wait. */
+/* Closes connections idle past idle_timeout, or holding an unfinished
+ * request past request_timeout_ms.  Call after every wait. */
 void ioc_tick(struct ioc_loop *loop);
 
 /* First connection of the loop, and the next one; NULL at the end.  Safe
@@ -136,6 +141,17 @@ bool ioc_accepting(const struct ioc_loop *loop);
  */
 int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
                struct ioc_conn **conn);
+
+/*
+ * The two halves of ioc_accept, for a model whose kernel accepts for it
+ * (io_uring's accept completions):
+ *  ioc_accepted — fd was just accepted: apply the limits, open the handler
+ *               and track it.  1 (*conn set) or 0 (refused and closed).
+ *  ioc_accept_failed — an accept on listen_fd failed with `err` (positive
+ *               errno): the same handling and result as ioc_accept's.
+ */
+int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn);
+int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err);
 
 /* ------------------------------------------------------------ the pump */
 

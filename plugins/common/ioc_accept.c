@@ -84,40 +84,34 @@ static struct ioc_conn *conn_new(struct ioc_loop *loop, int fd)
     return c;
 }
 
-int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
-               struct ioc_conn **conn)
+int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err)
+{
+    const struct ios_handler *h = loop->h;
+    switch (err) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return -EAGAIN;
+    case EINTR:
+    case ECONNABORTED: /* the client left before we got to it */
+    case EPROTO:
+    case EPERM:        /* a firewall said no to this one */
+        return 0;
+    case EMFILE:
+    case ENFILE:
+        return accept_out_of_fds(loop, listen_fd, err);
+    default:           /* ENOBUFS, ENOMEM, or worse: back off */
+        h->log(h, IOS_LOG_ERROR, err, "accept4");
+        loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
+        return -err;
+    }
+}
+
+int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
 {
     const struct ios_handler *h = loop->h;
     *conn = NULL;
-    if (!ioc_accepting(loop))
-        return -EAGAIN;
-    loop->accept_resume_ms = 0;
-
-    int fd = accept4(listen_fd, NULL, NULL,
-                     SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
-    if (fd < 0) {
-        int err = errno;
-        switch (err) {
-        case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-        case EWOULDBLOCK:
-#endif
-            return -EAGAIN;
-        case EINTR:
-        case ECONNABORTED: /* the client left before we got to it */
-        case EPROTO:
-        case EPERM:        /* a firewall said no to this one */
-            return 0;
-        case EMFILE:
-        case ENFILE:
-            return accept_out_of_fds(loop, listen_fd, err);
-        default:           /* ENOBUFS, ENOMEM, or worse: back off */
-            h->log(h, IOS_LOG_ERROR, err, "accept4");
-            loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
-            return -err;
-        }
-    }
-
     if (loop->fd_limit > 0 && fd >= loop->fd_limit) {
         refuse(loop, fd, "descriptor number too high for this model (FD_SETSIZE)");
         return 0;
@@ -145,6 +139,21 @@ int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
     ioc_count(h, &h->counters->active, 1);
     *conn = c;
     return 1;
+}
+
+int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
+               struct ioc_conn **conn)
+{
+    *conn = NULL;
+    if (!ioc_accepting(loop))
+        return -EAGAIN;
+    loop->accept_resume_ms = 0;
+
+    int fd = accept4(listen_fd, NULL, NULL,
+                     SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
+    if (fd < 0)
+        return ioc_accept_failed(loop, listen_fd, errno);
+    return ioc_accepted(loop, fd, conn);
 }
 
 void ioc_detach(struct ioc_loop *loop, struct ioc_conn *c)

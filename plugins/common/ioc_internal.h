@@ -9,6 +9,10 @@
 
 int ioc_track(struct ioc_loop *loop, struct ioc_conn *c);
 void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c);
+/* Keeps conn on the unfinished-request list exactly while it holds
+ * unconsumed input; `progress`: the handler finished a request meanwhile,
+ * so what is kept now is a new request. */
+void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress);
 void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
 void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
 

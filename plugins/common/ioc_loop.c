@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,6 +28,7 @@ int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
     *loop = (struct ioc_loop){0};
     loop->h = h;
     loop->list.next = loop->list.prev = &loop->list;
+    loop->rq_list.rq_next = loop->rq_list.rq_prev = &loop->rq_list;
     loop->reserve_fd = -1;
     loop->rbuf = malloc(h->read_chunk);
     loop->cache.max = CACHE_MAX_BUFS;
@@ -112,6 +114,49 @@ struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c)
     return c->next == &loop->list ? NULL : c->next;
 }
 
+/* ------------------------------------------- unfinished-request list */
+
+static bool rq_listed(const struct ioc_conn *c)
+{
+    return c->rq_next != NULL;
+}
+
+static void rq_unlink(struct ioc_conn *c)
+{
+    if (!rq_listed(c))
+        return;
+    c->rq_prev->rq_next = c->rq_next;
+    c->rq_next->rq_prev = c->rq_prev;
+    c->rq_prev = c->rq_next = NULL;
+}
+
+void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress)
+{
+    unsigned limit = loop->h->struct_size > offsetof(struct ios_handler, request_timeout_ms)
+                         ? loop->h->request_timeout_ms
+                         : 0;
+    bool holding = ios_buf_pending(&c->in) > 0;
+    if (!limit || !holding) {
+        rq_unlink(c);
+        return;
+    }
+    if (rq_listed(c) && !progress)
+        return; /* the same request is still arriving: its clock runs on */
+    rq_unlink(c);
+    /* Appending keeps the list in deadline order: the limit is the same for
+     * every connection, so the oldest start is always at the head. */
+    c->request_started_ms = ioc_now_ms();
+    c->rq_prev = loop->rq_list.rq_prev;
+    c->rq_next = &loop->rq_list;
+    loop->rq_list.rq_prev->rq_next = c;
+    loop->rq_list.rq_prev = c;
+}
+
+static struct ioc_conn *rq_first(const struct ioc_loop *loop)
+{
+    return loop->rq_list.rq_next == &loop->rq_list ? NULL : loop->rq_list.rq_next;
+}
+
 int ioc_timeout_ms(const struct ioc_loop *loop)
 {
     uint64_t now = ioc_now_ms();
@@ -119,6 +164,13 @@ int ioc_timeout_ms(const struct ioc_loop *loop)
     if (loop->list.next != &loop->list) {
         uint64_t due = loop->list.next->last_active_ms + loop->h->idle_timeout_ms;
         best = due > now ? (int64_t)(due - now) : 0;
+    }
+    const struct ioc_conn *rq = rq_first(loop);
+    if (rq) {
+        uint64_t due = rq->request_started_ms + loop->h->request_timeout_ms;
+        int64_t wait = due > now ? (int64_t)(due - now) : 0;
+        if (best < 0 || wait < best)
+            best = wait;
     }
     if (loop->accept_resume_ms > now) {
         int64_t wait = (int64_t)(loop->accept_resume_ms - now);
@@ -137,6 +189,13 @@ void ioc_tick(struct ioc_loop *loop)
         loop->h->log(loop->h, IOS_LOG_DEBUG, 0,
                      "fd %d: idle for %u ms, closing", c->fd,
                      loop->h->idle_timeout_ms);
+        ioc_close(loop, c);
+    }
+    while ((c = rq_first(loop)) &&
+           c->request_started_ms + loop->h->request_timeout_ms <= now) {
+        loop->h->log(loop->h, IOS_LOG_DEBUG, 0,
+                     "fd %d: request unfinished after %u ms, closing", c->fd,
+                     loop->h->request_timeout_ms);
         ioc_close(loop, c);
     }
 }
@@ -167,6 +226,7 @@ int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
 
 void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c)
 {
+    rq_unlink(c);
     if ((size_t)c->fd < loop->by_fd_cap && loop->by_fd[c->fd] == c)
         loop->by_fd[c->fd] = NULL;
     list_unlink(c);

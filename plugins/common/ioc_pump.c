@@ -43,6 +43,7 @@ void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
     c->flags |= IOC_F_EOF;
     /* Half a request can never complete now. */
     ioc_buf_give_back(loop, &c->in);
+    ioc_request_track(loop, c, false);
 }
 
 void ioc_received(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
@@ -64,6 +65,7 @@ static int request_close(struct ioc_loop *loop, struct ioc_conn *c)
 {
     c->flags |= IOC_F_CLOSING;
     ioc_buf_give_back(loop, &c->in);
+    ioc_request_track(loop, c, false);
     return -1;
 }
 
@@ -114,6 +116,7 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
                "fd %d: %zu unconsumed bytes exceed max_input, closing", c->fd, rest);
         return request_close(loop, c);
     }
+    ioc_request_track(loop, c, used > 0);
     return 0;
 }
 

@@ -326,6 +326,46 @@ static void test_idle_timeout(void **state)
     close(p2);
 }
 
+/* A request trickling in (slowloris) is closed after request_timeout_ms
+ * even though bytes keep arriving; completing requests restarts the clock. */
+static void test_request_timeout(void **state)
+{
+    (void)state;
+    proto.mode = 1; /* only whole lines are consumed */
+    struct ios_handler h = handler();
+    h.request_timeout_ms = 1000;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int p1, p2;
+    struct ioc_conn *slow = pair_conn(&loop, &p1);
+    struct ioc_conn *fast = pair_conn(&loop, &p2);
+
+    assert_int_equal(write(p1, "GET", 3), 3);
+    ioc_service(&loop, slow, IOC_READABLE);
+    assert_in_range(ioc_timeout_ms(&loop), 1, 1000);
+    assert_int_equal(write(p2, "a\nb", 3), 3);
+    ioc_service(&loop, fast, IOC_READABLE);
+
+    /* More bytes of the same request do not restart its clock ... */
+    slow->request_started_ms -= 600;
+    assert_int_equal(write(p1, " /", 2), 2);
+    ioc_service(&loop, slow, IOC_READABLE);
+    assert_int_equal(ioc_timeout_ms(&loop) <= 400, 1);
+    /* ... finishing one and starting the next does. */
+    fast->request_started_ms -= 600;
+    assert_int_equal(write(p2, "\nc", 2), 2);
+    ioc_service(&loop, fast, IOC_READABLE);
+    slow->request_started_ms -= 600;
+    ioc_tick(&loop);
+    assert_int_equal(loop.nconns, 1);
+    assert_ptr_equal(ioc_first(&loop), fast);
+    char b[8];
+    assert_int_equal(read(p1, b, sizeof(b)), 0); /* slow was closed */
+    ioc_loop_fini(&loop);
+    close(p1);
+    close(p2);
+}
+
 /* ------------------------------------------------------------- accept */
 
 static int listen_loopback(void)
@@ -408,6 +448,7 @@ int main(void)
         cmocka_unit_test_setup(test_backpressure, setup),
         cmocka_unit_test_setup(test_reset_peer_closes, setup),
         cmocka_unit_test_setup(test_idle_timeout, setup),
+        cmocka_unit_test_setup(test_request_timeout, setup),
         cmocka_unit_test_setup(test_accept_max_connections, setup),
         cmocka_unit_test_setup(test_accept_fd_limit, setup),
     };
