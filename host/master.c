@@ -29,6 +29,7 @@
 #include "log.h"
 #include "master.h"
 #include "pidfile.h"
+#include "privs.h"
 #include "worker.h"
 
 #define MAX_GENERATIONS 16
@@ -679,6 +680,23 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
             return 1;
         }
     }
+
+    /* After bind (a low port may need root) and before any worker loads
+     * a plugin. */
+    if (privs_drop(cfg->user, cfg->group, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        if (m.pid_file) {
+            pidfile_remove(m.pid_file);
+            free(m.pid_file);
+        }
+        close(fd);
+        close(m.sigfd);
+        cfg_free(cfg);
+        free(cfg);
+        return 1;
+    }
+    if ((cfg->user || cfg->group) && geteuid() != 0 && getuid() != 0)
+        log_debug("not running as root: user/group need no dropping");
 
     gen_start(&m, cfg, fd);
 

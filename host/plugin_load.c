@@ -8,6 +8,37 @@
 
 #include "plugin_load.h"
 
+/* Anyone who can write the plugin, or rename another file into its folder,
+ * can run code as the server: refuse both. */
+static int plugin_check_permissions(const char *path, const struct stat *st, char *err,
+                                    size_t errlen)
+{
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(err, errlen, "plugin %s: not a regular file", path);
+        return -1;
+    }
+    if (st->st_mode & S_IWOTH) {
+        snprintf(err, errlen, "plugin %s: refused, the file is writable by others (chmod o-w)",
+                 path);
+        return -1;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+    else
+        snprintf(dir, sizeof(dir), ".");
+    struct stat ds;
+    if (stat(dir, &ds) == 0 && (ds.st_mode & S_IWOTH)) {
+        snprintf(err, errlen,
+                 "plugin %s: refused, its directory %s is writable by others (chmod o-w)",
+                 path, dir);
+        return -1;
+    }
+    return 0;
+}
+
 int plugin_open(struct plugin *p, const char *path, char *err, size_t errlen)
 {
     memset(p, 0, sizeof(*p));
@@ -18,6 +49,8 @@ int plugin_open(struct plugin *p, const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "plugin %s: %s", path, strerror(errno));
         return -1;
     }
+    if (plugin_check_permissions(path, &st, err, errlen) != 0)
+        return -1;
     /* RTLD_LOCAL: every plugin defines model_run; none may see another's. */
     p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!p->dl) {
