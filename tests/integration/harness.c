@@ -201,6 +201,18 @@ static void on_alarm(int sig)
     _exit(1);
 }
 
+static void on_stop_signal(int sig)
+{
+    static const char msg[] =
+        "ioserve-it: interrupted; killing the processes it started\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    kill_registered();
+    signal(sig, SIG_DFL);
+    raise(sig);
+    _exit(1);
+}
+
 void it_watchdog(unsigned seconds)
 {
     struct sigaction sa;
@@ -208,6 +220,11 @@ void it_watchdog(unsigned seconds)
     sa.sa_handler = on_alarm;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGALRM, &sa, NULL);
+    /* Interrupted (Ctrl-C, ctest giving up): leave no server behind. */
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     alarm(seconds);
 }
 

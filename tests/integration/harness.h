@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 #include <cmocka.h>
@@ -140,12 +141,14 @@ int it_test_teardown(void **state);
         assert_non_null(it_srv); \
     } while (0)
 
-/* Fails the test with a printf-style message. */
+/* Fails the test with a printf-style message.  fail() longjmps out of the
+ * test; abort() only tells the compiler that control ends here. */
 #define IT_FAIL(...)                  \
     do {                              \
         print_error(__VA_ARGS__);     \
         print_error("\n");            \
         fail();                       \
+        abort();                      \
     } while (0)
 
 #define IT_CHECK(cond, ...)           \

@@ -7,6 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* sc_reload.c: hot swap */
+int it_run_reload_swap(void);
+int it_run_reload_bad(void);
+int it_run_drain(void);
+int it_run_listen_change(void);
+int it_run_kill9(void);
+int it_run_workers(void);
+int it_run_signals(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -25,6 +34,13 @@ static const struct scenario scenarios[] = {
     {"bad_config", it_run_bad_config},
     {"bad_plugin", it_run_bad_plugin},
     {"check_ok", it_run_check_ok},
+    {"reload_swap", it_run_reload_swap},
+    {"reload_bad", it_run_reload_bad},
+    {"drain", it_run_drain},
+    {"listen_change", it_run_listen_change},
+    {"kill9", it_run_kill9},
+    {"workers", it_run_workers},
+    {"signals", it_run_signals},
 };
 
 static void usage(void)

@@ -66,7 +66,9 @@ static void concurrent_clients(void **state)
         }
         it_pattern(1000 + (uint64_t)i, 0, c[i].payload, c[i].len);
         /* the first bytes name the client, so a mix-up is obvious */
-        snprintf(c[i].payload, 16, "client %03d:", i);
+        char tag[32];
+        int tl = snprintf(tag, sizeof tag, "client %03d:", i);
+        memcpy(c[i].payload, tag, (size_t)tl);
     }
 
     /* 1. connect them all before any sends a byte */

@@ -40,9 +40,12 @@ static void echo_round_trips(void **state)
     IT_BEGIN();
     int fd;
     IT_CONNECT(fd);
-    static const char *msgs[] = {"hello\n", "ioserve integration test",
-                                 "\r\n", "a somewhat longer line of text "
-                                         "to echo back again\n"};
+    static const char *msgs[] = {
+        "hello\n",
+        "ioserve integration test",
+        "\r\n",
+        "a somewhat longer line of text to echo back again\n",
+    };
     for (int round = 0; round < 5; round++)
         for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++)
             IT_ECHO(fd, msgs[i], strlen(msgs[i]));
@@ -274,8 +277,10 @@ static void half_close_after_round_trip(void **state)
     int fd;
     IT_CONNECT(fd);
     IT_ECHO(fd, "first", 5);
-    assert_int_equal(it_send_all(fd, "second", 6, 5000), 0);
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    IT_CHECK(it_send_all(fd, "second", 6, 5000) == 0,
+             "sending after a round trip: %s", it_errbuf);
+    IT_CHECK(shutdown(fd, SHUT_WR) == 0, "shutdown(SHUT_WR): %s",
+             strerror(errno));
     char buf[16];
     size_t got;
     int rc = it_recv_until_eof(fd, buf, sizeof buf, 5000, &got);

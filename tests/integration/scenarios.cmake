@@ -14,9 +14,16 @@ set(IT_MODEL_SCENARIOS
   http
   max_conn
   idle
+  kill9
+  workers
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
   bad_plugin
   check_ok
+  reload_swap
+  reload_bad
+  drain
+  listen_change
+  signals
 )
