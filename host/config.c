@@ -396,6 +396,7 @@ void cfg_free(struct ios_config *cfg)
     free(cfg->plugin_dir);
     free(cfg->handler);
     free(cfg->pid_file);
+    free(cfg->status_listen);
     free(cfg->user);
     free(cfg->group);
     free(cfg->http.body);
@@ -595,6 +596,24 @@ static int check_listen(struct load_ctx *cx, const config_setting_t *s)
     cfg->listen_addr = ss;
     cfg->listen_addrlen = len;
     return 0;
+}
+
+/* The master's metrics endpoint: off unless set. */
+static int check_status_listen(struct load_ctx *cx, const config_setting_t *s)
+{
+    struct ios_config *cfg = cx->cfg;
+    const char *v;
+    char msg[512];
+
+    if (get_string(&cx->rep, s, &v) < 0)
+        return -1;
+    free(cfg->status_listen);
+    cfg->status_listen = NULL;
+    if (v[0] == '\0')
+        return 0;
+    if (cfg_parse_listen(v, &cfg->status_addr, &cfg->status_addrlen, msg, sizeof msg) < 0)
+        return fail_at(&cx->rep, s, "'status_listen': %s", msg);
+    return set_string(&cx->rep, &cfg->status_listen, v);
 }
 
 static int model_name_ok(const config_setting_t *e)
@@ -803,6 +822,7 @@ static const struct rule top_rules[] = {
     R_MS("drain_timeout", drain_timeout_ms, 86400),
     R_CUSTOM("log_level", check_log_level),
     R_CUSTOM("pid_file", check_pid_file),
+    R_CUSTOM("status_listen", check_status_listen),
     R_CUSTOM("user", check_user),
     R_CUSTOM("group", check_group),
     R_SIZE("read_chunk", read_chunk, 512, 1048576),

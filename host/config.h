@@ -41,6 +41,9 @@ struct ios_config {
     unsigned drain_timeout_ms;   /* drain_timeout (s) */
     enum ios_log_level log_level;
     char *pid_file;    /* absolute, or NULL when unset/empty */
+    char *status_listen; /* "HOST:PORT" of the master's /metrics, or NULL = off */
+    struct sockaddr_storage status_addr;
+    socklen_t status_addrlen;
     char *user;        /* drop privileges to these when started as root; NULL = don't */
     char *group;
 

@@ -15,6 +15,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +24,16 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "log.h"
 #include "master.h"
 #include "pidfile.h"
 #include "privs.h"
+#include "status.h"
 #include "worker.h"
 
 #define MAX_GENERATIONS 16
@@ -63,6 +67,22 @@ struct generation {
     unsigned nslots;
 };
 
+/* What /metrics reports beyond the live generations' counters. */
+#define MAX_MODEL_TOTALS 32
+#define MAX_FALLBACKS 16
+struct master_stats {
+    uint64_t reloads, reloads_failed, worker_restarts;
+    struct model_totals { /* counters of generations that have ended */
+        char model[64];
+        struct ios_counters c;
+    } retired[MAX_MODEL_TOTALS];
+    struct fallback { /* a model skipped for the next one of the list */
+        char model[64];
+        char reason[160];
+        uint64_t count;
+    } fallbacks[MAX_FALLBACKS];
+};
+
 struct master {
     const struct master_opts *opts;
     int sigfd;
@@ -75,6 +95,9 @@ struct master {
     uint64_t kill_at_ms;
     int exit_code;
     char *pid_file;
+    bool socket_activated; /* the listening socket came from systemd */
+    struct status_server status;
+    struct master_stats stats;
 };
 
 static uint64_t now_ms(void)
@@ -85,27 +108,6 @@ static uint64_t now_ms(void)
 }
 
 /* --------------------------------------------------------- the socket */
-
-void master_format_addr(int fd, char *out, size_t outlen)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
-            port = ntohs(s6->sin6_port);
-            snprintf(out, outlen, "[%s]:%u", host, port);
-            return;
-        }
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
-        port = ntohs(s4->sin_port);
-    }
-    snprintf(out, outlen, "%s:%u", host, port);
-}
 
 int master_bind(const struct ios_config *cfg, char *err, size_t errlen)
 {
@@ -229,8 +231,33 @@ static void signal_workers(struct generation *g, int sig)
 
 /* ------------------------------------------------------- generations */
 
+/* Keeps an ended generation's counters, so the per-model totals of
+ * /metrics never go backwards. */
+static void retire_counters(struct master *m, const struct generation *g)
+{
+    for (unsigned i = 0; g->counters && i < g->nslots; i++) {
+        const char *model = g->slots[i].model[0] ? g->slots[i].model : g->cfg->models[0];
+        struct model_totals *t = NULL;
+        for (unsigned j = 0; j < MAX_MODEL_TOTALS && !t; j++) {
+            struct model_totals *e = &m->stats.retired[j];
+            if (e->model[0] == '\0' || strcmp(e->model, model) == 0)
+                t = e;
+        }
+        if (!t)
+            return; /* more distinct models than slots: keep what we have */
+        snprintf(t->model, sizeof(t->model), "%.63s", model);
+        const struct ios_counters *c = &g->counters[i];
+        t->c.accepted += c->accepted;
+        t->c.refused += c->refused;
+        t->c.closed += c->closed;
+        t->c.bytes_in += c->bytes_in;
+        t->c.bytes_out += c->bytes_out;
+    }
+}
+
 static void gen_free(struct master *m, struct generation *g)
 {
+    retire_counters(m, g);
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m->gens[i] == g)
             m->gens[i] = NULL;
@@ -324,13 +351,37 @@ static void gen_drain(struct generation *g)
              live_workers(g), g->cfg->drain_timeout_ms);
 }
 
+/* systemd (Type=notify): READY=1 again after every reload, failed or not,
+ * with a STATUS= line a person can read in `systemctl status`. */
+static void notify_serving(const struct master *m, const char *note)
+{
+    const struct generation *g = NULL;
+    for (unsigned i = 0; i < MAX_GENERATIONS && !g; i++)
+        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE)
+            g = m->gens[i];
+    if (!g)
+        return;
+    char addr[128];
+    addr_format_local(g->listen_fd, addr, sizeof(addr));
+    sd_notifyf(0, "READY=1\nSTATUS=%s%sserving %s with model %s, handler %s (generation %u)",
+               note ? note : "", note ? "; " : "", addr, g->slots[0].model,
+               g->cfg->handler, g->id);
+}
+
+static void reload_failed(struct master *m)
+{
+    m->stats.reloads_failed++;
+    notify_serving(m, "last reload failed");
+}
+
 static void gen_fail(struct master *m, struct generation *g, const char *why)
 {
     struct generation *active = gen_find(m, GEN_ACTIVE);
-    if (active)
+    if (active) {
         log_error(0, "reload failed: generation %u %s; generation %u keeps serving",
                   g->id, why, active->id);
-    else
+        reload_failed(m);
+    } else
         log_error(0, "generation %u %s", g->id, why);
     g->state = GEN_FAILED;
     g->deadline_ms = 0;
@@ -350,7 +401,7 @@ static void gen_activate(struct master *m, struct generation *g)
     log_set_level(g->cfg->log_level);
 
     char addr[128];
-    master_format_addr(g->listen_fd, addr, sizeof(addr));
+    addr_format_local(g->listen_fd, addr, sizeof(addr));
     log_info("listening on %s (model %s, handler %s, %u worker%s, generation %u)",
              addr, g->slots[0].model, g->cfg->handler, g->nslots,
              g->nslots == 1 ? "" : "s", g->id);
@@ -359,6 +410,7 @@ static void gen_activate(struct master *m, struct generation *g)
         log_info("reload: generation %u serving, generation %u draining", g->id, old->id);
         gen_drain(old);
     }
+    notify_serving(m, NULL);
     if (m->quitting)
         gen_drain(g);
 }
@@ -381,21 +433,49 @@ static struct worker_slot *slot_of_pid(struct master *m, pid_t pid,
     return NULL;
 }
 
+static void note_fallback(struct master *m, const char *line)
+{
+    char model[64], reason[160];
+    const char *tab = strchr(line, '\t');
+    if (!tab)
+        return;
+    snprintf(model, sizeof(model), "%.*s", (int)(tab - line < 63 ? tab - line : 63), line);
+    snprintf(reason, sizeof(reason), "%.159s", tab + 1);
+    for (unsigned i = 0; i < MAX_FALLBACKS; i++) {
+        struct fallback *f = &m->stats.fallbacks[i];
+        if (f->model[0] == '\0') {
+            memcpy(f->model, model, sizeof(model));
+            memcpy(f->reason, reason, sizeof(reason));
+        }
+        if (strcmp(f->model, model) == 0 && strcmp(f->reason, reason) == 0) {
+            f->count++;
+            return;
+        }
+    }
+}
+
+/* A worker's report lines: "R<model>" = ready, "F<model>\t<reason>" = that
+ * model was skipped for the next one of the list. */
 static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
 {
-    char buf[256];
+    char buf[1024];
     ssize_t n;
     while ((n = read(w->report_fd, buf, sizeof(buf) - 1)) > 0) {
         buf[n] = '\0';
-        if (buf[0] != WORKER_READY_TAG || w->ready)
-            continue;
-        char *nl = strchr(buf, '\n');
-        if (nl)
+        for (char *line = buf, *nl; *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (!nl)
+                break; /* the worker writes whole lines at once */
             *nl = '\0';
-        snprintf(w->model, sizeof(w->model), "%.63s", buf + 1);
-        w->ready = true;
-        log_debug("generation %u: worker pid %d ready (model %s)", g->id, (int)w->pid,
-                  w->model);
+            if (line[0] == WORKER_FALLBACK_TAG) {
+                note_fallback(m, line + 1);
+            } else if (line[0] == WORKER_READY_TAG && !w->ready) {
+                snprintf(w->model, sizeof(w->model), "%.63s", line + 1);
+                w->ready = true;
+                log_debug("generation %u: worker pid %d ready (model %s)", g->id,
+                          (int)w->pid, w->model);
+            }
+        }
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         close(w->report_fd); /* the worker is exiting; SIGCHLD follows */
@@ -407,7 +487,6 @@ static void read_report(struct master *m, struct generation *g, struct worker_sl
                 return;
         gen_activate(m, g);
     }
-    (void)m;
 }
 
 static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64_t now)
@@ -492,8 +571,14 @@ static void do_reload(struct master *m)
         return;
     }
     m->reload_pending = false;
+    m->stats.reloads++;
     struct generation *active = gen_find(m, GEN_ACTIVE);
     log_info("reload: reading %s", m->opts->config_file);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu\nSTATUS=reloading %s",
+               (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000u,
+               m->opts->config_file);
 
     struct ios_config *cfg = calloc(1, sizeof(*cfg));
     char err[1024];
@@ -505,10 +590,15 @@ static void do_reload(struct master *m)
             cfg_free(cfg);
             free(cfg);
         }
+        reload_failed(m);
         return;
     }
+    if (status_configure(&m->status, cfg, err, sizeof(err)) != 0)
+        log_error(0, "reload: %s; keeping the previous status endpoint", err);
     int fd;
-    if (active && strcmp(active->cfg->listen, cfg->listen) == 0) {
+    if (active && m->socket_activated && strcmp(active->cfg->listen, cfg->listen) != 0)
+        log_warn(0, "reload: 'listen' changed, but the socket comes from systemd: kept");
+    if (active && (m->socket_activated || strcmp(active->cfg->listen, cfg->listen) == 0)) {
         fd = fcntl(active->listen_fd, F_DUPFD_CLOEXEC, 3);
         if (fd < 0)
             snprintf(err, sizeof(err), "dup of the listening socket: %s", strerror(errno));
@@ -519,6 +609,7 @@ static void do_reload(struct master *m)
         log_error(0, "reload failed: %s; keeping the current configuration", err);
         cfg_free(cfg);
         free(cfg);
+        reload_failed(m);
         return;
     }
     gen_start(m, cfg, fd);
@@ -538,6 +629,7 @@ static void on_signal(struct master *m, int sig)
         if (m->quitting || m->terminating)
             break;
         log_info("SIGQUIT: draining every generation, then exiting");
+        sd_notify(0, "STOPPING=1\nSTATUS=draining");
         m->quitting = true;
         for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
             struct generation *g = m->gens[i];
@@ -554,6 +646,7 @@ static void on_signal(struct master *m, int sig)
         if (m->terminating)
             break;
         log_info("SIG%s: stopping now", sigabbrev_np(sig));
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping");
         m->terminating = true;
         break;
     }
@@ -578,9 +671,11 @@ static void check_timers(struct master *m)
             continue;
         for (unsigned j = 0; j < g->nslots; j++) {
             struct worker_slot *w = &g->slots[j];
-            if (w->pid == 0 && w->respawn_at_ms && now >= w->respawn_at_ms &&
-                spawn_worker(m, g, j) != 0)
-                w->respawn_at_ms = now + RESPAWN_BACKOFF_FIRST_MS;
+            if (w->pid == 0 && w->respawn_at_ms && now >= w->respawn_at_ms) {
+                m->stats.worker_restarts++;
+                if (spawn_worker(m, g, j) != 0)
+                    w->respawn_at_ms = now + RESPAWN_BACKOFF_FIRST_MS;
+            }
         }
     }
 }
@@ -639,19 +734,166 @@ static void terminate_step(struct master *m)
     }
 }
 
-int master_run(const struct master_opts *opts, struct ios_config *cfg)
+/* ---------------------------------------------------------- metrics */
+
+static void metric_head(struct ios_buf *out, const char *name, const char *type,
+                        const char *help)
 {
-    struct master m = {.opts = opts, .sigfd = -1};
-    char err[1024];
+    char line[512];
+    int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                     name, type);
+    ios_buf_append(out, line, (size_t)n);
+}
 
-    int fd = master_bind(cfg, err, sizeof(err));
-    if (fd < 0) {
-        log_error(0, "%s", err);
-        cfg_free(cfg);
-        free(cfg);
-        return 1;
+/* Label values are our own model names and errno texts, but escape them
+ * as the exposition format requires all the same. */
+static void label_escape(char *dst, size_t len, const char *src)
+{
+    size_t j = 0;
+    for (; *src && j + 2 < len; src++) {
+        if (*src == '\\' || *src == '"') {
+            dst[j++] = '\\';
+            dst[j++] = *src;
+        } else if (*src == '\n') {
+            dst[j++] = ' ';
+        } else {
+            dst[j++] = *src;
+        }
     }
+    dst[j] = '\0';
+}
 
+static void metric_line(struct ios_buf *out, const char *name, const char *labels,
+                        uint64_t value)
+{
+    char line[768];
+    int n = snprintf(line, sizeof(line), "%s%s%s%s %llu\n", name, labels[0] ? "{" : "",
+                     labels, labels[0] ? "}" : "", (unsigned long long)value);
+    ios_buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static const struct counter_metric {
+    const char *name, *help;
+    size_t offset;
+} counter_metrics[] = {
+    {"ioserve_connections_accepted_total", "Connections accepted and kept.",
+     offsetof(struct ios_counters, accepted)},
+    {"ioserve_connections_refused_total", "Connections accepted and closed at once (a limit).",
+     offsetof(struct ios_counters, refused)},
+    {"ioserve_connections_closed_total", "Kept connections that have closed.",
+     offsetof(struct ios_counters, closed)},
+    {"ioserve_received_bytes_total", "Bytes received from clients.",
+     offsetof(struct ios_counters, bytes_in)},
+    {"ioserve_sent_bytes_total", "Bytes sent to clients.",
+     offsetof(struct ios_counters, bytes_out)},
+};
+
+static uint64_t counter_at(const struct ios_counters *c, size_t offset)
+{
+    return __atomic_load_n((const uint64_t *)((const char *)c + offset), __ATOMIC_RELAXED);
+}
+
+static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
+
+static void render_metrics(void *ctx, struct ios_buf *out)
+{
+    const struct master *m = ctx;
+    char labels[512], model[160];
+
+    /* Per model and generation; ended generations under generation="ended". */
+    for (size_t k = 0; k < sizeof(counter_metrics) / sizeof(counter_metrics[0]); k++) {
+        const struct counter_metric *cm = &counter_metrics[k];
+        metric_head(out, cm->name, "counter", cm->help);
+        for (unsigned i = 0; i < MAX_MODEL_TOTALS && m->stats.retired[i].model[0]; i++) {
+            label_escape(model, sizeof(model), m->stats.retired[i].model);
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"ended\"", model);
+            metric_line(out, cm->name, labels, counter_at(&m->stats.retired[i].c, cm->offset));
+        }
+        for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+            const struct generation *g = m->gens[i];
+            for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
+                label_escape(model, sizeof(model),
+                             g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
+                snprintf(labels, sizeof(labels),
+                         "model=\"%s\",generation=\"%u\",worker=\"%u\"", model, g->id, j);
+                metric_line(out, cm->name, labels, counter_at(&g->counters[j], cm->offset));
+            }
+        }
+    }
+    /* Every sample of a family must follow its own TYPE line. */
+    metric_head(out, "ioserve_connections_active", "gauge", "Connections open now.");
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
+            label_escape(model, sizeof(model),
+                         g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\",worker=\"%u\"",
+                     model, g->id, j);
+            metric_line(out, "ioserve_connections_active", labels,
+                        counter_at(&g->counters[j], offsetof(struct ios_counters, active)));
+        }
+    }
+    metric_head(out, "ioserve_workers", "gauge", "Worker processes running, by generation.");
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        if (!g)
+            continue;
+        snprintf(labels, sizeof(labels), "generation=\"%u\",state=\"%s\"", g->id,
+                 gen_state_names[g->state]);
+        metric_line(out, "ioserve_workers", labels, live_workers(g));
+    }
+    metric_head(out, "ioserve_reloads_total", "counter", "Reloads requested (SIGHUP).");
+    metric_line(out, "ioserve_reloads_total", "", m->stats.reloads);
+    metric_head(out, "ioserve_reloads_failed_total", "counter",
+                "Reloads refused: bad config, or the new generation did not start.");
+    metric_line(out, "ioserve_reloads_failed_total", "", m->stats.reloads_failed);
+    metric_head(out, "ioserve_worker_restarts_total", "counter",
+                "Workers respawned after dying unexpectedly.");
+    metric_line(out, "ioserve_worker_restarts_total", "", m->stats.worker_restarts);
+    metric_head(out, "ioserve_model_fallbacks_total", "counter",
+                "Models of a model list skipped for the next one, by reason.");
+    for (unsigned i = 0; i < MAX_FALLBACKS && m->stats.fallbacks[i].model[0]; i++) {
+        char reason[400];
+        label_escape(model, sizeof(model), m->stats.fallbacks[i].model);
+        label_escape(reason, sizeof(reason), m->stats.fallbacks[i].reason);
+        snprintf(labels, sizeof(labels), "model=\"%s\",reason=\"%.300s\"", model, reason);
+        metric_line(out, "ioserve_model_fallbacks_total", labels, m->stats.fallbacks[i].count);
+    }
+}
+
+/* --------------------------------------------------------------- run */
+
+/* Under systemd socket activation (LISTEN_FDS) the socket is handed over
+ * already bound; otherwise bind cfg->listen. */
+static int open_listener(struct master *m, const struct ios_config *cfg, char *err,
+                         size_t errlen)
+{
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        snprintf(err, errlen, "sd_listen_fds: %s", strerror(-n));
+        return -1;
+    }
+    if (n == 0)
+        return master_bind(cfg, err, errlen);
+    int fd = SD_LISTEN_FDS_START;
+    if (n > 1)
+        log_warn(0, "systemd passed %d sockets; serving the first only", n);
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+        snprintf(err, errlen, "the socket systemd passed (fd %d) is not a listening "
+                 "stream socket", fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    m->socket_activated = true;
+    char addr[128];
+    addr_format_local(fd, addr, sizeof(addr));
+    log_info("socket activation: serving %s from systemd ('listen' is not used)", addr);
+    return fd;
+}
+
+static int setup_signals(struct master *m)
+{
     sigset_t mask;
     sigemptyset(&mask);
     int sigs[] = {SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT};
@@ -659,64 +901,35 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
         sigaddset(&mask, sigs[i]);
     sigprocmask(SIG_BLOCK, &mask, NULL);
     signal(SIGPIPE, SIG_IGN);
-    m.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (m.sigfd < 0) {
+    m->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (m->sigfd < 0) {
         log_error(errno, "signalfd");
-        close(fd);
-        cfg_free(cfg);
-        free(cfg);
-        return 1;
+        return -1;
     }
+    return 0;
+}
 
-    if (cfg->pid_file) {
-        m.pid_file = strdup(cfg->pid_file);
-        if (!m.pid_file || pidfile_write(m.pid_file, err, sizeof(err)) != 0) {
-            log_error(0, "%s", m.pid_file ? err : "out of memory");
-            close(fd);
-            close(m.sigfd);
-            cfg_free(cfg);
-            free(cfg);
-            free(m.pid_file);
-            return 1;
-        }
-    }
+#define MAX_POLL (1 + MAX_GENERATIONS * 64 + 1 + STATUS_MAX_CONNS)
 
-    /* After bind (a low port may need root) and before any worker loads
-     * a plugin. */
-    if (privs_drop(cfg->user, cfg->group, err, sizeof(err)) != 0) {
-        log_error(0, "%s", err);
-        if (m.pid_file) {
-            pidfile_remove(m.pid_file);
-            free(m.pid_file);
-        }
-        close(fd);
-        close(m.sigfd);
-        cfg_free(cfg);
-        free(cfg);
-        return 1;
-    }
-    if ((cfg->user || cfg->group) && geteuid() != 0 && getuid() != 0)
-        log_debug("not running as root: user/group need no dropping");
-
-    gen_start(&m, cfg, fd);
-
-    while (any_generation(&m) || (m.terminating && any_worker(&m))) {
-        if (m.terminating) {
-            if (!any_worker(&m))
+static void run_loop(struct master *m)
+{
+    while (any_generation(m) || (m->terminating && any_worker(m))) {
+        if (m->terminating) {
+            if (!any_worker(m))
                 break;
-            terminate_step(&m);
+            terminate_step(m);
         }
-        if (m.reload_pending && !gen_find(&m, GEN_STARTING) && !m.quitting &&
-            !m.terminating)
-            do_reload(&m);
+        if (m->reload_pending && !gen_find(m, GEN_STARTING) && !m->quitting &&
+            !m->terminating)
+            do_reload(m);
 
-        struct pollfd pfds[1 + MAX_GENERATIONS * 64];
-        struct worker_slot *owners[1 + MAX_GENERATIONS * 64];
-        struct generation *owner_gen[1 + MAX_GENERATIONS * 64];
+        struct pollfd pfds[MAX_POLL];
+        struct worker_slot *owners[MAX_POLL];
+        struct generation *owner_gen[MAX_POLL];
         nfds_t n = 0;
-        pfds[n++] = (struct pollfd){.fd = m.sigfd, .events = POLLIN};
+        pfds[n++] = (struct pollfd){.fd = m->sigfd, .events = POLLIN};
         for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-            struct generation *g = m.gens[i];
+            struct generation *g = m->gens[i];
             for (unsigned j = 0; g && j < g->nslots; j++) {
                 if (g->slots[j].report_fd < 0)
                     continue;
@@ -725,30 +938,87 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
                 pfds[n++] = (struct pollfd){.fd = g->slots[j].report_fd, .events = POLLIN};
             }
         }
-        int rc = poll(pfds, n, next_timeout(&m));
+        nfds_t status_at = n;
+        n += status_pollfds(&m->status, pfds + n, MAX_POLL - n);
+
+        int timeout = next_timeout(m);
+        int st = status_timeout_ms(&m->status);
+        if (st >= 0 && (timeout < 0 || st < timeout))
+            timeout = st;
+        int rc = poll(pfds, n, timeout);
         if (rc < 0 && errno != EINTR) {
             log_error(errno, "poll");
             break;
         }
-        for (nfds_t i = 1; rc > 0 && i < n; i++)
+        for (nfds_t i = 1; rc > 0 && i < status_at; i++)
             if (pfds[i].revents && owners[i]->report_fd == pfds[i].fd)
-                read_report(&m, owner_gen[i], owners[i]);
+                read_report(m, owner_gen[i], owners[i]);
+        status_handle(&m->status, pfds + status_at, n - status_at);
         if (rc > 0 && (pfds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
-            while (read(m.sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
-                on_signal(&m, (int)si.ssi_signo);
+            while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                on_signal(m, (int)si.ssi_signo);
         }
-        check_timers(&m);
+        check_timers(m);
     }
+}
+
+int master_run(const struct master_opts *opts, struct ios_config *cfg)
+{
+    struct master m = {.opts = opts, .sigfd = -1};
+    char err[1024];
+    int fd = -1;
+    status_init(&m.status, render_metrics, &m);
+
+    if ((fd = open_listener(&m, cfg, err, sizeof(err))) < 0 ||
+        status_configure(&m.status, cfg, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        goto fail;
+    }
+    if (setup_signals(&m) != 0)
+        goto fail;
+    if (cfg->pid_file) {
+        m.pid_file = strdup(cfg->pid_file);
+        if (!m.pid_file || pidfile_write(m.pid_file, err, sizeof(err)) != 0) {
+            log_error(0, "%s", m.pid_file ? err : "out of memory");
+            free(m.pid_file);
+            m.pid_file = NULL;
+            goto fail;
+        }
+    }
+    /* After bind (a low port may need root) and before any worker loads
+     * a plugin. */
+    if (privs_drop(cfg->user, cfg->group, err, sizeof(err)) != 0) {
+        log_error(0, "%s", err);
+        goto fail;
+    }
+
+    struct generation *first = gen_start(&m, cfg, fd); /* takes cfg and fd */
+    cfg = NULL;
+    fd = -1;
+    if (!first)
+        m.exit_code = 1;
+    run_loop(&m);
+    sd_notify(0, "STOPPING=1");
 
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m.gens[i])
             gen_free(&m, m.gens[i]);
+    log_info("exiting");
+fail:
     if (m.pid_file) {
         pidfile_remove(m.pid_file);
         free(m.pid_file);
     }
-    close(m.sigfd);
-    log_info("exiting");
+    status_fini(&m.status);
+    if (m.sigfd >= 0)
+        close(m.sigfd);
+    if (fd >= 0)
+        close(fd);
+    if (cfg) {
+        cfg_free(cfg);
+        free(cfg);
+        return 1;
+    }
     return m.exit_code;
 }

@@ -21,7 +21,4 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg);
  * fd, or -1 with a message in err. */
 int master_bind(const struct ios_config *cfg, char *err, size_t errlen);
 
-/* "127.0.0.1:8080" / "[::1]:8080" of a bound socket. */
-void master_format_addr(int fd, char *out, size_t outlen);
-
 #endif

@@ -107,6 +107,21 @@ int worker_check(const struct ios_config *cfg)
     return failures ? -1 : 0;
 }
 
+/* Tells the master why a model of the list was skipped (for /metrics). */
+static void report_fallback(int report_fd, const char *model, const char *reason)
+{
+    if (report_fd < 0)
+        return;
+    char line[256];
+    int n = snprintf(line, sizeof(line), "%c%.63s\t%.150s\n", WORKER_FALLBACK_TAG, model,
+                     reason);
+    for (char *p = line + 1; p < line + n - 1; p++)
+        if (*p == '\n')
+            *p = ' ';
+    while (write(report_fd, line, (size_t)n) < 0 && errno == EINTR)
+        ;
+}
+
 int worker_main(const struct worker_args *a)
 {
     const struct ios_config *cfg = a->cfg;
@@ -118,6 +133,7 @@ int worker_main(const struct worker_args *a)
         if (load_model(cfg, cfg->models[i], &p, err, sizeof(err)) != 0) {
             log_error(0, "%s%s", err,
                       i + 1 < cfg->n_models ? "; trying the next model" : "");
+            report_fallback(a->report_fd, cfg->models[i], err);
             continue;
         }
 
@@ -163,6 +179,8 @@ int worker_main(const struct worker_args *a)
         }
         log_error(rc < 0 ? -rc : 0, "model %s did not start%s", p.desc->name,
                   i + 1 < cfg->n_models ? "; trying the next model" : "");
+        report_fallback(a->report_fd, p.desc->name,
+                        rc < 0 ? strerror(-rc) : "returned before it was ready");
         plugin_close(&p);
     }
     return code;

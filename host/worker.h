@@ -11,8 +11,10 @@
 #define WORKER_EXIT_FAILED 1      /* the model failed after it started */
 #define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */
 
-/* Ready report sent on report_fd: "R<model name>\n". */
+/* Report lines sent on report_fd: "R<model name>\n" once the model runs;
+ * "F<model>\t<reason>\n" for each model of the list skipped before it. */
 #define WORKER_READY_TAG 'R'
+#define WORKER_FALLBACK_TAG 'F'
 
 struct worker_args {
     const struct ios_config *cfg;

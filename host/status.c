@@ -1,0 +1,225 @@
+#include <errno.h>
+#include <stdbool.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "log.h"
+#include "status.h"
+
+#define STATUS_CONN_TIMEOUT_MS 5000
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void status_init(struct status_server *s, status_render_fn render, void *ctx)
+{
+    memset(s, 0, sizeof(*s));
+    s->listen_fd = -1;
+    s->render = render;
+    s->ctx = ctx;
+    for (int i = 0; i < STATUS_MAX_CONNS; i++)
+        s->conns[i].fd = -1;
+}
+
+static void conn_close(struct status_conn *c)
+{
+    close(c->fd);
+    c->fd = -1;
+    c->inlen = 0;
+    ios_buf_free(&c->out);
+}
+
+void status_fini(struct status_server *s)
+{
+    for (int i = 0; i < STATUS_MAX_CONNS; i++)
+        if (s->conns[i].fd >= 0)
+            conn_close(&s->conns[i]);
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    s->listen_fd = -1;
+    free(s->listen);
+    s->listen = NULL;
+}
+
+int status_configure(struct status_server *s, const struct ios_config *cfg, char *err,
+                     size_t errlen)
+{
+    if (!cfg->status_listen) {
+        if (s->listen_fd >= 0)
+            log_info("status: /metrics endpoint closed");
+        status_fini(s);
+        return 0;
+    }
+    if (s->listen && strcmp(s->listen, cfg->status_listen) == 0)
+        return 0;
+
+    int fd = socket(cfg->status_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(fd, (const struct sockaddr *)&cfg->status_addr, cfg->status_addrlen) != 0 ||
+        listen(fd, 16) != 0) {
+        snprintf(err, errlen, "status_listen %s: %s", cfg->status_listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    char *name = strdup(cfg->status_listen);
+    if (!name) {
+        close(fd);
+        snprintf(err, errlen, "status_listen: out of memory");
+        return -1;
+    }
+    status_fini(s);
+    s->listen_fd = fd;
+    s->listen = name;
+    char addr[128];
+    addr_format_local(fd, addr, sizeof(addr));
+    log_info("status: metrics on http://%s/metrics", addr);
+    return 0;
+}
+
+size_t status_pollfds(const struct status_server *s, struct pollfd *pfds, size_t max)
+{
+    size_t n = 0;
+    if (s->listen_fd < 0 || max == 0)
+        return 0;
+    pfds[n++] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+    for (int i = 0; i < STATUS_MAX_CONNS && n < max; i++) {
+        const struct status_conn *c = &s->conns[i];
+        if (c->fd >= 0)
+            pfds[n++] = (struct pollfd){
+                .fd = c->fd, .events = ios_buf_pending(&c->out) ? POLLOUT : POLLIN};
+    }
+    return n;
+}
+
+int status_timeout_ms(const struct status_server *s)
+{
+    uint64_t now = now_ms(), best = UINT64_MAX;
+    for (int i = 0; i < STATUS_MAX_CONNS; i++)
+        if (s->conns[i].fd >= 0 && s->conns[i].deadline_ms < best)
+            best = s->conns[i].deadline_ms;
+    if (best == UINT64_MAX)
+        return -1;
+    return best <= now ? 0 : (int)(best - now);
+}
+
+static void respond(struct status_server *s, struct status_conn *c, int code,
+                    const char *reason, const char *type, struct ios_buf *body)
+{
+    char head[256];
+    int n = snprintf(head, sizeof(head),
+                     "HTTP/1.1 %d %s\r\nServer: ioserve\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                     code, reason, type, body ? ios_buf_pending(body) : 0);
+    if (ios_buf_append(&c->out, head, (size_t)n) != 0 ||
+        (body && ios_buf_append(&c->out, body->data + body->off, ios_buf_pending(body)) != 0))
+        conn_close(c);
+    (void)s;
+}
+
+/* A request head is complete: answer it. */
+static void answer(struct status_server *s, struct status_conn *c)
+{
+    bool get = strncmp(c->in, "GET ", 4) == 0;
+    bool head = strncmp(c->in, "HEAD ", 5) == 0;
+    const char *target = c->in + (get ? 4 : 5);
+    if (!get && !head) {
+        respond(s, c, 405, "Method Not Allowed", "text/plain", NULL);
+        return;
+    }
+    if (strncmp(target, "/metrics ", 9) != 0 && strncmp(target, "/metrics?", 9) != 0) {
+        respond(s, c, 404, "Not Found", "text/plain", NULL);
+        return;
+    }
+    struct ios_buf body = {0};
+    s->render(s->ctx, &body);
+    respond(s, c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body);
+    if (head && c->fd >= 0)
+        c->out.len -= ios_buf_pending(&body); /* the same head, no body */
+    ios_buf_free(&body);
+}
+
+static void conn_read(struct status_server *s, struct status_conn *c)
+{
+    ssize_t n = recv(c->fd, c->in + c->inlen, sizeof(c->in) - 1 - c->inlen, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    c->inlen += (size_t)n;
+    c->in[c->inlen] = '\0';
+    if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n"))
+        answer(s, c);
+    else if (c->inlen == sizeof(c->in) - 1)
+        respond(s, c, 431, "Request Header Fields Too Large", "text/plain", NULL);
+}
+
+static void conn_write(struct status_conn *c)
+{
+    ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out), MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c);
+        return;
+    }
+    ios_buf_consume(&c->out, (size_t)n);
+    if (ios_buf_pending(&c->out) == 0)
+        conn_close(c);
+}
+
+static void accept_all(struct status_server *s)
+{
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct status_conn *slot = NULL;
+        for (int i = 0; i < STATUS_MAX_CONNS && !slot; i++)
+            if (s->conns[i].fd < 0)
+                slot = &s->conns[i];
+        if (!slot) { /* scrapers are few; more than this is abuse */
+            close(fd);
+            continue;
+        }
+        slot->fd = fd;
+        slot->inlen = 0;
+        slot->deadline_ms = now_ms() + STATUS_CONN_TIMEOUT_MS;
+    }
+}
+
+void status_handle(struct status_server *s, const struct pollfd *pfds, size_t n)
+{
+    uint64_t now = now_ms();
+    for (size_t i = 1; i < n; i++) {
+        for (int j = 0; j < STATUS_MAX_CONNS; j++) {
+            struct status_conn *c = &s->conns[j];
+            if (c->fd != pfds[i].fd || !pfds[i].revents)
+                continue;
+            if (ios_buf_pending(&c->out))
+                conn_write(c);
+            else
+                conn_read(s, c);
+            if (c->fd >= 0 && ios_buf_pending(&c->out))
+                conn_write(c);
+        }
+    }
+    for (int j = 0; j < STATUS_MAX_CONNS; j++)
+        if (s->conns[j].fd >= 0 && now >= s->conns[j].deadline_ms)
+            conn_close(&s->conns[j]);
+    if (n > 0 && pfds[0].revents)
+        accept_all(s);
+}

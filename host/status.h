@@ -1,0 +1,49 @@
+/* The master's status endpoint: GET /metrics in Prometheus text format.
+ * Served from the master's own poll loop, non-blocking, a few connections
+ * at a time, so a stuck scraper can never stall supervision. */
+#ifndef IOSERVE_STATUS_H
+#define IOSERVE_STATUS_H
+
+#include <poll.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ioserve/plugin.h"
+
+#define STATUS_MAX_CONNS 16
+
+struct status_conn {
+    int fd;               /* -1: free slot */
+    char in[2048];
+    size_t inlen;
+    struct ios_buf out;
+    uint64_t deadline_ms;
+};
+
+/* Writes the metrics page into out. */
+typedef void (*status_render_fn)(void *ctx, struct ios_buf *out);
+
+struct status_server {
+    int listen_fd; /* -1: off */
+    char *listen;  /* as configured */
+    struct status_conn conns[STATUS_MAX_CONNS];
+    status_render_fn render;
+    void *ctx;
+};
+
+void status_init(struct status_server *s, status_render_fn render, void *ctx);
+/* Binds cfg->status_listen if set and different from what is bound now
+ * (reloads keep a working socket).  0, or -1 with err set. */
+int status_configure(struct status_server *s, const struct ios_config *cfg, char *err,
+                     size_t errlen);
+void status_fini(struct status_server *s);
+
+/* Appends this server's descriptors to pfds (at most max); returns how many. */
+size_t status_pollfds(const struct status_server *s, struct pollfd *pfds, size_t max);
+/* Handles the revents of the entries status_pollfds added. */
+void status_handle(struct status_server *s, const struct pollfd *pfds, size_t n);
+/* Milliseconds until a connection times out, or -1. */
+int status_timeout_ms(const struct status_server *s);
+
+#endif
