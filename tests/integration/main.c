@@ -16,6 +16,11 @@ int it_run_kill9(void);
 int it_run_workers(void);
 int it_run_signals(void);
 
+/* sc_systemd.c: metrics, socket activation, sd_notify */
+int it_run_metrics(void);
+int it_run_socket_activation(void);
+int it_run_sd_notify(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -41,6 +46,9 @@ static const struct scenario scenarios[] = {
     {"kill9", it_run_kill9},
     {"workers", it_run_workers},
     {"signals", it_run_signals},
+    {"metrics", it_run_metrics},
+    {"socket_activation", it_run_socket_activation},
+    {"sd_notify", it_run_sd_notify},
 };
 
 static void usage(void)

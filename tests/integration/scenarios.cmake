@@ -26,4 +26,7 @@ set(IT_GLOBAL_SCENARIOS
   drain
   listen_change
   signals
+  metrics
+  socket_activation
+  sd_notify
 )

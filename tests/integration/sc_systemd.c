@@ -1,0 +1,413 @@
+/* Global scenarios metrics, socket_activation, sd_notify: what the master
+ * tells the outside world (Prometheus, systemd). */
+#include "harness.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ================================================================ metrics */
+
+/* The port of "status: metrics on http://127.0.0.1:PORT/metrics". */
+static int status_port(const struct it_server *s)
+{
+    char *log = it_read_file(s->log, NULL);
+    int port = 0;
+    const char *p = log ? strstr(log, "metrics on http://127.0.0.1:") : NULL;
+    if (p)
+        port = atoi(p + strlen("metrics on http://127.0.0.1:"));
+    free(log);
+    return port;
+}
+
+/* GET path from the status endpoint; returns the whole response. */
+static char *http_get(int port, const char *path)
+{
+    int fd = it_connect(port);
+    if (fd < 0)
+        return NULL;
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    static char buf[1 << 17];
+    size_t got = 0;
+    if (it_send_all(fd, req, (size_t)n, 5000) != 0 ||
+        it_recv_until_eof(fd, buf, sizeof buf - 1, 5000, &got) != 0) {
+        it_close(fd);
+        return NULL;
+    }
+    it_close(fd);
+    buf[got] = '\0';
+    return buf;
+}
+
+static int name_char(char c, int first)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+           (!first && c >= '0' && c <= '9');
+}
+
+/*
+ * Checks the Prometheus text exposition format the way a scraper parses it:
+ * every sample is NAME{LABEL="VALUE",...} NUMBER, every family has HELP and
+ * TYPE before its samples, and a family's samples are not split.
+ */
+static void check_exposition(const char *body)
+{
+    char families[64][96];
+    int nfam = 0;
+    char current[96] = "";
+    const char *line = body;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        IT_CHECK(end, "metrics: last line lacks a newline");
+        char l[1024];
+        size_t len = (size_t)(end - line);
+        IT_CHECK(len < sizeof l, "metrics: line too long");
+        memcpy(l, line, len);
+        l[len] = '\0';
+        line = end + 1;
+        if (strncmp(l, "# HELP ", 7) == 0)
+            continue;
+        if (strncmp(l, "# TYPE ", 7) == 0) {
+            char name[96], type[32];
+            IT_CHECK(sscanf(l + 7, "%95s %31s", name, type) == 2, "bad TYPE line: %s", l);
+            IT_CHECK(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0,
+                     "unexpected type in: %s", l);
+            for (int i = 0; i < nfam; i++)
+                IT_CHECK(strcmp(families[i], name) != 0, "family %s declared twice", name);
+            IT_CHECK(nfam < 64, "too many families");
+            snprintf(families[nfam++], sizeof families[0], "%s", name);
+            snprintf(current, sizeof current, "%s", name);
+            continue;
+        }
+        IT_CHECK(l[0] != '#', "unexpected comment: %s", l);
+        /* name */
+        size_t i = 0;
+        IT_CHECK(name_char(l[0], 1), "bad metric name in: %s", l);
+        while (name_char(l[i], 0))
+            i++;
+        IT_CHECK(strncmp(l, current, i) == 0 && current[i] == '\0',
+                 "sample outside its family (after TYPE %s): %s", current, l);
+        if (l[i] == '{') {
+            i++;
+            while (l[i] != '}') {
+                IT_CHECK(name_char(l[i], 1), "bad label name in: %s", l);
+                while (name_char(l[i], 0))
+                    i++;
+                IT_CHECK(l[i] == '=' && l[i + 1] == '"', "bad label in: %s", l);
+                i += 2;
+                while (l[i] && l[i] != '"')
+                    i += l[i] == '\\' ? 2 : 1;
+                IT_CHECK(l[i] == '"', "unterminated label value in: %s", l);
+                i++;
+                if (l[i] == ',')
+                    i++;
+            }
+            i++;
+        }
+        IT_CHECK(l[i] == ' ', "no space before the value in: %s", l);
+        char *num_end;
+        strtod(l + i + 1, &num_end);
+        IT_CHECK(num_end != l + i + 1 && *num_end == '\0', "bad value in: %s", l);
+    }
+}
+
+/* Sum of every sample of `family` (optionally only those whose labels
+ * contain `label`). */
+static unsigned long long metric_sum(const char *body, const char *family, const char *label)
+{
+    unsigned long long sum = 0;
+    size_t flen = strlen(family);
+    for (const char *l = body; *l; l = strchr(l, '\n') + 1) {
+        const char *end = strchr(l, '\n');
+        if (!end)
+            break;
+        if (strncmp(l, family, flen) == 0 && (l[flen] == '{' || l[flen] == ' ')) {
+            const char *sp = memchr(l, ' ', (size_t)(end - l));
+            char labels[512];
+            snprintf(labels, sizeof labels, "%.*s", (int)(end - l), l);
+            if (sp && (!label || strstr(labels, label)))
+                sum += strtoull(sp + 1, NULL, 10);
+        }
+    }
+    return sum;
+}
+
+static int metrics_setup(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"status_listen = \"127.0.0.1:0\";", NULL};
+    return it_group_start(lines);
+}
+
+static void wait_metric(int port, const char *family, unsigned long long want)
+{
+    unsigned long long got = 0;
+    for (int i = 0; i < 200; i++) {
+        char *body = http_get(port, "/metrics");
+        const char *b = body ? strstr(body, "\r\n\r\n") : NULL;
+        got = b ? metric_sum(b + 4, family, NULL) : 0;
+        if (got == want)
+            return;
+        it_sleep_ms(20);
+    }
+    IT_FAIL("%s = %llu, expected %llu", family, got, want);
+}
+
+static void test_metrics_counts_a_known_load(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    int port = status_port(it_srv);
+    IT_CHECK(port > 0, "no \"metrics on\" line in the log");
+
+    char msg[100];
+    memset(msg, 'm', sizeof msg);
+    for (int i = 0; i < 5; i++) {
+        int fd;
+        IT_CONNECT(fd);
+        IT_ECHO(fd, msg, sizeof msg);
+        it_close(fd);
+    }
+    wait_metric(port, "ioserve_connections_closed_total", 5);
+
+    char *resp = http_get(port, "/metrics");
+    IT_CHECK(resp && strncmp(resp, "HTTP/1.1 200", 12) == 0, "GET /metrics: %s",
+             resp ? resp : "no answer");
+    IT_CHECK(strstr(resp, "Content-Type: text/plain; version=0.0.4"), "content type: %s", resp);
+    const char *body = strstr(resp, "\r\n\r\n") + 4;
+    check_exposition(body);
+    assert_int_equal(metric_sum(body, "ioserve_connections_accepted_total", NULL), 5);
+    assert_int_equal(metric_sum(body, "ioserve_received_bytes_total", NULL), 500);
+    assert_int_equal(metric_sum(body, "ioserve_sent_bytes_total", NULL), 500);
+    assert_int_equal(metric_sum(body, "ioserve_connections_active", NULL), 0);
+    assert_int_equal(metric_sum(body, "ioserve_workers", "state=\"active\""), 1);
+    assert_int_equal(metric_sum(body, "ioserve_reloads_total", NULL), 0);
+    IT_CHECK(strstr(body, "model=\"" ) && strstr(body, it_env.model), "no model label");
+
+    resp = http_get(port, "/nothing");
+    IT_CHECK(resp && strncmp(resp, "HTTP/1.1 404", 12) == 0, "GET /nothing: %s",
+             resp ? resp : "no answer");
+}
+
+/* Totals survive a reload (the ended generation's counters are kept), and
+ * reloads and failed reloads are counted. */
+static void test_metrics_across_reloads(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    int port = status_port(it_srv);
+    char *argv[] = {(char *)it_env.bin, "-c", it_srv->cfg, "-s", "reload", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 5000, NULL, &out, NULL);
+    free(out);
+    IT_CHECK(st == 0, "ioserve -s reload failed");
+    wait_metric(port, "ioserve_reloads_total", 1);
+    for (int i = 0; i < 200 && !it_log_contains(it_srv, "generation 2 serving"); i++)
+        it_sleep_ms(20);
+    IT_CHECK(it_log_contains(it_srv, "generation 2 serving"), "reload did not complete");
+    wait_metric(port, "ioserve_connections_accepted_total", 5);
+
+    /* A broken config: counted as a failed reload. */
+    char *text = it_read_file(it_srv->cfg, NULL);
+    assert_non_null(text);
+    char *broken = malloc(strlen(text) + 32);
+    sprintf(broken, "%s\nworkers = ;\n", text);
+    assert_int_equal(it_write_file(it_srv->cfg, broken), 0);
+    /* `-s reload` would refuse the broken file itself: signal directly. */
+    kill(it_srv->pid, SIGHUP);
+    wait_metric(port, "ioserve_reloads_failed_total", 1);
+    assert_int_equal(it_write_file(it_srv->cfg, text), 0);
+    free(broken);
+    free(text);
+}
+
+int it_run_metrics(void)
+{
+    const struct CMUnitTest tests[] = {
+        IT_TEST(test_metrics_counts_a_known_load),
+        /* Reloading replaces the workers, which IT_TEST's teardown forbids. */
+        cmocka_unit_test(test_metrics_across_reloads),
+    };
+    return cmocka_run_group_tests_name("metrics", tests, metrics_setup, it_group_teardown);
+}
+
+/* ====================================================== socket_activation */
+
+struct activation_client {
+    int port;
+    int ok;
+    char err[600];
+};
+
+/* Connecting is what makes systemd-socket-activate start ioserve. */
+static void *activation_client(void *arg)
+{
+    struct activation_client *a = arg;
+    for (int i = 0; i < 200 && !a->ok; i++) {
+        int fd = it_connect(a->port);
+        if (fd < 0) {
+            it_sleep_ms(20);
+            continue;
+        }
+        const char msg[] = "socket activated";
+        if (it_roundtrip(fd, msg, sizeof msg - 1, msg, sizeof msg - 1, 10000) == 0)
+            a->ok = 1;
+        else
+            snprintf(a->err, sizeof a->err, "%s", it_errbuf);
+        it_close(fd);
+    }
+    return NULL;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static void test_socket_activation(void **state)
+{
+    (void)state;
+    const char *activate = "/usr/bin/systemd-socket-activate";
+    if (access(activate, X_OK) != 0) {
+        it_log("SKIP: %s not installed (Debian package systemd)", activate);
+        skip();
+    }
+    /* `listen` names a port nobody serves: the passed socket must win. */
+    static const char *const lines[] = {"listen = \"127.0.0.1:1\";", NULL};
+    char *cfg = it_write_config("activated", lines);
+    assert_non_null(cfg);
+    struct activation_client a = {.port = free_port()};
+    IT_CHECK(a.port > 0, "no free port");
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", a.port);
+    char *argv[] = {(char *)activate, "-l", addr, (char *)it_env.bin, "-c", cfg, NULL};
+
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, activation_client, &a), 0);
+    char *out = NULL;
+    /* Runs until the client got its echo; then the harness stops it. */
+    it_run(argv, 10000, "listening on", &out, NULL);
+    pthread_join(t, NULL);
+    IT_CHECK(a.ok, "no echo through the activated socket: %s\n%s", a.err, out);
+    IT_CHECK(strstr(out, "socket activation: serving 127.0.0.1:"), "log: %s", out);
+    free(out);
+    free(cfg);
+}
+
+int it_run_socket_activation(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_socket_activation),
+    };
+    return cmocka_run_group_tests_name("socket_activation", tests, NULL, NULL);
+}
+
+/* ============================================================== sd_notify */
+
+static int notify_fd = -1;
+static char notify_path[100]; /* fits sockaddr_un.sun_path */
+
+/* Collects the datagrams the master sent to NOTIFY_SOCKET until one holds
+ * `want`; returns them all (static buffer). */
+static const char *notify_wait(const char *want)
+{
+    static char all[8192];
+    size_t len = strlen(all);
+    for (int64_t end = it_now_ms() + 10000; it_now_ms() < end;) {
+        if (strstr(all, want))
+            return all;
+        char buf[1024];
+        ssize_t n = recv(notify_fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+        if (n > 0 && len + (size_t)n + 2 < sizeof all) {
+            memcpy(all + len, buf, (size_t)n);
+            len += (size_t)n;
+            all[len++] = '\n';
+            all[len] = '\0';
+        } else {
+            it_sleep_ms(10);
+        }
+    }
+    return all;
+}
+
+static int notify_setup(void **state)
+{
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    snprintf(notify_path, sizeof notify_path, "%.80s/notify.sock", it_tmpdir());
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, notify_path, strlen(notify_path) + 1);
+    if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        it_log("notify socket: %s", strerror(errno));
+        return -1;
+    }
+    setenv("NOTIFY_SOCKET", notify_path, 1); /* the server inherits it */
+    int rc = it_group_start(NULL);
+    unsetenv("NOTIFY_SOCKET");
+    (void)state;
+    return rc;
+}
+
+static int notify_teardown(void **state)
+{
+    int rc = it_group_teardown(state);
+    if (notify_fd >= 0)
+        close(notify_fd);
+    unlink(notify_path);
+    return rc;
+}
+
+static void test_notify_ready_reload_stop(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    const char *got = notify_wait("READY=1");
+    IT_CHECK(strstr(got, "READY=1"), "no READY=1; got:\n%s", got);
+    IT_CHECK(strstr(got, "STATUS=serving 127.0.0.1:"), "no STATUS line; got:\n%s", got);
+
+    char *argv[] = {(char *)it_env.bin, "-c", it_srv->cfg, "-s", "reload", NULL};
+    char *out = NULL;
+    IT_CHECK(it_run(argv, 5000, NULL, &out, NULL) == 0, "-s reload failed: %s", out);
+    free(out);
+    got = notify_wait("RELOADING=1");
+    IT_CHECK(strstr(got, "RELOADING=1"), "no RELOADING=1; got:\n%s", got);
+    IT_CHECK(strstr(got, "MONOTONIC_USEC="), "no MONOTONIC_USEC; got:\n%s", got);
+    got = notify_wait("(generation 2)");
+    IT_CHECK(strstr(strstr(got, "RELOADING=1"), "READY=1"), "no READY=1 after the reload:\n%s",
+             got);
+
+    kill(it_srv->pid, SIGQUIT);
+    got = notify_wait("STOPPING=1");
+    IT_CHECK(strstr(got, "STOPPING=1"), "no STOPPING=1; got:\n%s", got);
+    for (int i = 0; i < 500 && it_server_alive(it_srv); i++)
+        it_sleep_ms(10);
+    IT_CHECK(!it_server_alive(it_srv), "the master did not exit after SIGQUIT");
+    IT_CHECK(WIFEXITED(it_srv->status) && WEXITSTATUS(it_srv->status) == 0,
+             "SIGQUIT: exit status 0x%x", it_srv->status);
+}
+
+int it_run_sd_notify(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_notify_ready_reload_stop),
+    };
+    return cmocka_run_group_tests_name("sd_notify", tests, notify_setup, notify_teardown);
+}
