@@ -16,8 +16,11 @@
  *
  * Every test starts its own server(s) through rs_start(); the test
  * teardown stops the client threads and stops and reaps those servers even
- * when an assertion failed.  Only our own children and the workers of our
- * own masters are ever signalled.
+ * when an assertion failed (the master waits for the workers of every
+ * generation before it exits, so stopping it ends them all).  Only our own
+ * children and the workers of our own masters are ever signalled.
+ * The client threads use their own socket helpers: the harness's keep
+ * global state.
  */
 #include "harness.h"
 
@@ -479,6 +482,8 @@ struct load_client {
     int started;
     int id;
     int reconnect; /* 1: a new connection per exchange */
+    long rotate;   /* long-lived: a new connection after this many
+                    * exchanges (0 = one connection for the whole run) */
     int port;
     int64_t t0;
     _Atomic long exchanges;
@@ -573,8 +578,8 @@ static void *lc_main(void *arg)
             close(fd);
             fd = -1;
         } else {
-            atomic_fetch_add(&c->exchanges, 1);
-            if (c->reconnect) {
+            long done = atomic_fetch_add(&c->exchanges, 1) + 1;
+            if (c->reconnect || (c->rotate && done % c->rotate == 0)) {
                 close(fd);
                 fd = -1;
             }
@@ -590,7 +595,10 @@ static void *lc_main(void *arg)
 }
 
 /* Starts n clients on port: the first half reconnect for every exchange,
- * the others keep one connection.  0, or -1 (threads that started run). */
+ * the others keep their connection across reloads: the last one for the
+ * whole run, the others move to a new connection every few hundred
+ * exchanges (so open connections are left on every generation, not only on
+ * the first).  0, or -1 (threads that started run). */
 static int rs_start_load(int port, int n)
 {
     memset(&g_load, 0, sizeof g_load);
@@ -601,6 +609,9 @@ static int rs_start_load(int port, int n)
         struct load_client *c = &g_load.c[i];
         c->id = i;
         c->reconnect = i < n / 2;
+        static const long rotate[] = {150, 400, 1000};
+        int li = i - n / 2; /* index among the long-lived ones */
+        c->rotate = c->reconnect || i == n - 1 || li >= 3 ? 0 : rotate[li];
         c->port = port;
         c->t0 = t0;
         if (pthread_create(&c->th, NULL, lc_main, c) != 0) {
@@ -684,6 +695,7 @@ static long rs_load_report(void)
 /* ============================================================ reload_swap */
 
 #define SWAP_BUDGET_MS 20000
+#define SWAP_DWELL_MS 400 /* each model serves this long under load */
 
 static void swap_through_models(void **state)
 {
@@ -700,7 +712,7 @@ static void swap_through_models(void **state)
     int first = 0;
     char mline[128];
     for (; first < nm && !s; first++) {
-        snprintf(mline, sizeof mline, "model = \"%s\";", models[first]);
+        snprintf(mline, sizeof mline, "model = \"%.63s\";", models[first]);
         const char *const lines[] = {mline, "drain_timeout = 60;", NULL};
         int unavail;
         s = rs_start_ex("swap", lines, &unavail);
@@ -725,13 +737,16 @@ static void swap_through_models(void **state)
     long snap[LOAD_MAX];
     memset(snap, 0, sizeof snap);
     int behind = rs_load_progress(snap, 3, 3000);
-    char problem[1024] = "";
+    char problem[4096] = "";
     if (behind)
         snprintf(problem, sizeof problem,
                  "%d of 8 clients made no 3 exchanges in 3 s before any reload",
                  behind);
 
     unsigned gen = 1;
+    unsigned served[RS_MAX_MODELS + 2];
+    int nserved = 0;
+    served[nserved++] = 1;
     int done = 0, skipped = 0;
     for (int k = 0; k < no && !problem[0]; k++) {
         const char *m = models[order[k]];
@@ -778,10 +793,14 @@ static void swap_through_models(void **state)
             break;
         }
         gen = r.gen;
+        served[nserved++] = gen;
         done++;
         rl_free(&r);
-        /* every client, fresh and long-lived, is served after the swap */
+        /* every client, fresh and long-lived, is served after the swap,
+         * and the new generation serves a while before the next one */
         behind = rs_load_progress(snap, 3, 3000);
+        if (!behind)
+            it_sleep_ms(SWAP_DWELL_MS);
         it_log("reload to %s: generation %u serving after %lld ms; %s", m, gen,
                (long long)took,
                behind ? "some clients stalled" : "every client progressed");
@@ -797,6 +816,15 @@ static void swap_through_models(void **state)
     long bad = rs_load_report();
     it_log("reload_swap: %d reloads completed, %d skipped, in %lld ms", done,
            skipped, (long long)(it_now_ms() - t_begin));
+    /* with every client gone, each replaced generation finishes draining
+     * (drain_timeout is 60 s: only closed connections can end them) */
+    for (int i = 0; !problem[0] && i + 1 < nserved; i++) {
+        char want[64];
+        snprintf(want, sizeof want, "generation %u: drained", served[i]);
+        if (!rs_wait_log(s, 0, want, 3000))
+            snprintf(problem, sizeof problem,
+                     "no \"%s\" within 3 s of its last client closing", want);
+    }
     IT_CHECK(bad == 0,
              "%ld client exchanges or connects failed during the swaps (see the "
              "client errors above; the first is the one that matters)",
@@ -886,7 +914,7 @@ static void bad_reloads_keep_serving(void **state)
         IT_FAIL("could not start the client threads");
     long snap[LOAD_MAX];
     memset(snap, 0, sizeof snap);
-    char problem[1536] = "";
+    char problem[4096] = "";
     if (rs_load_progress(snap, 3, 3000))
         snprintf(problem, sizeof problem, "clients stalled before any reload");
 
@@ -926,7 +954,7 @@ static void bad_reloads_keep_serving(void **state)
                 rs_describe(st, how, sizeof how);
                 snprintf(problem, sizeof problem,
                          "`ioserve -s reload` with a syntax error at %s: %s, "
-                         "output: %s (expected exit 1 naming %s)",
+                         "output: %.1000s (expected exit 1 naming %s)",
                          fileline, how, out ? out : "", fileline);
             }
             free(out);
@@ -995,7 +1023,7 @@ static void bad_reloads_keep_serving(void **state)
                 break;
             }
         char oline[128];
-        snprintf(oline, sizeof oline, "model = \"%s\";", other);
+        snprintf(oline, sizeof oline, "model = \"%.63s\";", other);
         const char *const lines[] = {oline, "drain_timeout = 60;", NULL};
         rs_load_snapshot(snap);
         struct rl_result r;
@@ -1003,7 +1031,7 @@ static void bad_reloads_keep_serving(void **state)
         if (r.outcome != RL_OK) {
             rs_print_segment("the good reload", r.seg);
             snprintf(problem, sizeof problem,
-                     "a good reload (model %s) after the bad ones: %s %s", other,
+                     "a good reload (model %s) after the bad ones: %s %.400s", other,
                      rl_name(r.outcome), r.cmd_out);
         } else if (rs_load_progress(snap, 3, 3000)) {
             snprintf(problem, sizeof problem,
