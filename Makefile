@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test test-asan clean
+.PHONY: all build deps run test test-asan clean bench
 
 all: build
 
@@ -26,6 +26,15 @@ test: build
 # The whole suite again under AddressSanitizer + UBSan, in its own tree.
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DIOSERVE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
+
+# The benchmark lab (tests/bench/run): every model, the hand-written
+# baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
+#   make bench MODELS="epoll uring" CONNS="50 500" ROUNDS=5 DURATION=2
+# (also WARMUP, DEPTH, SIZE, SWEEPS=no, EXTRAS=no, MAX_STEAL, MAX_OTHER).
+bench: build
+	@./tests/bench/install-deps
+	BUILD=$(BUILD) MODELS="$(MODELS)" CONNS="$(CONNS)" ROUNDS="$(ROUNDS)" \
+	DURATION="$(DURATION)" ./tests/bench/run
 
 clean:
 	rm -rf $(BUILD) build-asan
