@@ -163,9 +163,11 @@ static void child_become_worker(struct master *m, struct generation *g,
     signal(SIGINT, SIG_DFL);
     prctl(PR_SET_NAME, "ioserve-worker");
 
-    int lfd = fcntl(g->listen_fd, F_DUPFD, 100);
-    int sfd = fcntl(g->stop_rd, F_DUPFD, 100);
-    int rfd = fcntl(report_wr, F_DUPFD, 100);
+    /* Copies above 5 survive the dup2s onto 3..5 whatever the originals'
+     * numbers; any higher floor would fail under a low RLIMIT_NOFILE. */
+    int lfd = fcntl(g->listen_fd, F_DUPFD, 6);
+    int sfd = fcntl(g->stop_rd, F_DUPFD, 6);
+    int rfd = fcntl(report_wr, F_DUPFD, 6);
     if (lfd < 0 || sfd < 0 || rfd < 0 || dup2(lfd, 3) < 0 || dup2(sfd, 4) < 0 ||
         dup2(rfd, 5) < 0) {
         log_error(errno, "worker: setting up descriptors");

@@ -9,7 +9,8 @@
  *
  * The acceptor waits in poll(2) on the listening socket and stop_fd, since
  * a thread blocked in accept(2) could not notice a drain.  Idle connections
- * are closed through SO_RCVTIMEO/SO_SNDTIMEO (idle_timeout).
+ * are closed through SO_RCVTIMEO/SO_SNDTIMEO (idle_timeout), and so is a
+ * request that takes too long to arrive (request_timeout_ms).
  */
 #include <errno.h>
 #include <poll.h>
@@ -47,12 +48,25 @@ struct blocking_job {
     struct ioc_conn *conn;
 };
 
-static void set_timeouts(const struct ios_handler *h, int fd)
+static void set_timeout(int fd, int opt, unsigned ms)
 {
-    struct timeval tv = {.tv_sec = h->idle_timeout_ms / 1000,
-                         .tv_usec = (h->idle_timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+}
+
+/* How long the next recv may block: idle_timeout, or less while a request
+ * is unfinished (request_timeout_ms, the slowloris defence: no ioc_tick
+ * runs on a connection thread, so the socket timeout enforces it).
+ * 0 = the deadline has passed. */
+static unsigned recv_timeout_ms(const struct ioc_loop *loop, const struct ioc_conn *c)
+{
+    const struct ios_handler *h = loop->h;
+    if (!c->rq_next) /* not on the unfinished-request list */
+        return h->idle_timeout_ms;
+    uint64_t due = c->request_started_ms + h->request_timeout_ms;
+    uint64_t now = ioc_now_ms();
+    uint64_t left = due > now ? due - now : 0;
+    return left < h->idle_timeout_ms ? (unsigned)left : h->idle_timeout_ms;
 }
 
 /* Sends everything queued; a blocking send may still return short. */
@@ -75,8 +89,18 @@ static int send_all(struct ioc_loop *loop, struct ioc_conn *c)
 static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
 {
     const struct ios_handler *h = loop->h;
-    set_timeouts(h, c->fd);
+    unsigned rcv_ms = h->idle_timeout_ms;
+    set_timeout(c->fd, SO_RCVTIMEO, rcv_ms);
+    set_timeout(c->fd, SO_SNDTIMEO, h->idle_timeout_ms);
     for (;;) {
+        unsigned want = recv_timeout_ms(loop, c);
+        if (want == 0) {
+            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: request unfinished after %u ms, closing",
+                   c->fd, h->request_timeout_ms);
+            break;
+        }
+        if (want != rcv_ms) /* only while a request spans reads */
+            set_timeout(c->fd, SO_RCVTIMEO, rcv_ms = want);
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
             ioc_received(loop, c, (size_t)n);
@@ -88,7 +112,8 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
             continue;
         } else {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
-                h->log(h, IOS_LOG_DEBUG, 0, "fd %d: idle timeout", c->fd);
+                h->log(h, IOS_LOG_DEBUG, 0, "fd %d: %s timeout", c->fd,
+                       rcv_ms < h->idle_timeout_ms ? "request" : "idle");
             else
                 ioc_log_conn_error(loop, "recv", errno);
             break;

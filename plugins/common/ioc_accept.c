@@ -112,6 +112,11 @@ int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
 {
     const struct ios_handler *h = loop->h;
     *conn = NULL;
+    /* Another thread may have taken the slot the reserve descriptor left
+     * (the blocking model's connection threads open files too): take it
+     * back as soon as there is room, or the next EMFILE could only pause. */
+    if (loop->reserve_fd < 0)
+        loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (loop->fd_limit > 0 && fd >= loop->fd_limit) {
         refuse(loop, fd, "descriptor number too high for this model (FD_SETSIZE)");
         return 0;

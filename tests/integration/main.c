@@ -1,6 +1,7 @@
 /* ioserve-it SCENARIO MODEL: runs one integration scenario against the real
  * ioserve binary.  Exit 0 = pass, 1 = fail, 77 = skip. */
 #include "harness.h"
+#include "hostile.h" /* sc_hostile.c, sc_soak.c, sc_memcheck.c */
 
 #include <signal.h>
 #include <stdio.h>
@@ -49,6 +50,12 @@ static const struct scenario scenarios[] = {
     {"metrics", it_run_metrics},
     {"socket_activation", it_run_socket_activation},
     {"sd_notify", it_run_sd_notify},
+    {"slowloris", it_run_slowloris},
+    {"emfile", it_run_emfile},
+    {"many_conns", it_run_many_conns},
+    {"soak", it_run_soak},
+    {"privdrop", it_run_privdrop},
+    {"memcheck", it_run_memcheck},
 };
 
 static void usage(void)

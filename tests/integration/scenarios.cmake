@@ -16,6 +16,10 @@ set(IT_MODEL_SCENARIOS
   idle
   kill9
   workers
+  slowloris
+  emfile
+  many_conns
+  soak
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
@@ -29,4 +33,5 @@ set(IT_GLOBAL_SCENARIOS
   metrics
   socket_activation
   sd_notify
+  privdrop
 )
