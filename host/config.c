@@ -26,6 +26,11 @@
 #ifndef IOSERVE_INSTALLED_PLUGIN_DIR
 #define IOSERVE_INSTALLED_PLUGIN_DIR "/usr/local/lib/ioserve/plugins"
 #endif
+/* The same directory relative to the installed binary's, so a tree
+ * installed with `cmake --install --prefix DIR` finds its own plugins. */
+#ifndef IOSERVE_PLUGIN_DIR_FROM_BIN
+#define IOSERVE_PLUGIN_DIR_FROM_BIN "../lib/ioserve/plugins"
+#endif
 
 /* A config setting larger than this is not a plausible setting name, so
  * cfg_closest does not bother measuring it (and needs no allocation). */
@@ -326,21 +331,33 @@ bad_host:
 /* ----------------------------------------------------------- defaults */
 
 /* Next to the binary when run from the build tree, so an uninstalled build
- * finds its own plugins; the installed directory otherwise. */
+ * finds its own plugins; then the plugin directory of the prefix the binary
+ * was installed into (wherever that prefix was moved); else the installed
+ * directory compiled in. */
 static char *default_plugin_dir(void)
 {
+    static const char *const beside[] = {"plugins", IOSERVE_PLUGIN_DIR_FROM_BIN};
     char exe[PATH_MAX], *slash, *dir;
     struct stat st;
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    size_t i;
 
     if (n > 0) {
         exe[n] = '\0';
         slash = strrchr(exe, '/');
         if (slash) {
             *slash = '\0';
-            if (asprintf(&dir, "%s/plugins", exe) >= 0) {
-                if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+            for (i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+                if (asprintf(&dir, "%s/%s", exe, beside[i]) < 0)
+                    break;
+                if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+                    char *real = i > 0 ? realpath(dir, NULL) : NULL;
+                    if (real) { /* no "bin/../" in messages */
+                        free(dir);
+                        return real;
+                    }
                     return dir;
+                }
                 free(dir);
             }
         }

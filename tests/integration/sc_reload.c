@@ -80,6 +80,8 @@ static int rs_models(char names[][64], int max)
 static int rs_plugin_built(const char *model)
 {
     char path[1024];
+    if (strchr(model, '/')) /* a path to a .so, as the host takes it */
+        return access(model, R_OK) == 0;
     snprintf(path, sizeof path, "%s/%s.so", it_env.plugin_dir, model);
     return access(path, R_OK) == 0;
 }
