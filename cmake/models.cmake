@@ -2,6 +2,10 @@
 # builds plugins/<name>.c and runs every integration scenario against it.
 set(IOSERVE_MODELS
   blocking
+  nonblocking
   select
+  poll
   epoll
+  sigio
+  uring
 )

@@ -142,6 +142,14 @@ bool ioc_accepting(const struct ioc_loop *loop);
 int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
                struct ioc_conn **conn);
 
+/* Called with each connection ioc_accept_pending accepted; may close it. */
+typedef void (*ioc_accept_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/* Accepts every pending connection (until EAGAIN or a failure ioc_accept
+ * reports), each with interest IOC_READABLE, and hands each to `added`
+ * (may be NULL) — the accept loop of a readiness model. */
+void ioc_accept_pending(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added);
+
 /*
  * The two halves of ioc_accept, for a model whose kernel accepts for it
  * (io_uring's accept completions):
@@ -165,6 +173,11 @@ int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err);
  */
 unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *conn,
                      unsigned ready);
+
+/* ioc_service on every connection with the same `ready`, in descriptor
+ * order (servicing reorders the activity list, so walking that would visit
+ * some twice): for models that poll everyone, or must after losing events. */
+void ioc_service_all(struct ioc_loop *loop, unsigned ready);
 
 /* What the connection waits for now (IOC_READABLE/IOC_WRITABLE); 0 only
  * transiently. */

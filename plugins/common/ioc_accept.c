@@ -161,6 +161,19 @@ int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
     return ioc_accepted(loop, fd, conn);
 }
 
+void ioc_accept_pending(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added)
+{
+    struct ioc_conn *c;
+    int rc;
+    while ((rc = ioc_accept(loop, listen_fd, false, &c)) >= 0) {
+        if (rc == 0)
+            continue;
+        c->interest = IOC_READABLE;
+        if (added)
+            added(loop, c);
+    }
+}
+
 void ioc_detach(struct ioc_loop *loop, struct ioc_conn *c)
 {
     ioc_untrack(loop, c);

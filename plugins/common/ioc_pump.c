@@ -196,3 +196,12 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
     c->interest = ioc_interest(loop, c);
     return c->interest;
 }
+
+void ioc_service_all(struct ioc_loop *loop, unsigned ready)
+{
+    for (size_t fd = 0; fd < loop->by_fd_cap; fd++) {
+        struct ioc_conn *c = ioc_conn_of(loop, (int)fd);
+        if (c)
+            ioc_service(loop, c, ready);
+    }
+}

@@ -1,0 +1,629 @@
+/*
+ * uring — asynchronous I/O with io_uring (liburing).
+ *
+ * Shows: the program never asks "is it ready?".  It submits the operations
+ * themselves (accept, recv, send, a poll on stop_fd) to a submission queue
+ * shared with the kernel, and later reaps their results from a completion
+ * queue.  One io_uring_enter both submits and waits, so a busy server makes
+ * far fewer system calls than one readiness call plus one read and one write
+ * per event.
+ *
+ * Techniques, with the kernel each needs (older kernels get the fallback):
+ *   - setup flags SINGLE_ISSUER|DEFER_TASKRUN (6.1), else COOP_TASKRUN
+ *     (5.19), else none: completions are processed when we wait, not by
+ *     interrupting the worker;
+ *   - multishot accept (5.19): one submission keeps accepting; else one
+ *     accept at a time, re-armed after each completion;
+ *   - multishot recv (6.0) into a provided-buffer ring (5.19): the kernel
+ *     picks a buffer from a shared pool only when bytes arrive, so an idle
+ *     connection pins no buffer.  Without the ring, each connection owns a
+ *     read_chunk buffer while it lives (connections x read_chunk bytes);
+ *     without multishot, recv is re-armed after each completion.
+ *   Both fallbacks can be forced (models.uring.multishot / buffer_ring) to
+ *   compare them; an -EINVAL on registration or on the first completion
+ *   switches to them by itself.
+ *
+ * Memory the kernel uses must outlive its operation, untouched:
+ *   - sends, double-buffered without copying: one send per connection is in
+ *     flight, straight from conn->out, and while it is nobody may touch
+ *     conn->out (appending could realloc or memmove it under the kernel).
+ *     Replies the handler produces meanwhile are diverted into a side
+ *     buffer (conn->out and the side buffer are swapped around ioc_feed);
+ *     when the send completes, ioc_sent consumes what went out, and once
+ *     conn->out is empty the side buffer becomes conn->out and is sent.
+ *   - connections: user_data is (struct uring_conn * | operation).  A
+ *     uring_conn outlives the ioc_conn it serves: when the connection
+ *     closes (the loop's on_close hook), its pending recv/send are
+ *     cancelled, the buffer being sent is taken over so ioc_close cannot
+ *     recycle it, and the uring_conn is freed only once the last of their
+ *     completions has arrived.
+ *   - model_run returns only after every operation has completed.
+ *
+ * Backpressure: while conn->out plus the side buffer hold more than the
+ * high-water mark (or after EOF, or once the handler asked to close) the
+ * recv is cancelled instead of re-armed, exactly where a readiness model
+ * would drop IOC_READABLE from its interest; it is re-armed when the output
+ * drains.
+ *
+ * If io_uring is unavailable (kernel.io_uring_disabled, a seccomp filter, a
+ * kernel before 5.1) model_run logs why and returns without calling
+ * h->ready, so the host can fall back to the next model of the list.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ioc.h"
+
+static const struct ios_knob uring_knobs[] = {
+    {"entries", IOS_KNOB_INT, 1024, NULL, 16, 32768,
+     "submission queue entries (the completion queue gets four times as many)"},
+    {"multishot", IOS_KNOB_BOOL, 1, NULL, 0, 1,
+     "multishot accept and recv; false = one operation per completion"},
+    {"buffer_ring", IOS_KNOB_BOOL, 1, NULL, 0, 1,
+     "recv into a provided-buffer ring; false = a buffer per connection"},
+    {"buffers", IOS_KNOB_INT, 64, NULL, 1, 32768,
+     "read_chunk-sized buffers in the ring (rounded up to a power of two)"},
+    IOS_KNOB_END,
+};
+
+IOS_MODEL("uring", "asynchronous accept/recv/send with io_uring", uring_knobs);
+
+/* Operations, in the low bits of user_data (pointers are 8-aligned). */
+enum uring_op { OP_ACCEPT = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND };
+#define OP_MASK 7u
+
+#define BUF_GROUP 1
+#define TEARDOWN_WAIT_MS 2000
+
+struct uring_conn {
+    struct ioc_conn *conn; /* NULL once closed: waiting for its last CQEs */
+    unsigned ops;          /* operations in flight, plus one while handled */
+    bool recv_armed, recv_cancelled, send_busy;
+    struct ios_buf side;   /* replies made while conn->out is being sent */
+    struct ios_buf orphan; /* a closed connection's buffer still being sent */
+    char *rbuf;            /* recv target without a buffer ring */
+};
+
+struct uring_model {
+    const struct ios_handler *h;
+    struct ioc_loop loop;
+    struct io_uring ring;
+    int listen_fd;
+    bool ring_ok, closing;
+    bool multishot_accept, multishot_recv;
+    bool accept_seen, recv_seen; /* a multishot op has worked once */
+    bool accept_armed, stop_armed;
+    unsigned inflight;           /* every operation, for the final wait */
+    int error;                   /* -errno that ends the loop, or 0 */
+
+    struct io_uring_buf_ring *br; /* NULL: a buffer per connection */
+    char *bufs;
+    unsigned nbufs;
+    size_t buf_size;
+};
+
+/* ---------------------------------------------------------- submission */
+
+static struct io_uring_sqe *uring_sqe(struct uring_model *m)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&m->ring);
+    if (!sqe && io_uring_submit(&m->ring) >= 0) /* full: make room */
+        sqe = io_uring_get_sqe(&m->ring);
+    return sqe;
+}
+
+static void uring_tag(struct uring_model *m, struct io_uring_sqe *sqe, void *ptr,
+                      enum uring_op op)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | op);
+    m->inflight++;
+}
+
+/* Cancels the operation (ptr, op).  Its own completion still arrives. */
+static int uring_cancel(struct uring_model *m, void *ptr, enum uring_op op)
+{
+    struct io_uring_sqe *sqe = uring_sqe(m);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)ptr | op, 0);
+    uring_tag(m, sqe, NULL, OP_CANCEL);
+    return 0;
+}
+
+static int uring_arm_accept(struct uring_model *m)
+{
+    struct io_uring_sqe *sqe = uring_sqe(m);
+    if (!sqe)
+        return -EBUSY;
+    if (m->multishot_accept)
+        io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL,
+                                       SOCK_CLOEXEC | SOCK_NONBLOCK);
+    else
+        io_uring_prep_accept(sqe, m->listen_fd, NULL, NULL,
+                             SOCK_CLOEXEC | SOCK_NONBLOCK);
+    uring_tag(m, sqe, NULL, OP_ACCEPT);
+    m->accept_armed = true;
+    return 0;
+}
+
+/* Bytes of output queued for the connection, in flight or not. */
+static size_t uring_queued(const struct uring_conn *uc)
+{
+    return ios_buf_pending(&uc->conn->out) + ios_buf_pending(&uc->side);
+}
+
+static int uring_arm_recv(struct uring_model *m, struct uring_conn *uc)
+{
+    if (!m->br && !uc->rbuf && !(uc->rbuf = malloc(m->buf_size)))
+        return -ENOMEM;
+    struct io_uring_sqe *sqe = uring_sqe(m);
+    if (!sqe)
+        return -EBUSY;
+    int fd = uc->conn->fd;
+    if (!m->br) {
+        io_uring_prep_recv(sqe, fd, uc->rbuf, m->buf_size, 0);
+    } else {
+        /* A multishot recv drains the socket into as many buffers as it
+         * can get before a cancel lands, so it is armed only for a
+         * connection with no output queued (a request/response client).
+         * One that streams is read a buffer at a time, so backpressure
+         * stops it within read_chunk of the high-water mark. */
+        if (m->multishot_recv && uring_queued(uc) == 0)
+            io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+        else
+            io_uring_prep_recv(sqe, fd, NULL, m->buf_size, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BUF_GROUP;
+    }
+    uring_tag(m, sqe, uc, OP_RECV);
+    uc->ops++;
+    uc->recv_armed = true;
+    uc->recv_cancelled = false;
+    return 0;
+}
+
+static int uring_arm_send(struct uring_model *m, struct uring_conn *uc)
+{
+    struct ioc_conn *c = uc->conn;
+    struct io_uring_sqe *sqe = uring_sqe(m);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_send(sqe, c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
+                       MSG_NOSIGNAL);
+    uring_tag(m, sqe, uc, OP_SEND);
+    uc->ops++;
+    uc->send_busy = true;
+    return 0;
+}
+
+/* ------------------------------------------------------- connections */
+
+static void uring_swap(struct ios_buf *a, struct ios_buf *b)
+{
+    struct ios_buf t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Frees a closed connection's state once the kernel is done with it. */
+static void uring_release(struct uring_conn *uc)
+{
+    if (uc->conn || uc->ops > 0)
+        return;
+    ios_buf_free(&uc->side);
+    ios_buf_free(&uc->orphan);
+    free(uc->rbuf);
+    free(uc);
+}
+
+/* The loop's close hook, called before the descriptor is closed. */
+static void uring_forget(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    struct uring_model *m = loop->model;
+    struct uring_conn *uc = c->model_data;
+    if (!uc)
+        return;
+    uc->conn = NULL;
+    int rc = 0;
+    if (uc->recv_armed && !uc->recv_cancelled)
+        rc |= uring_cancel(m, uc, OP_RECV);
+    if (uc->send_busy) {
+        rc |= uring_cancel(m, uc, OP_SEND);
+        /* The kernel may still read it: ioc_close must not recycle it. */
+        uc->orphan = c->out;
+        c->out = (struct ios_buf){0};
+    }
+    /* No room to cancel: a shut-down socket ends its operations too. */
+    if (rc != 0)
+        shutdown(c->fd, SHUT_RDWR);
+    uring_release(uc);
+}
+
+/*
+ * The one place that decides what a connection has in flight, from what
+ * the shared code says it wants (ioc_interest): a send while output is
+ * queued, a recv while it may read.  May close the connection.
+ */
+static void uring_update(struct uring_model *m, struct uring_conn *uc)
+{
+    struct ioc_conn *c = uc->conn;
+    if (!uc->send_busy && !ios_buf_pending(&c->out) && ios_buf_pending(&uc->side))
+        uring_swap(&c->out, &uc->side);
+    if (ioc_finished(c)) {
+        ioc_close(&m->loop, c);
+        return;
+    }
+    bool read = (ioc_interest(&m->loop, c) & IOC_READABLE) &&
+                uring_queued(uc) < m->h->output_high_water;
+    int rc = 0;
+    if (ios_buf_pending(&c->out) && !uc->send_busy)
+        rc = uring_arm_send(m, uc);
+    if (rc == 0 && read && !uc->recv_armed)
+        rc = uring_arm_recv(m, uc);
+    else if (rc == 0 && !read && uc->recv_armed && !uc->recv_cancelled) {
+        rc = uring_cancel(m, uc, OP_RECV);
+        uc->recv_cancelled = rc == 0;
+    }
+    if (rc != 0) {
+        m->h->log(m->h, IOS_LOG_WARN, -rc, "io_uring: fd %d: queueing an operation",
+                  c->fd);
+        ioc_close(&m->loop, c);
+    }
+}
+
+static void uring_open(struct uring_model *m, struct ioc_conn *c)
+{
+    struct uring_conn *uc = calloc(1, sizeof(*uc));
+    if (!uc) {
+        m->h->log(m->h, IOS_LOG_WARN, ENOMEM, "io_uring: new connection");
+        ioc_close(&m->loop, c);
+        return;
+    }
+    uc->conn = c;
+    c->model_data = uc;
+    uring_update(m, uc);
+}
+
+/* ------------------------------------------------------- completions */
+
+static void uring_accepted(struct uring_model *m, int res)
+{
+    if (res >= 0) {
+        struct ioc_conn *c;
+        m->accept_seen = true;
+        /* While closing down the loop is gone; in a drain, connections
+         * the kernel accepted before the cancel are still served. */
+        if (m->closing)
+            close(res);
+        else if (ioc_accepted(&m->loop, res, &c) == 1)
+            uring_open(m, c);
+    } else if (res == -EINVAL && m->multishot_accept && !m->accept_seen) {
+        m->h->log(m->h, IOS_LOG_INFO, 0,
+                  "multishot accept unsupported by this kernel: one at a time");
+        m->multishot_accept = false;
+    } else if (res != -ECANCELED && !m->closing) {
+        ioc_accept_failed(&m->loop, m->listen_fd, -res);
+    }
+}
+
+static void uring_recycle(struct uring_model *m, unsigned bid)
+{
+    io_uring_buf_ring_add(m->br, m->bufs + (size_t)bid * m->buf_size,
+                          (unsigned)m->buf_size, (unsigned short)bid,
+                          io_uring_buf_ring_mask(m->nbufs), 0);
+    io_uring_buf_ring_advance(m->br, 1);
+}
+
+static void uring_received(struct uring_model *m, struct uring_conn *uc,
+                           const struct io_uring_cqe *cqe)
+{
+    struct ioc_conn *c = uc->conn;
+    int res = cqe->res;
+    bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        uc->recv_armed = uc->recv_cancelled = false;
+
+    if (c && res > 0) {
+        m->recv_seen = true;
+        ioc_received(&m->loop, c, (size_t)res);
+        const char *data = has_buf ? m->bufs + (size_t)bid * m->buf_size : uc->rbuf;
+        /* conn->out is being sent: the handler appends to the side buffer. */
+        bool divert = uc->send_busy;
+        if (divert)
+            uring_swap(&c->out, &uc->side);
+        int rc = ioc_feed(&m->loop, c, data, (size_t)res);
+        if (divert)
+            uring_swap(&c->out, &uc->side);
+        if (rc == (int)IOC_CLOSED) {
+            ioc_close(&m->loop, c);
+            c = NULL;
+        }
+    } else if (c && res == 0) {
+        ioc_eof(&m->loop, c);
+    } else if (c && res == -EINVAL && m->multishot_recv && !m->recv_seen) {
+        m->h->log(m->h, IOS_LOG_INFO, 0,
+                  "multishot recv unsupported by this kernel: one at a time");
+        m->multishot_recv = false;
+    } else if (c && res < 0 && res != -ENOBUFS && res != -ECANCELED) {
+        /* ENOBUFS: the ring ran dry; every buffer is back by now. */
+        ioc_log_conn_error(&m->loop, "recv", -res);
+        ioc_close(&m->loop, c);
+        c = NULL;
+    }
+    if (has_buf) /* ioc_feed kept what the handler left */
+        uring_recycle(m, bid);
+    if (c)
+        uring_update(m, uc);
+}
+
+static void uring_sent(struct uring_model *m, struct uring_conn *uc, int res)
+{
+    struct ioc_conn *c = uc->conn;
+    uc->send_busy = false;
+    if (c && res > 0) {
+        ioc_sent(&m->loop, c, (size_t)res);
+        uring_update(m, uc);
+    } else if (c) {
+        ioc_log_conn_error(&m->loop, "send", res < 0 ? -res : EPIPE);
+        ioc_close(&m->loop, c);
+    }
+}
+
+static void uring_complete(struct uring_model *m, const struct io_uring_cqe *cqe)
+{
+    enum uring_op op = (enum uring_op)(cqe->user_data & OP_MASK);
+    struct uring_conn *uc = (struct uring_conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)OP_MASK);
+    bool last = !(cqe->flags & IORING_CQE_F_MORE);
+    if (last)
+        m->inflight--;
+
+    switch (op) {
+    case OP_ACCEPT:
+        if (last)
+            m->accept_armed = false;
+        uring_accepted(m, cqe->res);
+        break;
+    case OP_STOP:
+        m->stop_armed = false;
+        if (m->closing || cqe->res == -ECANCELED)
+            break;
+        if (cqe->res < 0) { /* blind to stop requests: give up */
+            m->h->log(m->h, IOS_LOG_ERROR, -cqe->res, "io_uring poll(stop_fd)");
+            m->error = cqe->res;
+            break;
+        }
+        ioc_drain_begin(&m->loop);
+        if (m->accept_armed)
+            uring_cancel(m, NULL, OP_ACCEPT);
+        break;
+    case OP_RECV:
+    case OP_SEND:
+        /* The operation's reference is dropped only after handling, so a
+         * close inside cannot free uc under our feet. */
+        if (op == OP_RECV)
+            uring_received(m, uc, cqe);
+        else
+            uring_sent(m, uc, cqe->res);
+        if (last)
+            uc->ops--;
+        uring_release(uc);
+        break;
+    case OP_CANCEL:
+    default:
+        break;
+    }
+}
+
+static void uring_reap(struct uring_model *m)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&m->ring, head, cqe) {
+        uring_complete(m, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&m->ring, n);
+}
+
+/* Submits what is queued and waits up to timeout_ms (-1: no limit) for a
+ * completion, then handles every completion.  0 or -errno. */
+static int uring_wait(struct uring_model *m, int timeout_ms)
+{
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (timeout_ms % 1000) * 1000000L};
+    int rc = io_uring_submit_and_wait_timeout(&m->ring, &cqe, 1,
+                                              timeout_ms < 0 ? NULL : &ts, NULL);
+    /* EBUSY/EAGAIN: completions must be reaped before more can be taken. */
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+        m->h->log(m->h, IOS_LOG_ERROR, -rc, "io_uring_submit_and_wait_timeout");
+        return rc;
+    }
+    uring_reap(m);
+    return 0;
+}
+
+static int uring_loop(struct uring_model *m)
+{
+    while (!ioc_drained(&m->loop) || m->inflight > 0) {
+        if (!m->loop.draining && !m->accept_armed && ioc_accepting(&m->loop) &&
+            uring_arm_accept(m) != 0) {
+            m->h->log(m->h, IOS_LOG_ERROR, EBUSY, "io_uring: queueing accept");
+            return -EBUSY;
+        }
+        int rc = uring_wait(m, ioc_timeout_ms(&m->loop));
+        if (rc != 0 || m->error != 0)
+            return rc ? rc : m->error;
+        ioc_tick(&m->loop);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- set-up */
+
+/* Says why io_uring cannot be used here, as precisely as we can tell. */
+static void uring_unavailable(const struct ios_handler *h, int err)
+{
+    char note[128] = "";
+    int disabled = -1;
+    FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "re");
+    if (f) {
+        if (fscanf(f, "%d", &disabled) != 1)
+            disabled = -1;
+        fclose(f);
+    }
+    if (err == EPERM && disabled > 0)
+        snprintf(note, sizeof(note), " (kernel.io_uring_disabled=%d)", disabled);
+    else if (err == EPERM)
+        snprintf(note, sizeof(note), " (refused by a seccomp filter or security policy)");
+    else if (err == ENOSYS)
+        snprintf(note, sizeof(note), " (no io_uring in this kernel, or filtered out)");
+    else if (err == ENOMEM)
+        snprintf(note, sizeof(note), " (kernels before 5.12 charge rings to RLIMIT_MEMLOCK)");
+    const char *text = strerrordesc_np(err);
+    h->log(h, IOS_LOG_ERROR, 0, "io_uring_setup: %s%s", text ? text : "unknown error",
+           note);
+}
+
+static int uring_setup_ring(struct uring_model *m, unsigned entries)
+{
+    static const unsigned tries[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL,
+        0,
+    };
+    int rc = -EINVAL;
+    for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]) && rc == -EINVAL; i++) {
+        struct io_uring_params p = {.flags = tries[i] | IORING_SETUP_CQSIZE,
+                                    .cq_entries = entries * 4};
+        rc = io_uring_queue_init_params(entries, &m->ring, &p);
+        if (rc == 0)
+            m->h->log(m->h, IOS_LOG_DEBUG, 0, "io_uring set up with flags 0x%x",
+                      p.flags);
+    }
+    if (rc != 0) {
+        uring_unavailable(m->h, -rc);
+        return rc;
+    }
+    m->ring_ok = true;
+    return 0;
+}
+
+/* The provided-buffer ring; -EINVAL (older kernel) means "go without". */
+static int uring_setup_buffers(struct uring_model *m, unsigned want)
+{
+    unsigned n = 1;
+    while (n < want)
+        n *= 2;
+    size_t ring_bytes = n * sizeof(struct io_uring_buf);
+    void *ring_mem = NULL;
+    if (posix_memalign(&ring_mem, 4096, ring_bytes) != 0 ||
+        !(m->bufs = malloc(n * m->buf_size))) {
+        free(ring_mem);
+        m->h->log(m->h, IOS_LOG_ERROR, ENOMEM, "io_uring: buffer ring");
+        return -ENOMEM;
+    }
+    memset(ring_mem, 0, ring_bytes);
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)ring_mem,
+                                   .ring_entries = n, .bgid = BUF_GROUP};
+    int rc = io_uring_register_buf_ring(&m->ring, &reg, 0);
+    if (rc != 0) {
+        free(ring_mem);
+        free(m->bufs);
+        m->bufs = NULL;
+        if (rc != -EINVAL) {
+            m->h->log(m->h, IOS_LOG_ERROR, -rc, "io_uring_register_buf_ring");
+            return rc;
+        }
+        m->h->log(m->h, IOS_LOG_INFO, 0, "no provided-buffer rings in this kernel: "
+                  "a receive buffer per connection");
+        return 0;
+    }
+    m->br = ring_mem;
+    m->nbufs = n;
+    io_uring_buf_ring_init(m->br);
+    for (unsigned i = 0; i < n; i++)
+        io_uring_buf_ring_add(m->br, m->bufs + (size_t)i * m->buf_size,
+                              (unsigned)m->buf_size, (unsigned short)i,
+                              io_uring_buf_ring_mask(n), (int)i);
+    io_uring_buf_ring_advance(m->br, (int)n);
+    return 0;
+}
+
+static int uring_watch_stop(struct uring_model *m)
+{
+    struct io_uring_sqe *sqe = uring_sqe(m);
+    if (!sqe)
+        return -EBUSY;
+    io_uring_prep_poll_add(sqe, m->h->stop_fd, POLLIN);
+    uring_tag(m, sqe, NULL, OP_STOP);
+    m->stop_armed = true;
+    return 0;
+}
+
+/* Cancels whatever is still in flight and waits for it, so no memory the
+ * kernel may write to is freed; on a timeout the memory is left behind. */
+static void uring_teardown(struct uring_model *m)
+{
+    m->closing = true;
+    if (m->ring_ok) {
+        if (m->accept_armed)
+            uring_cancel(m, NULL, OP_ACCEPT);
+        if (m->stop_armed)
+            uring_cancel(m, NULL, OP_STOP);
+    }
+    ioc_loop_fini(&m->loop); /* the close hook cancels each connection's ops */
+    uint64_t deadline = ioc_now_ms() + TEARDOWN_WAIT_MS;
+    while (m->ring_ok && m->inflight > 0 && ioc_now_ms() < deadline)
+        if (uring_wait(m, 100) != 0)
+            break;
+    if (m->ring_ok)
+        io_uring_queue_exit(&m->ring);
+    if (m->inflight > 0) {
+        m->h->log(m->h, IOS_LOG_WARN, 0, "io_uring: %u operation(s) did not "
+                  "complete; leaving their buffers allocated", m->inflight);
+        return;
+    }
+    free(m->br);
+    free(m->bufs);
+}
+
+int model_run(int listen_fd, const struct ios_handler *h)
+{
+    struct uring_model m = {.h = h, .listen_fd = listen_fd, .buf_size = h->read_chunk};
+    long long entries = 1024, nbufs = 64;
+    int multishot = 1, buffer_ring = 1;
+    h->knob_int(h, "entries", &entries);
+    h->knob_int(h, "buffers", &nbufs);
+    h->knob_bool(h, "multishot", &multishot);
+    h->knob_bool(h, "buffer_ring", &buffer_ring);
+    m.multishot_accept = m.multishot_recv = multishot;
+
+    int rc = ioc_loop_init(&m.loop, h);
+    if (rc != 0)
+        return rc;
+    m.loop.model = &m;
+    m.loop.on_close = uring_forget;
+
+    if ((rc = uring_setup_ring(&m, (unsigned)entries)) == 0 &&
+        (!buffer_ring || (rc = uring_setup_buffers(&m, (unsigned)nbufs)) == 0) &&
+        (rc = uring_watch_stop(&m)) == 0) {
+        /* Multishot recv needs the buffer ring. */
+        m.multishot_recv = m.multishot_recv && m.br;
+        h->log(h, IOS_LOG_DEBUG, 0, "%s accept, %s recv, %s",
+               m.multishot_accept ? "multishot" : "single-shot",
+               m.multishot_recv ? "multishot" : "single-shot",
+               m.br ? "provided-buffer ring" : "a buffer per connection");
+        h->ready(h);
+        rc = uring_loop(&m);
+    }
+    uring_teardown(&m);
+    return rc;
+}

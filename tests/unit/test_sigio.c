@@ -1,0 +1,276 @@
+/*
+ * The sigio model's recovery from a real-time signal queue overflow.
+ *
+ * The model runs in a child process (its signals are process-directed, and
+ * a plugin's worker is a process of its own) with RLIMIT_SIGPENDING lowered
+ * to a handful through its knob, so nearly every readiness signal overflows
+ * into plain SIGIO.  Many clients stream data through the echo handler at
+ * once; every byte must come back, the overflow must be logged, and on
+ * drain the model must return 0 with the signal mask restored and nothing
+ * left pending.
+ *
+ * The plugin's source is compiled into this test, so it runs without the
+ * host or dlopen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "../../plugins/sigio.c"
+
+#define CLIENTS 64
+#define BYTES_PER_CLIENT (256 * 1024)
+#define SEND_PIECE 1024
+#define DEADLINE_MS 30000
+
+/* Child exit codes besides model_run's verdict. */
+#define EXIT_MASK_NOT_RESTORED 3
+#define EXIT_SIGNALS_LEFT 4
+
+/* ------------------------------------------------ the child's host side */
+
+struct child_host {
+    int log_fd;   /* info lines go to the parent through this pipe */
+    int ready_fd;
+    struct ios_counters counters;
+};
+
+static void child_log(const struct ios_handler *h, enum ios_log_level level, int err,
+                      const char *fmt, ...)
+{
+    struct child_host *ch = h->host;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    (void)err;
+    if (level <= IOS_LOG_INFO && write(ch->log_fd, line, (size_t)n) < 0)
+        return; /* a full pipe only loses a line */
+}
+
+static void child_ready(const struct ios_handler *h)
+{
+    struct child_host *ch = h->host;
+    if (write(ch->ready_fd, "R", 1) != 1)
+        _exit(5);
+}
+
+static int child_knob_int(const struct ios_handler *h, const char *name, long long *v)
+{
+    (void)h;
+    if (strcmp(name, "rlimit_sigpending") != 0)
+        return -ENOENT;
+    *v = 4;
+    return 0;
+}
+
+static int echo_open(const struct ios_handler *h, void *state)
+{
+    (void)h, (void)state;
+    return 0;
+}
+
+static ssize_t echo_data(const struct ios_handler *h, void *state, const char *in,
+                         size_t len, struct ios_buf *out)
+{
+    (void)h, (void)state;
+    return ios_buf_append(out, in, len) == 0 ? (ssize_t)len : IOS_DATA_CLOSE_NOW;
+}
+
+static void echo_close(const struct ios_handler *h, void *state)
+{
+    (void)h, (void)state;
+}
+
+static void run_child(int listen_fd, int stop_fd, int log_fd, int ready_fd)
+{
+    struct child_host ch = {.log_fd = log_fd, .ready_fd = ready_fd};
+    struct ios_handler h = {
+        .struct_size = sizeof(h),
+        .protocol = "echo",
+        .open = echo_open,
+        .data = echo_data,
+        .close = echo_close,
+        .stop_fd = stop_fd,
+        .ready = child_ready,
+        .max_connections = 1000,
+        .idle_timeout_ms = DEADLINE_MS,
+        .read_chunk = 4096,
+        .max_input = 65536,
+        .output_high_water = 65536,
+        .log = child_log,
+        .knob_int = child_knob_int,
+        .counters = &ch.counters,
+        .host = &ch,
+    };
+    fcntl(log_fd, F_SETFL, O_NONBLOCK);
+    int rc = model_run(listen_fd, &h);
+
+    sigset_t now, pending;
+    sigprocmask(SIG_SETMASK, NULL, &now);
+    sigpending(&pending);
+    if (sigismember(&now, SIGIO) || sigismember(&now, SIGRTMIN + 1))
+        _exit(EXIT_MASK_NOT_RESTORED);
+    if (sigismember(&pending, SIGIO) || sigismember(&pending, SIGRTMIN + 1))
+        _exit(EXIT_SIGNALS_LEFT);
+    _exit(rc == 0 ? 0 : 1);
+}
+
+/* ----------------------------------------------------------- the clients */
+
+struct client {
+    int fd;
+    size_t sent, received;
+};
+
+static unsigned char pattern(int client, size_t offset)
+{
+    return (unsigned char)(client * 131 + offset * 7 + offset / 251);
+}
+
+static int64_t now_ms(void)
+{
+    return (int64_t)ioc_now_ms();
+}
+
+/* Streams BYTES_PER_CLIENT through every client at once; returns how many
+ * clients got every byte back intact. */
+static int stream_all(int port)
+{
+    struct client cl[CLIENTS];
+    struct pollfd pfd[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        cl[i] = (struct client){.fd = socket(AF_INET, SOCK_STREAM, 0)};
+        assert_true(cl[i].fd >= 0);
+        assert_int_equal(connect(cl[i].fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        fcntl(cl[i].fd, F_SETFL, O_NONBLOCK);
+    }
+    int done = 0, corrupt = 0;
+    int64_t deadline = now_ms() + DEADLINE_MS;
+    while (done + corrupt < CLIENTS && now_ms() < deadline) {
+        for (int i = 0; i < CLIENTS; i++) {
+            bool open = cl[i].received < BYTES_PER_CLIENT && cl[i].fd >= 0;
+            pfd[i] = (struct pollfd){
+                .fd = open ? cl[i].fd : -1,
+                .events = (short)(POLLIN | (cl[i].sent < BYTES_PER_CLIENT ? POLLOUT : 0))};
+        }
+        if (poll(pfd, CLIENTS, 100) <= 0)
+            continue;
+        for (int i = 0; i < CLIENTS; i++) {
+            unsigned char buf[SEND_PIECE * 4];
+            if ((pfd[i].revents & POLLOUT) && cl[i].sent < BYTES_PER_CLIENT) {
+                size_t n = SEND_PIECE;
+                for (size_t k = 0; k < n; k++)
+                    buf[k] = pattern(i, cl[i].sent + k);
+                ssize_t w = send(cl[i].fd, buf, n, MSG_NOSIGNAL);
+                if (w > 0)
+                    cl[i].sent += (size_t)w;
+            }
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+                ssize_t r = recv(cl[i].fd, buf, sizeof(buf), 0);
+                for (ssize_t k = 0; k < r; k++)
+                    if (buf[k] != pattern(i, cl[i].received + (size_t)k)) {
+                        print_error("client %d: byte %zu differs\n", i,
+                                    cl[i].received + (size_t)k);
+                        close(cl[i].fd);
+                        cl[i].fd = -1;
+                        corrupt++;
+                        break;
+                    }
+                if (r == 0) {
+                    print_error("client %d: closed after %zu bytes\n", i, cl[i].received);
+                    close(cl[i].fd);
+                    cl[i].fd = -1;
+                    corrupt++;
+                } else if (r > 0 && cl[i].fd >= 0) {
+                    cl[i].received += (size_t)r;
+                    done += cl[i].received == BYTES_PER_CLIENT;
+                }
+            }
+        }
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        if (cl[i].fd >= 0)
+            close(cl[i].fd);
+    return done;
+}
+
+static void overflow_loses_nothing(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 128), 0);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &alen), 0);
+
+    int stop[2], logp[2], ready[2];
+    assert_int_equal(pipe(stop), 0);
+    assert_int_equal(pipe(logp), 0);
+    assert_int_equal(pipe(ready), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(stop[1]);
+        close(logp[0]);
+        close(ready[0]);
+        run_child(lfd, stop[0], logp[1], ready[1]);
+    }
+    close(stop[0]);
+    close(logp[1]);
+    close(ready[1]);
+    char r;
+    assert_int_equal(read(ready[0], &r, 1), 1);
+
+    int done = stream_all(ntohs(a.sin_port));
+
+    /* Drain, and wait (bounded) for the model to return. */
+    assert_int_equal(write(stop[1], "q", 1), 1);
+    int status = -1;
+    for (int i = 0; i < 500 && waitpid(pid, &status, WNOHANG) == 0; i++)
+        usleep(10000);
+    if (status == -1) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    char logbuf[8192];
+    ssize_t n = read(logp[0], logbuf, sizeof(logbuf) - 1);
+    logbuf[n > 0 ? n : 0] = '\0';
+    close(logp[0]);
+    close(ready[0]);
+    close(stop[1]);
+    close(lfd);
+
+    assert_int_equal(done, CLIENTS);
+    assert_non_null(strstr(logbuf, "overflowed (SIGIO): rescanned"));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(overflow_loses_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
