@@ -65,20 +65,19 @@ static int epoll_set_listening(struct epoll_model *m, bool on)
     return 0;
 }
 
+static void epoll_added(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    struct epoll_model *m = loop->model;
+    struct epoll_event ev = {.events = epoll_mask(m, c->interest), .data.ptr = c};
+    if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        m->h->log(m->h, IOS_LOG_WARN, errno, "epoll_ctl(ADD)");
+        ioc_close(loop, c);
+    }
+}
+
 static void epoll_accept(struct epoll_model *m)
 {
-    struct ioc_conn *c;
-    int rc;
-    while ((rc = ioc_accept(&m->loop, m->listen_fd, false, &c)) >= 0) {
-        if (rc == 0)
-            continue;
-        c->interest = IOC_READABLE;
-        struct epoll_event ev = {.events = epoll_mask(m, c->interest), .data.ptr = c};
-        if (epoll_ctl(m->epfd, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
-            m->h->log(m->h, IOS_LOG_WARN, errno, "epoll_ctl(ADD)");
-            ioc_close(&m->loop, c);
-        }
-    }
+    ioc_accept_pending(&m->loop, m->listen_fd, epoll_added);
     /* Out of descriptors: stop watching the socket until the pause ends,
      * or level-triggered readiness would spin. */
     if (!ioc_accepting(&m->loop))
@@ -142,6 +141,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
 
     if ((rc = ioc_loop_init(&m.loop, h)) != 0)
         return rc;
+    m.loop.model = &m;
     m.events = calloc((size_t)m.max_events, sizeof(*m.events));
     m.epfd = epoll_create1(EPOLL_CLOEXEC);
     if (!m.events || m.epfd < 0) {

@@ -51,15 +51,6 @@ static int select_wait(struct select_model *m, fd_set *rd, fd_set *wr)
     return select(maxfd + 1, rd, wr, NULL, ms < 0 ? NULL : &tv);
 }
 
-static void select_accept(struct select_model *m)
-{
-    struct ioc_conn *c;
-    int rc;
-    while ((rc = ioc_accept(&m->loop, m->listen_fd, false, &c)) >= 0)
-        if (rc == 1)
-            c->interest = IOC_READABLE;
-}
-
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct select_model m = {.h = h, .listen_fd = listen_fd};
@@ -98,7 +89,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
             if (!m.loop.draining && FD_ISSET(h->stop_fd, &rd))
                 ioc_drain_begin(&m.loop);
             else if (!m.loop.draining && FD_ISSET(listen_fd, &rd))
-                select_accept(&m);
+                ioc_accept_pending(&m.loop, listen_fd, NULL);
         }
         ioc_tick(&m.loop);
     }
