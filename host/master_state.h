@@ -1,0 +1,99 @@
+/* The master's state, shared by its parts: master.c (events, reload,
+ * signals), generation.c (starting, draining and ending generations of
+ * workers) and metrics.c (what /metrics reports). */
+#ifndef IOSERVE_MASTER_STATE_H
+#define IOSERVE_MASTER_STATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "config.h"
+#include "ioserve/plugin.h"
+#include "master.h"
+#include "status.h"
+
+#define MAX_GENERATIONS 16
+#define START_TIMEOUT_MS 10000   /* a new generation must be ready by then */
+#define STOP_KILL_AFTER_MS 3000  /* fast stop: SIGKILL what SIGTERM left */
+#define RESPAWN_BACKOFF_FIRST_MS 1000
+#define RESPAWN_BACKOFF_MAX_MS 30000
+#define HEALTHY_UPTIME_MS 10000  /* a worker that lived this long resets backoff */
+
+enum gen_state { GEN_STARTING, GEN_ACTIVE, GEN_DRAINING, GEN_FAILED };
+
+struct worker_slot {
+    pid_t pid;            /* 0 when not running */
+    int report_fd;        /* read end of its ready pipe, or -1 */
+    bool ready;
+    uint64_t started_ms;
+    uint64_t respawn_at_ms; /* 0: no respawn scheduled */
+    unsigned backoff_ms;
+    char model[64];       /* the model it reported running */
+};
+
+struct generation {
+    unsigned id;
+    enum gen_state state;
+    struct ios_config *cfg;
+    int listen_fd;
+    int stop_rd, stop_wr; /* closing stop_wr = drain */
+    uint64_t deadline_ms; /* start or drain deadline; 0 = none */
+    struct ios_counters *counters; /* shared with workers, one per slot */
+    struct worker_slot *slots;
+    unsigned nslots;
+};
+
+/* What /metrics reports beyond the live generations' counters. */
+#define MAX_MODEL_TOTALS 32
+#define MAX_FALLBACKS 16
+struct master_stats {
+    uint64_t reloads, reloads_failed, worker_restarts;
+    struct model_totals { /* counters of generations that have ended */
+        char model[64];
+        struct ios_counters c;
+    } retired[MAX_MODEL_TOTALS];
+    struct fallback { /* a model skipped for the next one of the list */
+        char model[64];
+        char reason[160];
+        uint64_t count;
+    } fallbacks[MAX_FALLBACKS];
+};
+
+struct master {
+    const struct master_opts *opts;
+    int sigfd;
+    struct generation *gens[MAX_GENERATIONS];
+    unsigned next_gen_id;
+    bool ever_active;
+    bool reload_pending;
+    bool quitting;          /* graceful: drain everything, then exit */
+    bool terminating;       /* fast: kill everything, then exit */
+    uint64_t kill_at_ms;
+    int exit_code;
+    char *pid_file;
+    bool socket_activated; /* the listening socket came from systemd */
+    struct status_server status;
+    struct master_stats stats;
+};
+
+uint64_t master_now_ms(void);
+
+/* generation.c */
+struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd);
+void gen_drain(struct generation *g);
+void gen_fail(struct master *m, struct generation *g, const char *why);
+void gen_activate(struct master *m, struct generation *g);
+void gen_free(struct master *m, struct generation *g);
+struct generation *gen_find(struct master *m, enum gen_state state);
+int spawn_worker(struct master *m, struct generation *g, unsigned idx);
+unsigned live_workers(const struct generation *g);
+void signal_workers(struct generation *g, int sig);
+void describe_status(int status, char *out, size_t outlen);
+void notify_serving(const struct master *m, const char *note);
+void reload_failed(struct master *m);
+
+/* metrics.c: renders /metrics; ctx is the struct master. */
+void metrics_render(void *ctx, struct ios_buf *out);
+
+#endif

@@ -1,0 +1,131 @@
+/* /metrics: the Prometheus text exposition of the master's state. */
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "master_state.h"
+
+static void metric_head(struct ios_buf *out, const char *name, const char *type,
+                        const char *help)
+{
+    char line[512];
+    int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                     name, type);
+    ios_buf_append(out, line, (size_t)n);
+}
+
+/* Label values are our own model names and errno texts, but escape them
+ * as the exposition format requires all the same. */
+static void label_escape(char *dst, size_t len, const char *src)
+{
+    size_t j = 0;
+    for (; *src && j + 2 < len; src++) {
+        if (*src == '\\' || *src == '"') {
+            dst[j++] = '\\';
+            dst[j++] = *src;
+        } else if (*src == '\n') {
+            dst[j++] = ' ';
+        } else {
+            dst[j++] = *src;
+        }
+    }
+    dst[j] = '\0';
+}
+
+static void metric_line(struct ios_buf *out, const char *name, const char *labels,
+                        uint64_t value)
+{
+    char line[768];
+    int n = snprintf(line, sizeof(line), "%s%s%s%s %llu\n", name, labels[0] ? "{" : "",
+                     labels, labels[0] ? "}" : "", (unsigned long long)value);
+    ios_buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+static const struct counter_metric {
+    const char *name, *help;
+    size_t offset;
+} counter_metrics[] = {
+    {"ioserve_connections_accepted_total", "Connections accepted and kept.",
+     offsetof(struct ios_counters, accepted)},
+    {"ioserve_connections_refused_total", "Connections accepted and closed at once (a limit).",
+     offsetof(struct ios_counters, refused)},
+    {"ioserve_connections_closed_total", "Kept connections that have closed.",
+     offsetof(struct ios_counters, closed)},
+    {"ioserve_received_bytes_total", "Bytes received from clients.",
+     offsetof(struct ios_counters, bytes_in)},
+    {"ioserve_sent_bytes_total", "Bytes sent to clients.",
+     offsetof(struct ios_counters, bytes_out)},
+};
+
+static uint64_t counter_at(const struct ios_counters *c, size_t offset)
+{
+    return __atomic_load_n((const uint64_t *)((const char *)c + offset), __ATOMIC_RELAXED);
+}
+
+static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
+
+void metrics_render(void *ctx, struct ios_buf *out)
+{
+    const struct master *m = ctx;
+    char labels[512], model[160];
+
+    /* Per model and generation; ended generations under generation="ended". */
+    for (size_t k = 0; k < sizeof(counter_metrics) / sizeof(counter_metrics[0]); k++) {
+        const struct counter_metric *cm = &counter_metrics[k];
+        metric_head(out, cm->name, "counter", cm->help);
+        for (unsigned i = 0; i < MAX_MODEL_TOTALS && m->stats.retired[i].model[0]; i++) {
+            label_escape(model, sizeof(model), m->stats.retired[i].model);
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"ended\"", model);
+            metric_line(out, cm->name, labels, counter_at(&m->stats.retired[i].c, cm->offset));
+        }
+        for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+            const struct generation *g = m->gens[i];
+            for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
+                label_escape(model, sizeof(model),
+                             g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
+                snprintf(labels, sizeof(labels),
+                         "model=\"%s\",generation=\"%u\",worker=\"%u\"", model, g->id, j);
+                metric_line(out, cm->name, labels, counter_at(&g->counters[j], cm->offset));
+            }
+        }
+    }
+    /* Every sample of a family must follow its own TYPE line. */
+    metric_head(out, "ioserve_connections_active", "gauge", "Connections open now.");
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
+            label_escape(model, sizeof(model),
+                         g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\",worker=\"%u\"",
+                     model, g->id, j);
+            metric_line(out, "ioserve_connections_active", labels,
+                        counter_at(&g->counters[j], offsetof(struct ios_counters, active)));
+        }
+    }
+    metric_head(out, "ioserve_workers", "gauge", "Worker processes running, by generation.");
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        if (!g)
+            continue;
+        snprintf(labels, sizeof(labels), "generation=\"%u\",state=\"%s\"", g->id,
+                 gen_state_names[g->state]);
+        metric_line(out, "ioserve_workers", labels, live_workers(g));
+    }
+    metric_head(out, "ioserve_reloads_total", "counter", "Reloads requested (SIGHUP).");
+    metric_line(out, "ioserve_reloads_total", "", m->stats.reloads);
+    metric_head(out, "ioserve_reloads_failed_total", "counter",
+                "Reloads refused: bad config, or the new generation did not start.");
+    metric_line(out, "ioserve_reloads_failed_total", "", m->stats.reloads_failed);
+    metric_head(out, "ioserve_worker_restarts_total", "counter",
+                "Workers respawned after dying unexpectedly.");
+    metric_line(out, "ioserve_worker_restarts_total", "", m->stats.worker_restarts);
+    metric_head(out, "ioserve_model_fallbacks_total", "counter",
+                "Models of a model list skipped for the next one, by reason.");
+    for (unsigned i = 0; i < MAX_FALLBACKS && m->stats.fallbacks[i].model[0]; i++) {
+        char reason[400];
+        label_escape(model, sizeof(model), m->stats.fallbacks[i].model);
+        label_escape(reason, sizeof(reason), m->stats.fallbacks[i].reason);
+        snprintf(labels, sizeof(labels), "model=\"%s\",reason=\"%.300s\"", model, reason);
+        metric_line(out, "ioserve_model_fallbacks_total", labels, m->stats.fallbacks[i].count);
+    }
+}
