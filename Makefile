@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test test-asan clean bench
+.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench
 
 all: build
 
@@ -27,6 +27,33 @@ test: build
 test-asan:
 	$(MAKE) test BUILD=build-asan CMAKE_FLAGS="-DIOSERVE_ASAN=ON -DCMAKE_BUILD_TYPE=Debug"
 
+# ThreadSanitizer, in its own tree: the unit tests, the fuzz corpora and
+# the blocking model's scenarios (its threads).  TSAN_TESTS: a ctest -R regex.
+TSAN_TESTS ?= ^(unit\.|fuzz\.|it\.blocking\.)
+test-tsan:
+	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DIOSERVE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
+	cd build-tsan && ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
+
+# libFuzzer targets (tests/fuzz/), built by clang in build-fuzz, each run for
+# FUZZ_SECONDS from its seed corpus; a crash fails and leaves its input in
+# build-fuzz/tests/fuzz-work/<target>/artifacts/.
+FUZZ_SECONDS ?= 60
+FUZZ_CMAKE_FLAGS = -DCMAKE_C_COMPILER=clang -DIOSERVE_FUZZ=ON \
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	"-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-gnu-variable-sized-type-not-at-end"
+fuzz:
+	@./tools/install-deps fuzz
+	@test -f build-fuzz/CMakeCache.txt || cmake -S . -B build-fuzz $(FUZZ_CMAKE_FLAGS)
+	cmake --build build-fuzz -j$(JOBS) --target fuzzers
+	cd build-fuzz && FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -L fuzz
+
+# valgrind memcheck: one scenario per model, the server under valgrind and
+# stopped with SIGQUIT; any invalid access or definite leak fails.
+valgrind:
+	@./tools/install-deps valgrind
+	$(MAKE) build BUILD=build-valgrind CMAKE_FLAGS="-DIOSERVE_VALGRIND=ON"
+	cd build-valgrind && ctest --output-on-failure -j$(JOBS) -L memcheck
+
 # The benchmark lab (tests/bench/run): every model, the hand-written
 # baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
 #   make bench MODELS="epoll uring" CONNS="50 500" ROUNDS=5 DURATION=2
@@ -37,4 +64,4 @@ bench: build
 	DURATION="$(DURATION)" ./tests/bench/run
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-valgrind

@@ -389,11 +389,17 @@ static void slow_reader(void **state)
            (unsigned long long)got, (long long)elapsed, rss0, rss_max,
            rss_max - rss0);
     IT_CHECK(why[0] == 0, "%s", why);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* ASan's quarantine keeps every freed buffer resident for a while
+     * (TSan's shadow grows too): RSS says nothing in those builds. */
+    it_log("(VmRSS bound not checked in a sanitizer build)");
+#else
     IT_CHECK(rss_max - rss0 <= SLOW_RSS_LIMIT_KB,
              "worker VmRSS grew by %ld kB (from %ld to %ld kB) while a slow "
              "reader was sent %u bytes with output_high_water = 65536: no "
              "backpressure?",
              rss_max - rss0, rss0, rss_max, SLOW_TOTAL);
+#endif
     /* the connection is still fine afterwards */
     IT_ECHO(fd, "done", 4);
     it_close(fd);

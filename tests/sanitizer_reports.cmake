@@ -1,0 +1,20 @@
+# cmake -DDIR=<dir> -DMODE=clear|check -P sanitizer_reports.cmake
+#   clear: empties DIR (sanitizers write their reports there)
+#   check: fails, printing them, when DIR holds any report
+if(MODE STREQUAL "clear")
+  file(REMOVE_RECURSE "${DIR}")
+  file(MAKE_DIRECTORY "${DIR}")
+  return()
+endif()
+file(GLOB reports "${DIR}/*")
+if(NOT reports)
+  message(STATUS "no sanitizer reports in ${DIR}")
+  return()
+endif()
+list(LENGTH reports n)
+foreach(r IN LISTS reports)
+  file(READ "${r}" text LIMIT 20000)
+  message("----- ${r} -----\n${text}")
+endforeach()
+message(FATAL_ERROR "${n} sanitizer report(s) in ${DIR} (printed above); "
+        "the process that wrote one is in its name (<tool>.<pid>)")
