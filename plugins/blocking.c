@@ -41,11 +41,14 @@ struct blocking_model {
     pthread_cond_t idle;  /* signalled when a thread ends */
     unsigned threads;     /* connection threads running */
     unsigned max_threads;
+    uint64_t last_refusal_log_ms; /* the acceptor's: refusals logged 1/s */
+    unsigned long refusals_unlogged;
 };
 
 struct blocking_job {
     struct blocking_model *m;
     struct ioc_conn *conn;
+    struct ioc_loop loop; /* the connection thread's, set up by the acceptor */
 };
 
 static void set_timeout(int fd, int opt, unsigned ms)
@@ -133,17 +136,11 @@ static void *blocking_thread(void *arg)
 {
     struct blocking_job *job = arg;
     struct blocking_model *m = job->m;
-    struct ioc_loop loop;
-    if (ioc_loop_init(&loop, m->h) == 0) {
-        /* Only the acceptor can run out of descriptors. */
-        close(loop.reserve_fd);
-        loop.reserve_fd = -1;
-        if (ioc_adopt(&loop, job->conn) == 0) {
-            blocking_serve(&loop, job->conn);
-            job->conn = NULL;
-        }
-        ioc_loop_fini(&loop);
+    if (ioc_adopt(&job->loop, job->conn) == 0) {
+        blocking_serve(&job->loop, job->conn);
+        job->conn = NULL;
     }
+    ioc_loop_fini(&job->loop);
     if (job->conn) { /* out of memory: drop it through the acceptor's code */
         ioc_adopt(&m->acceptor, job->conn);
         ioc_close(&m->acceptor, job->conn);
@@ -167,20 +164,43 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
 
     struct blocking_job *job = room ? malloc(sizeof(*job)) : NULL;
     pthread_t tid;
-    int rc = EAGAIN;
+    int rc = room ? ENOMEM : EAGAIN;
+    /* The thread's loop is set up here, on the acceptor's thread: the
+     * spare descriptor ioc_loop_init opens (and a serving thread gives back
+     * at once, it never accepts) would otherwise race with the acceptor for
+     * the slot its own spare leaves free while refusing after EMFILE. */
+    if (job && ioc_loop_init(&job->loop, m->h) != 0) {
+        free(job);
+        job = NULL;
+    }
     if (job) {
-        *job = (struct blocking_job){m, c};
+        if (job->loop.reserve_fd >= 0)
+            close(job->loop.reserve_fd);
+        job->loop.reserve_fd = -1;
+        job->m = m;
+        job->conn = c;
         ioc_detach(&m->acceptor, c);
         rc = pthread_create(&tid, attr, blocking_thread, job);
         if (rc != 0) {
             ioc_adopt(&m->acceptor, c);
+            ioc_loop_fini(&job->loop);
             free(job);
         }
     }
     if (rc != 0) {
-        m->h->log(m->h, IOS_LOG_WARN, room ? rc : 0,
-                  room ? "pthread_create: refusing a connection"
-                       : "max_threads reached: refusing a connection");
+        /* A flood of refusals must not flood the log: one line a second. */
+        uint64_t now = ioc_now_ms();
+        if (room) {
+            m->h->log(m->h, IOS_LOG_WARN, rc,
+                      "starting a connection thread: refusing a connection");
+        } else if (++m->refusals_unlogged, m->last_refusal_log_ms == 0 ||
+                   now - m->last_refusal_log_ms >= 1000) {
+            m->h->log(m->h, IOS_LOG_WARN, 0,
+                      "max_threads reached: refused %lu connection(s)",
+                      m->refusals_unlogged);
+            m->refusals_unlogged = 0;
+            m->last_refusal_log_ms = now;
+        }
         __atomic_fetch_add(&m->h->counters->refused, 1, __ATOMIC_RELAXED);
         ioc_close(&m->acceptor, c);
         if (room) {

@@ -1,7 +1,7 @@
 /*
  * Hostile clients and hard limits (issue 6): scenarios and the helpers they
  * share.  The scenarios live in sc_hostile.c (slowloris, emfile,
- * many_conns, privdrop), sc_soak.c (soak) and sc_memcheck.c (memcheck).
+ * many_conns, privdrop, refusals), sc_soak.c (soak) and sc_memcheck.c (memcheck).
  */
 #ifndef IOSERVE_IT_HOSTILE_H
 #define IOSERVE_IT_HOSTILE_H
@@ -17,6 +17,7 @@ int it_run_many_conns(void);
 int it_run_privdrop(void);
 int it_run_soak(void);
 int it_run_memcheck(void);
+int it_run_refusals(void);
 
 /* ---------------------------------------------------- process probes */
 

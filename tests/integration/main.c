@@ -56,6 +56,7 @@ static const struct scenario scenarios[] = {
     {"soak", it_run_soak},
     {"privdrop", it_run_privdrop},
     {"memcheck", it_run_memcheck},
+    {"refusals", it_run_refusals},
 };
 
 static void usage(void)

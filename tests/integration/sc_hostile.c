@@ -7,6 +7,8 @@
  *   many_conns  1,500 concurrent connections: select refuses those past
  *               FD_SETSIZE and serves the rest, sigio survives its signal
  *               queue overflowing, every other model serves them all;
+ *   refusals    a flood past max_connections (and the blocking model's
+ *               max_threads) is accepted and closed, logged once a second;
  * and once:
  *   privdrop    started as root with user = "nobody", the processes run as
  *               nobody and still serve.
@@ -992,4 +994,108 @@ int it_run_privdrop(void)
     };
     return cmocka_run_group_tests_name("privdrop", tests, privdrop_setup,
                                        it_group_teardown);
+}
+
+/* ============================================================= refusals */
+
+#define KEPT 3
+#define FLOOD 150
+
+static int refusals_setup(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"handler = \"echo\";",
+                                        "max_connections = 3;", NULL};
+    return it_group_start(lines);
+}
+
+static int threads_setup(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "handler = \"echo\";", "max_connections = 100;",
+        "models = { blocking = { max_threads = 3; }; };", NULL};
+    return it_group_start(lines);
+}
+
+/* Lines of the server log that contain `needle`. */
+static int log_count(const char *needle)
+{
+    char *text = it_read_file(it_srv->log, NULL);
+    int n = 0;
+    for (char *p = text; p && (p = strstr(p, needle)); p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/*
+ * KEPT connections fill the limit, then FLOOD more arrive as fast as they
+ * can: each is accepted and closed at once with no byte sent, the log
+ * says so at most about once a second, and the KEPT are not disturbed.
+ */
+static void flood_over_limit(const char *log_needle)
+{
+    int kept[KEPT];
+    for (int i = 0; i < KEPT; i++) {
+        IT_CONNECT(kept[i]);
+        IT_ECHO(kept[i], "kept", 4);
+    }
+    int64_t t0 = it_now_ms();
+    int closed = 0;
+    for (int i = 0; i < FLOOD; i++) {
+        int fd = hx_connect(it_srv->port, 3000);
+        IT_CHECK(fd >= 0, "flood connection %d: %s", i, strerror(errno));
+        size_t junk = 0;
+        int c = hx_wait_closed(fd, it_now_ms() + 3000, &junk);
+        close(fd);
+        IT_CHECK(c == 1 && junk == 0,
+                 "flood connection %d over the limit: %s", i,
+                 c != 1 ? "not closed within 3 s" : "got bytes");
+        closed++;
+    }
+    long ms = (long)(it_now_ms() - t0);
+    it_sleep_ms(100);
+    int lines = log_count(log_needle);
+    it_log("%d connections over the limit refused in %ld ms; %d log line(s)",
+           closed, ms, lines);
+    IT_CHECK(lines >= 1, "the refusals were not logged (\"%s\")", log_needle);
+    IT_CHECK(lines <= 2 + ms / 1000,
+             "%d log lines for %d refusals in %ld ms: not rate-limited", lines,
+             closed, ms);
+    for (int i = 0; i < KEPT; i++) {
+        IT_ECHO(kept[i], "still kept", 10);
+        it_close(kept[i]);
+    }
+}
+
+static void max_connections_flood(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    flood_over_limit("max_connections reached");
+}
+
+static void max_threads_flood(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    flood_over_limit("max_threads reached");
+}
+
+int it_run_refusals(void)
+{
+    const struct CMUnitTest tests[] = {
+        IT_TEST(max_connections_flood),
+    };
+    const struct CMUnitTest thread_tests[] = {
+        IT_TEST(max_threads_flood),
+    };
+    int failed = cmocka_run_group_tests_name("refusals", tests, refusals_setup,
+                                             it_group_teardown);
+    if (strcmp(it_env.model, "blocking") != 0 || it_skip || failed || it_failed)
+        return failed;
+    it_env.scenario = "refusals-threads"; /* its own config and log */
+    return cmocka_run_group_tests_name("refusals-threads", thread_tests,
+                                       threads_setup, it_group_teardown);
 }

@@ -20,6 +20,7 @@ set(IT_MODEL_SCENARIOS
   emfile
   many_conns
   soak
+  refusals
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
