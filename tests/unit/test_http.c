@@ -369,6 +369,36 @@ static const char *const bad_heads[] = {
     "GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
 };
 
+/* Header values are checked eight bytes at a time: a control byte or DEL
+ * must be caught at every position of a long value, and HTAB and obs-text
+ * must pass there too. */
+static void test_parse_long_values(void **st)
+{
+    (void)st;
+    static const char bad[] = {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f};
+    char head[128];
+    struct http_req r;
+    for (size_t pos = 0; pos < 24; pos++) {
+        char value[25];
+        memset(value, 'v', 24);
+        value[24] = 0;
+        value[pos] = '\t';
+        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
+        assert_int_equal(parse(head, &r), 0);
+        value[pos] = (char)0xe9; /* obs-text */
+        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
+        assert_int_equal(parse(head, &r), 0);
+        for (size_t b = 0; b < sizeof bad; b++) {
+            size_t len = (size_t)snprintf(head, sizeof head,
+                                          "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
+            head[strlen("GET / HTTP/1.1\r\nA: x") + pos] = bad[b];
+            if (bad[b] == 0x0a) /* a bare LF ends the line: not this test */
+                continue;
+            assert_int_equal(http_parse_head(head, len, &r), 400);
+        }
+    }
+}
+
 static void test_parse_bad(void **st)
 {
     (void)st;
@@ -758,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_parse_methods),
         cmocka_unit_test(test_parse_versions),
         cmocka_unit_test(test_parse_bad),
+        cmocka_unit_test(test_parse_long_values),
         cmocka_unit_test(test_format_date),
         cmocka_unit_test_setup_teardown(test_setup_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get, setup, teardown),
