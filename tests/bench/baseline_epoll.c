@@ -133,10 +133,10 @@ static size_t http_answer(struct srv *s, const char *p, size_t n, size_t *wlen)
     size_t pos = 0;
     const char *date = bench_http_date(&s->ok);
     while (pos < n) {
-        const char *e = memmem(p + pos, n - pos, "\r\n\r\n", 4);
+        const char *e = bench_head_end(p + pos, n - pos);
         if (!e)
             break;
-        pos = (size_t)(e - p) + 4;
+        pos = (size_t)(e - p);
         char *w = wbuf_room(s, *wlen, s->ok.len);
         if (!w)
             break;

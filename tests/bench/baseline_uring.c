@@ -21,7 +21,8 @@
  *         bench_common.h); keep-alive and pipelining; no request bodies
  *
  * usage: baseline_uring [-m echo|http] [-l 127.0.0.1:PORT]
- * Prints "listening on 127.0.0.1:PORT" on stderr; SIGTERM/SIGINT end it.
+ * Prints "listening on 127.0.0.1:PORT" on stderr; SIGTERM/SIGINT end it
+ * (within a second).
  * Exits 77 when the kernel refuses io_uring (e.g. io_uring_disabled).
  */
 #include <errno.h>
@@ -64,6 +65,14 @@ struct conn {
     char *part;       /* an http head split across reads */
     size_t part_len, part_cap;
 };
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
 
 struct srv {
     struct io_uring ring;
@@ -157,10 +166,10 @@ static ssize_t http_answer(struct srv *s, struct conn *c, const char *p, size_t 
     size_t pos = 0;
     const char *date = bench_http_date(&s->ok);
     while (pos < n) {
-        const char *e = memmem(p + pos, n - pos, "\r\n\r\n", 4);
+        const char *e = bench_head_end(p + pos, n - pos);
         if (!e)
             break;
-        pos = (size_t)(e - p) + 4;
+        pos = (size_t)(e - p);
         if (obuf_append(&c->next, s->ok.bytes, s->ok.len) != 0)
             return -1;
         memcpy(c->next.p + c->next.len - s->ok.len + s->ok.date_off, date,
@@ -318,6 +327,11 @@ int main(int argc, char **argv)
         }
     }
     signal(SIGPIPE, SIG_IGN);
+    /* A clean exit on SIGTERM (profilers write their data then); the wait
+     * below wakes once a second to notice it. */
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     bench_raise_nofile();
     if (bench_http_ok_init(&s.ok) != 0)
         return 1;
@@ -330,9 +344,11 @@ int main(int argc, char **argv)
     arm_accept(&s);
     bench_announce(s.lfd);
 
-    for (;;) {
-        rc = io_uring_submit_and_wait(&s.ring, 1);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+    while (!stop_requested) {
+        struct __kernel_timespec ts = {.tv_sec = 1};
+        struct io_uring_cqe *first;
+        rc = io_uring_submit_and_wait_timeout(&s.ring, &first, 1, &ts, NULL);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
             fprintf(stderr, "baseline_uring: io_uring_submit_and_wait: %s\n",
                     strerror(-rc));
             return 1;
@@ -351,4 +367,6 @@ int main(int argc, char **argv)
         }
         io_uring_cq_advance(&s.ring, seen);
     }
+    io_uring_queue_exit(&s.ring);
+    return 0;
 }

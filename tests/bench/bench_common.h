@@ -58,6 +58,22 @@ static inline int bench_http_ok_init(struct bench_http_ok *ok)
     return 0;
 }
 
+/* The end of the first request head in p[0, n) (just past its CR LF CR LF),
+ * or NULL.  memchr hops from line end to line end: for a 40-byte request
+ * it is several times cheaper than memmem. */
+static inline const char *bench_head_end(const char *p, size_t n)
+{
+    const char *e = p + n, *q = p;
+    while ((q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+        if (e - q < 3)
+            return NULL;
+        if (q[1] == '\r' && q[2] == '\n' && q > p && q[-1] == '\r')
+            return q + 3;
+        q++;
+    }
+    return NULL;
+}
+
 /* Up to the hard limit, so that 10,000 idle connections fit. */
 static inline void bench_raise_nofile(void)
 {
