@@ -712,9 +712,20 @@ int it_server_start(struct it_server *s, const char *cfg_path)
         it_fail("IOSERVE_BIN is not set");
         return -1;
     }
-    char *argv[] = {(char *)it_env.bin, "-c", s->cfg, NULL};
+    /* IOSERVE_IT_SET="key=value,key=value": -o overrides for a model
+     * variant (e.g. models.epoll.edge_triggered=true), set by ctest. */
+    char *argv[40] = {(char *)it_env.bin, "-c", s->cfg};
+    int argc = 3;
+    char *set = getenv("IOSERVE_IT_SET") ? strdup(getenv("IOSERVE_IT_SET")) : NULL;
+    for (char *save = NULL, *kv = set ? strtok_r(set, ",", &save) : NULL; kv && argc < 37;
+         kv = strtok_r(NULL, ",", &save)) {
+        argv[argc++] = "-o";
+        argv[argc++] = kv;
+    }
+    argv[argc] = NULL;
     int64_t t0 = it_now_ms();
     s->pid = spawn(argv, s->log);
+    free(set);
     if (s->pid <= 0) {
         s->pid = 0;
         return -1;
