@@ -40,7 +40,7 @@ test-tsan:
 FUZZ_SECONDS ?= 60
 FUZZ_CMAKE_FLAGS = -DCMAKE_C_COMPILER=clang -DIOSERVE_FUZZ=ON \
 	-DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	"-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -Wno-gnu-variable-sized-type-not-at-end"
+	"-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
 fuzz:
 	@./tools/install-deps fuzz
 	@test -f build-fuzz/CMakeCache.txt || cmake -S . -B build-fuzz $(FUZZ_CMAKE_FLAGS)
@@ -57,7 +57,7 @@ valgrind:
 # The benchmark lab (tests/bench/run): every model, the hand-written
 # baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
 #   make bench MODELS="epoll uring" CONNS="50 500" ROUNDS=5 DURATION=2
-# (also WARMUP, DEPTH, SIZE, SWEEPS=no, EXTRAS=no, MAX_STEAL, MAX_OTHER).
+# (also WARMUP, DEPTH, SIZE, SWEEPS=no, EXTRAS=no, MAX_STEAL, MAX_OTHER, RETRIES).
 bench: build
 	@./tests/bench/install-deps
 	BUILD=$(BUILD) MODELS="$(MODELS)" CONNS="$(CONNS)" ROUNDS="$(ROUNDS)" \

@@ -64,7 +64,7 @@ static void set_timeout(int fd, int opt, unsigned ms)
 static unsigned recv_timeout_ms(const struct ioc_loop *loop, const struct ioc_conn *c)
 {
     const struct ios_handler *h = loop->h;
-    if (!c->rq_next) /* not on the unfinished-request list */
+    if (!ioc_request_pending(c))
         return h->idle_timeout_ms;
     uint64_t due = c->request_started_ms + h->request_timeout_ms;
     uint64_t now = ioc_now_ms();

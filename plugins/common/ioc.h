@@ -32,14 +32,20 @@
 
 struct ioc_loop;
 
+/* A link of an intrusive, circular, doubly-linked list; a loop holds one
+ * as the list's head.  NULL links: not on the list. */
+struct ioc_link {
+    struct ioc_link *prev, *next;
+};
+
 struct ioc_conn {
     int fd;
     unsigned flags;          /* IOC_F_* below (private) */
     struct ios_buf in;       /* bytes the handler has not consumed yet */
     struct ios_buf out;      /* bytes not yet sent */
     uint64_t last_active_ms; /* for idle_timeout */
-    struct ioc_conn *prev, *next; /* the loop's list, least recently active first */
-    struct ioc_conn *rq_prev, *rq_next; /* the loop's unfinished-request list */
+    struct ioc_link active;   /* the loop's list, least recently active first */
+    struct ioc_link request;  /* the loop's unfinished-request list */
     uint64_t request_started_ms;  /* when its unfinished request began */
     void *model_data;        /* free for the model (e.g. an index into its array) */
     unsigned model_flags;    /* free for the model */
@@ -58,9 +64,9 @@ struct ioc_loop {
 
     struct ioc_conn **by_fd; /* fd-indexed table */
     size_t by_fd_cap;
-    struct ioc_conn list;    /* sentinel of the activity list */
-    struct ioc_conn rq_list; /* sentinel: connections holding an unfinished
-                                request, oldest first (request_timeout_ms) */
+    struct ioc_link active;  /* head: every connection, least recently active first */
+    struct ioc_link requests; /* head: connections holding an unfinished
+                                 request, oldest first (request_timeout_ms) */
     unsigned nconns;         /* open connections of this loop */
 
     char *rbuf;              /* recv target, read_chunk bytes */
@@ -114,6 +120,12 @@ void ioc_tick(struct ioc_loop *loop);
  * against closing `c` if the caller fetched next before servicing. */
 struct ioc_conn *ioc_first(struct ioc_loop *loop);
 struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c);
+
+/* True while conn holds an unfinished request (see request_timeout_ms). */
+static inline bool ioc_request_pending(const struct ioc_conn *conn)
+{
+    return conn->request.next != NULL;
+}
 
 /* The connection on fd, or NULL. */
 static inline struct ioc_conn *ioc_conn_of(const struct ioc_loop *loop, int fd)

@@ -76,7 +76,6 @@ static struct ioc_conn *conn_new(struct ioc_loop *loop, int fd)
     if (!c)
         return NULL;
     *c = (struct ioc_conn){.fd = fd};
-    c->prev = c->next = c;
     if (h->open(h, c->state) != 0) {
         free(c);
         return NULL;

@@ -27,8 +27,8 @@ int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
 {
     *loop = (struct ioc_loop){0};
     loop->h = h;
-    loop->list.next = loop->list.prev = &loop->list;
-    loop->rq_list.rq_next = loop->rq_list.rq_prev = &loop->rq_list;
+    loop->active.next = loop->active.prev = &loop->active;
+    loop->requests.next = loop->requests.prev = &loop->requests;
     loop->reserve_fd = -1;
     loop->rbuf = malloc(h->read_chunk);
     loop->cache.max = CACHE_MAX_BUFS;
@@ -47,8 +47,9 @@ int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
 
 void ioc_loop_fini(struct ioc_loop *loop)
 {
-    while (loop->list.next && loop->list.next != &loop->list)
-        ioc_close(loop, loop->list.next);
+    struct ioc_conn *c;
+    while (loop->active.next && (c = ioc_first(loop)))
+        ioc_close(loop, c);
     for (unsigned i = 0; i < loop->cache.count; i++)
         free(loop->cache.bufs[i]);
     free(loop->cache.bufs);
@@ -76,21 +77,26 @@ void ioc_drain_begin(struct ioc_loop *loop)
                  loop->nconns);
 }
 
-/* ------------------------------------------------------ activity list */
+/* --------------------------------------------------------------- lists */
 
-static void list_unlink(struct ioc_conn *c)
+#define CONN_OF(link, member) \
+    ((struct ioc_conn *)((char *)(link) - offsetof(struct ioc_conn, member)))
+
+static void link_remove(struct ioc_link *l)
 {
-    c->prev->next = c->next;
-    c->next->prev = c->prev;
-    c->prev = c->next = c;
+    if (!l->next)
+        return;
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+    l->prev = l->next = NULL;
 }
 
-static void list_append(struct ioc_loop *loop, struct ioc_conn *c)
+static void link_append(struct ioc_link *head, struct ioc_link *l)
 {
-    c->prev = loop->list.prev;
-    c->next = &loop->list;
-    loop->list.prev->next = c;
-    loop->list.prev = c;
+    l->prev = head->prev;
+    l->next = head;
+    head->prev->next = l;
+    head->prev = l;
 }
 
 void ioc_touch(struct ioc_loop *loop, struct ioc_conn *c)
@@ -98,36 +104,20 @@ void ioc_touch(struct ioc_loop *loop, struct ioc_conn *c)
     c->last_active_ms = ioc_now_ms();
     /* Moving to the tail keeps the list sorted by last activity, so the
      * next idle deadline is always the head's: O(1) timers. */
-    if (c->next != &loop->list) {
-        list_unlink(c);
-        list_append(loop, c);
+    if (c->active.next != &loop->active) {
+        link_remove(&c->active);
+        link_append(&loop->active, &c->active);
     }
 }
 
 struct ioc_conn *ioc_first(struct ioc_loop *loop)
 {
-    return loop->list.next == &loop->list ? NULL : loop->list.next;
+    return loop->active.next == &loop->active ? NULL : CONN_OF(loop->active.next, active);
 }
 
 struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c)
 {
-    return c->next == &loop->list ? NULL : c->next;
-}
-
-/* ------------------------------------------- unfinished-request list */
-
-static bool rq_listed(const struct ioc_conn *c)
-{
-    return c->rq_next != NULL;
-}
-
-static void rq_unlink(struct ioc_conn *c)
-{
-    if (!rq_listed(c))
-        return;
-    c->rq_prev->rq_next = c->rq_next;
-    c->rq_next->rq_prev = c->rq_prev;
-    c->rq_prev = c->rq_next = NULL;
+    return c->active.next == &loop->active ? NULL : CONN_OF(c->active.next, active);
 }
 
 void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress)
@@ -137,32 +127,31 @@ void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress)
                          : 0;
     bool holding = ios_buf_pending(&c->in) > 0;
     if (!limit || !holding) {
-        rq_unlink(c);
+        link_remove(&c->request);
         return;
     }
-    if (rq_listed(c) && !progress)
+    if (ioc_request_pending(c) && !progress)
         return; /* the same request is still arriving: its clock runs on */
-    rq_unlink(c);
+    link_remove(&c->request);
     /* Appending keeps the list in deadline order: the limit is the same for
      * every connection, so the oldest start is always at the head. */
     c->request_started_ms = ioc_now_ms();
-    c->rq_prev = loop->rq_list.rq_prev;
-    c->rq_next = &loop->rq_list;
-    loop->rq_list.rq_prev->rq_next = c;
-    loop->rq_list.rq_prev = c;
+    link_append(&loop->requests, &c->request);
 }
 
 static struct ioc_conn *rq_first(const struct ioc_loop *loop)
 {
-    return loop->rq_list.rq_next == &loop->rq_list ? NULL : loop->rq_list.rq_next;
+    return loop->requests.next == &loop->requests ? NULL
+                                                  : CONN_OF(loop->requests.next, request);
 }
 
 int ioc_timeout_ms(const struct ioc_loop *loop)
 {
     uint64_t now = ioc_now_ms();
     int64_t best = -1;
-    if (loop->list.next != &loop->list) {
-        uint64_t due = loop->list.next->last_active_ms + loop->h->idle_timeout_ms;
+    const struct ioc_conn *oldest = ioc_first((struct ioc_loop *)loop);
+    if (oldest) {
+        uint64_t due = oldest->last_active_ms + loop->h->idle_timeout_ms;
         best = due > now ? (int64_t)(due - now) : 0;
     }
     const struct ioc_conn *rq = rq_first(loop);
@@ -219,17 +208,17 @@ int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
     }
     loop->by_fd[fd] = c;
     c->last_active_ms = ioc_now_ms();
-    list_append(loop, c);
+    link_append(&loop->active, &c->active);
     loop->nconns++;
     return 0;
 }
 
 void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c)
 {
-    rq_unlink(c);
+    link_remove(&c->request);
     if ((size_t)c->fd < loop->by_fd_cap && loop->by_fd[c->fd] == c)
         loop->by_fd[c->fd] = NULL;
-    list_unlink(c);
+    link_remove(&c->active);
     loop->nconns--;
 }
 
