@@ -57,7 +57,8 @@ valgrind:
 # The benchmark lab (tests/bench/run): every model, the hand-written
 # baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
 #   make bench MODELS="epoll uring" CONNS="50 500" ROUNDS=5 DURATION=2
-# (also WARMUP, DEPTH, SIZE, SWEEPS=no, EXTRAS=no, MAX_STEAL, MAX_OTHER, RETRIES).
+# (also WARMUP, DEPTH, SIZE, PARTS="main sweep idle extras", SWEEPS=no,
+# EXTRAS=no, MAX_STEAL, MAX_OTHER, RETRIES).
 bench: build
 	@./tests/bench/install-deps
 	BUILD=$(BUILD) MODELS="$(MODELS)" CONNS="$(CONNS)" ROUNDS="$(ROUNDS)" \
