@@ -22,6 +22,9 @@ int it_run_metrics(void);
 int it_run_socket_activation(void);
 int it_run_sd_notify(void);
 
+/* sc_fallback.c: io_uring refused */
+int it_run_uring_unavailable(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -50,6 +53,7 @@ static const struct scenario scenarios[] = {
     {"metrics", it_run_metrics},
     {"socket_activation", it_run_socket_activation},
     {"sd_notify", it_run_sd_notify},
+    {"uring_unavailable", it_run_uring_unavailable},
     {"slowloris", it_run_slowloris},
     {"emfile", it_run_emfile},
     {"many_conns", it_run_many_conns},

@@ -34,5 +34,6 @@ set(IT_GLOBAL_SCENARIOS
   metrics
   socket_activation
   sd_notify
+  uring_unavailable
   privdrop
 )

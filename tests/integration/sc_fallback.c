@@ -1,0 +1,98 @@
+/* Global scenario uring_unavailable: with io_uring refused (as by a
+ * container's seccomp profile), a model list falls back with the reason
+ * logged, and `uring` alone fails to start without a respawn loop. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char g_wrapper[1024];
+
+/* A script that runs the real ioserve under tests/tools/no_uring.c; exec
+ * keeps the pid, so the harness still sees the master it started. */
+static int use_no_uring(void)
+{
+    const char *nu = getenv("IOSERVE_NO_URING");
+    char so[1024];
+    snprintf(so, sizeof so, "%s/uring.so", it_env.plugin_dir);
+    if (!nu || access(nu, X_OK) != 0 || access(so, R_OK) != 0) {
+        it_log("SKIP: no-uring wrapper or uring plugin not built");
+        return 77;
+    }
+    snprintf(g_wrapper, sizeof g_wrapper, "%s/no-uring-ioserve.sh", it_tmpdir());
+    char text[3000];
+    snprintf(text, sizeof text, "#!/bin/sh\nexec '%s' '%s' \"$@\"\n", nu, it_env.bin);
+    if (it_write_file(g_wrapper, text) != 0 || chmod(g_wrapper, 0755) != 0)
+        return -1;
+    it_env.bin = g_wrapper;
+    return 0;
+}
+
+static int fallback_setup(void **state)
+{
+    (void)state;
+    int rc = use_no_uring();
+    if (rc == 77) {
+        it_skip = 1;
+        return 0;
+    }
+    if (rc)
+        return -1;
+    static const char *const lines[] = {"model = [\"uring\", \"epoll\"];",
+                                        "status_listen = \"127.0.0.1:0\";", NULL};
+    return it_group_start(lines);
+}
+
+static void test_list_falls_back_with_reason(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    IT_CHECK(it_log_contains(it_srv, "uring: io_uring_setup: Operation not permitted"),
+             "the log does not name the cause");
+    IT_CHECK(it_log_contains(it_srv, "(model epoll,"), "did not fall back to epoll");
+    int fd;
+    IT_CONNECT(fd);
+    IT_ECHO(fd, "still served", 12);
+    it_close(fd);
+}
+
+static void test_uring_alone_fails_once(void **state)
+{
+    (void)state;
+    if (it_skip)
+        skip();
+    static const char *const lines[] = {"model = \"uring\";", NULL};
+    char *cfg = it_write_config("uring-alone", lines);
+    assert_non_null(cfg);
+    char *argv[] = {g_wrapper, "-c", cfg, NULL};
+    char *out = NULL;
+    int64_t ms = 0;
+    int st = it_run(argv, 10000, "listening on", &out, &ms);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0,
+             "expected a prompt non-zero exit, got status %d:\n%s", st, out);
+    IT_CHECK(strstr(out, "io_uring_setup: Operation not permitted"), "cause not logged:\n%s",
+             out);
+    IT_CHECK(strstr(out, "failed to start"), "no 'failed to start':\n%s", out);
+    /* One worker tried, not a respawn loop. */
+    int tries = 0;
+    for (const char *p = out; (p = strstr(p, "did not start")); p++)
+        tries++;
+    IT_CHECK(tries == 1, "the model was started %d times:\n%s", tries, out);
+    it_log("uring alone: exit %d after %lld ms", WEXITSTATUS(st), (long long)ms);
+    free(out);
+    free(cfg);
+}
+
+int it_run_uring_unavailable(void)
+{
+    const struct CMUnitTest tests[] = {
+        IT_TEST(test_list_falls_back_with_reason),
+        cmocka_unit_test(test_uring_alone_fails_once),
+    };
+    return cmocka_run_group_tests_name("uring_unavailable", tests, fallback_setup,
+                                       it_group_teardown);
+}
