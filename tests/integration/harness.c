@@ -1018,29 +1018,35 @@ int it_connect_nb(int port)
     return fd;
 }
 
-int it_connect(int port)
+int it_connect_timeout(int port, int timeout_ms)
 {
-    int fd;
-    int r = make_sock(port, &fd);
-    if (r < 0)
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
         return -1;
-    if (r == 1) {
-        struct pollfd p = {fd, POLLOUT, 0};
-        int pr;
-        do
-            pr = poll(&p, 1, 5000);
-        while (pr < 0 && errno == EINTR);
-        int err = 0;
-        socklen_t el = sizeof err;
-        if (pr <= 0) {
-            set_err("connect 127.0.0.1:%d: timed out", port);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (errno != EINPROGRESS) {
+            int e = errno;
             close(fd);
-            errno = ETIMEDOUT;
+            errno = e;
             return -1;
         }
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        struct pollfd p = {fd, POLLOUT, 0};
+        int r;
+        do
+            r = poll(&p, 1, timeout_ms);
+        while (r < 0 && errno == EINTR);
+        int err = 0;
+        socklen_t el = sizeof err;
+        if (r <= 0)
+            err = ETIMEDOUT;
+        else
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
         if (err) {
-            set_err("connect 127.0.0.1:%d: %s", port, strerror(err));
             close(fd);
             errno = err;
             return -1;
@@ -1048,6 +1054,17 @@ int it_connect(int port)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+int it_connect(int port)
+{
+    int fd = it_connect_timeout(port, 5000);
+    if (fd < 0) {
+        set_err("connect 127.0.0.1:%d: %s", port,
+                errno == ETIMEDOUT ? "timed out" : strerror(errno));
+        return -1;
+    }
     it_track(fd);
     return fd;
 }

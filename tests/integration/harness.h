@@ -175,6 +175,10 @@ int it_test_teardown(void **state);
 /* Connects (blocking, with timeout) to 127.0.0.1:port.  The fd is tracked:
  * the test teardown closes it if the test did not.  -1 on error. */
 int it_connect(int port);
+/* Connects to 127.0.0.1:port within timeout_ms; a non-blocking, untracked
+ * fd with TCP_NODELAY, or -1 with errno (ETIMEDOUT at the deadline).
+ * Thread-safe: touches no harness state. */
+int it_connect_timeout(int port, int timeout_ms);
 /* Non-blocking connect: returns the fd at once (connect in progress). */
 int it_connect_nb(int port);
 /* Closes a tracked fd.  With rst, SO_LINGER {1,0} first (sends RST). */

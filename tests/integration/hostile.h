@@ -34,9 +34,6 @@ rlim_t hx_raise_nofile(rlim_t want);
 
 /* ---------------------------------------------------------- sockets */
 
-/* Connects to 127.0.0.1:port within timeout_ms; the fd is non-blocking
- * and NOT tracked by the harness (thread-safe).  -1 with errno. */
-int hx_connect(int port, int timeout_ms);
 /* close() with SO_LINGER {1, 0}: the peer sees a reset. */
 void hx_close_rst(int fd);
 /* Sends all n bytes by the deadline (it_now_ms() clock).  0 or -1. */

@@ -102,45 +102,6 @@ rlim_t hx_raise_nofile(rlim_t want)
     return rl.rlim_cur;
 }
 
-int hx_connect(int port, int timeout_ms)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (errno != EINPROGRESS) {
-            int e = errno;
-            close(fd);
-            errno = e;
-            return -1;
-        }
-        struct pollfd p = {fd, POLLOUT, 0};
-        int r;
-        do
-            r = poll(&p, 1, timeout_ms);
-        while (r < 0 && errno == EINTR);
-        int err = 0;
-        socklen_t el = sizeof err;
-        if (r <= 0)
-            err = ETIMEDOUT;
-        else
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err) {
-            close(fd);
-            errno = err;
-            return -1;
-        }
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    return fd;
-}
-
 void hx_close_rst(int fd)
 {
     if (fd < 0)
@@ -689,7 +650,7 @@ static void many_connections(void **state)
     /* 1. connect in batches (within the backlog), each checked at once */
     for (int b = 0; b < MANY; b += MANY_BATCH) {
         for (int i = b; i < b + MANY_BATCH; i++) {
-            g_many[i] = hx_connect(it_srv->port, 5000);
+            g_many[i] = it_connect_timeout(it_srv->port, 5000);
             IT_CHECK(g_many[i] >= 0, "connection %d: connect: %s", i,
                      strerror(errno));
             g_many_n = i + 1;
@@ -1044,7 +1005,7 @@ static void flood_over_limit(const char *log_needle)
     int64_t t0 = it_now_ms();
     int closed = 0;
     for (int i = 0; i < FLOOD; i++) {
-        int fd = hx_connect(it_srv->port, 3000);
+        int fd = it_connect_timeout(it_srv->port, 3000);
         IT_CHECK(fd >= 0, "flood connection %d: %s", i, strerror(errno));
         size_t junk = 0;
         int c = hx_wait_closed(fd, it_now_ms() + 3000, &junk);

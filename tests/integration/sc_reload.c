@@ -388,41 +388,9 @@ static int rs_index(const struct it_server *s)
 
 static int cl_connect(int port, int timeout_ms, int *err)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
+    int fd = it_connect_timeout(port, timeout_ms);
+    if (fd < 0)
         *err = errno;
-        return -1;
-    }
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        if (errno != EINPROGRESS) {
-            *err = errno;
-            close(fd);
-            return -1;
-        }
-        struct pollfd p = {fd, POLLOUT, 0};
-        int r;
-        do
-            r = poll(&p, 1, timeout_ms);
-        while (r < 0 && errno == EINTR);
-        int e = 0;
-        socklen_t el = sizeof e;
-        if (r <= 0)
-            e = ETIMEDOUT;
-        else
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-        if (e) {
-            *err = e;
-            close(fd);
-            return -1;
-        }
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
 }
 

@@ -192,7 +192,7 @@ static void *good_thread(void *arg)
     r->fd = -1;
     for (int i = 0; more(c, i); i++) {
         if (r->fd < 0) {
-            r->fd = hx_connect(c->s->port, 3000);
+            r->fd = it_connect_timeout(c->s->port, 3000);
             r->len = 0;
             r->eof = 0;
             if (r->fd < 0) {
@@ -219,7 +219,7 @@ static void *halfclose_thread(void *arg)
     if (!r)
         return NULL;
     for (int i = 0; more(c, i); i++) {
-        r->fd = hx_connect(c->s->port, 3000);
+        r->fd = it_connect_timeout(c->s->port, 3000);
         r->len = 0;
         r->eof = 0;
         if (r->fd < 0) {
@@ -275,7 +275,7 @@ static void *slowloris_thread(void *arg)
     for (int it = 0; more(c, it); it++) {
         for (int i = 0; i < SLOW_CONNS; i++) {
             if (fd[i] < 0) {
-                fd[i] = hx_connect(c->s->port, 3000);
+                fd[i] = it_connect_timeout(c->s->port, 3000);
                 born[i] = it_now_ms();
                 pos[i] = 0;
                 if (fd[i] < 0) {
@@ -325,7 +325,7 @@ static void *garbage_thread(void *arg)
     struct client *c = arg;
     char buf[4096];
     for (int i = 0; more(c, i); i++) {
-        int fd = hx_connect(c->s->port, 3000);
+        int fd = it_connect_timeout(c->s->port, 3000);
         if (fd < 0) {
             client_error(c, "garbage: connect: %s", strerror(errno));
             break;
@@ -360,7 +360,7 @@ static void *reset_thread(void *arg)
         memcpy(burst + k * (sizeof req - 1), req, sizeof req - 1);
     int vanished[VANISHED], nv = 0;
     for (int i = 0; more(c, i); i++) {
-        int fd = hx_connect(c->s->port, 3000);
+        int fd = it_connect_timeout(c->s->port, 3000);
         if (fd < 0) {
             client_error(c, "reset: connect: %s", strerror(errno));
             break;
@@ -405,7 +405,7 @@ static void *flood_thread(void *arg)
     if (!chunk)
         return NULL;
     for (int i = 0; more(c, i); i++) {
-        int fd = hx_connect(c->s->port, 3000);
+        int fd = it_connect_timeout(c->s->port, 3000);
         if (fd < 0) {
             client_error(c, "flood: connect: %s", strerror(errno));
             break;
@@ -581,7 +581,7 @@ static void soak_mixed_clients(void **state)
     /* still serving */
     static struct hx_reader r;
     memset(&r, 0, sizeof r);
-    r.fd = hx_connect(it_srv->port, 3000);
+    r.fd = it_connect_timeout(it_srv->port, 3000);
     IT_CHECK(r.fd >= 0, "connect after the soak: %s", strerror(errno));
     it_track(r.fd);
     static const char get[] = "GET / HTTP/1.1\r\nHost: it\r\n\r\n";
