@@ -315,17 +315,8 @@ int main(int argc, char **argv)
 {
     static struct srv s;
     const char *listen_on = "127.0.0.1:0";
-    int opt;
-    while ((opt = getopt(argc, argv, "m:l:")) != -1) {
-        if (opt == 'm' && (!strcmp(optarg, "http") || !strcmp(optarg, "echo")))
-            s.http = !strcmp(optarg, "http");
-        else if (opt == 'l')
-            listen_on = optarg;
-        else {
-            fprintf(stderr, "usage: baseline_uring [-m echo|http] [-l 127.0.0.1:PORT]\n");
-            return 1;
-        }
-    }
+    if (bench_parse_args(argc, argv, "baseline_uring", &s.http, &listen_on) != 0)
+        return 1;
     signal(SIGPIPE, SIG_IGN);
     /* A clean exit on SIGTERM (profilers write their data then); the wait
      * below wakes once a second to notice it. */

@@ -1,14 +1,16 @@
 /*
  * What the two hand-written baseline servers share: binding to a loopback
  * address (port 0 allowed), announcing the real port the way ioserve does,
- * and ioserve's http 200 response, byte for byte.
+ * ioserve's http 200 response, byte for byte, and the command line.
  */
 #ifndef IOSERVE_BENCH_COMMON_H
 #define IOSERVE_BENCH_COMMON_H
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +154,25 @@ static inline void bench_announce(int fd)
         fprintf(stderr, "listening on %s:%d\n", host, port);
     }
     fflush(stderr);
+}
+
+/* The baselines' command line: [-m echo|http] [-l 127.0.0.1:PORT].
+ * 0, or -1 after printing the usage. */
+static inline int bench_parse_args(int argc, char **argv, const char *name, bool *http,
+                                   const char **listen_on)
+{
+    int opt;
+    while ((opt = getopt(argc, argv, "m:l:")) != -1) {
+        if (opt == 'm' && (!strcmp(optarg, "http") || !strcmp(optarg, "echo")))
+            *http = !strcmp(optarg, "http");
+        else if (opt == 'l')
+            *listen_on = optarg;
+        else {
+            fprintf(stderr, "usage: %s [-m echo|http] [-l 127.0.0.1:PORT]\n", name);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 #endif
