@@ -114,8 +114,10 @@ int status_timeout_ms(const struct status_server *s)
     return best <= now ? 0 : (int)(best - now);
 }
 
-static void respond(struct status_server *s, struct status_conn *c, int code,
-                    const char *reason, const char *type, struct ios_buf *body)
+/* Queues a whole response; with send_body false (HEAD) the same head, whose
+ * Content-Length still describes the body. */
+static void respond(struct status_conn *c, int code, const char *reason, const char *type,
+                    const struct ios_buf *body, bool send_body)
 {
     char head[256];
     int n = snprintf(head, sizeof(head),
@@ -123,9 +125,9 @@ static void respond(struct status_server *s, struct status_conn *c, int code,
                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                      code, reason, type, body ? ios_buf_pending(body) : 0);
     if (ios_buf_append(&c->out, head, (size_t)n) != 0 ||
-        (body && ios_buf_append(&c->out, body->data + body->off, ios_buf_pending(body)) != 0))
+        (body && send_body &&
+         ios_buf_append(&c->out, body->data + body->off, ios_buf_pending(body)) != 0))
         conn_close(c);
-    (void)s;
 }
 
 /* A request head is complete: answer it. */
@@ -135,18 +137,16 @@ static void answer(struct status_server *s, struct status_conn *c)
     bool head = strncmp(c->in, "HEAD ", 5) == 0;
     const char *target = c->in + (get ? 4 : 5);
     if (!get && !head) {
-        respond(s, c, 405, "Method Not Allowed", "text/plain", NULL);
+        respond(c, 405, "Method Not Allowed", "text/plain", NULL, false);
         return;
     }
     if (strncmp(target, "/metrics ", 9) != 0 && strncmp(target, "/metrics?", 9) != 0) {
-        respond(s, c, 404, "Not Found", "text/plain", NULL);
+        respond(c, 404, "Not Found", "text/plain", NULL, false);
         return;
     }
     struct ios_buf body = {0};
     s->render(s->ctx, &body);
-    respond(s, c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body);
-    if (head && c->fd >= 0)
-        c->out.len -= ios_buf_pending(&body); /* the same head, no body */
+    respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body, !head);
     ios_buf_free(&body);
 }
 
@@ -164,7 +164,7 @@ static void conn_read(struct status_server *s, struct status_conn *c)
     if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n"))
         answer(s, c);
     else if (c->inlen == sizeof(c->in) - 1)
-        respond(s, c, 431, "Request Header Fields Too Large", "text/plain", NULL);
+        respond(c, 431, "Request Header Fields Too Large", "text/plain", NULL, false);
 }
 
 static void conn_write(struct status_conn *c)

@@ -125,7 +125,6 @@ static void report_fallback(int report_fd, const char *model, const char *reason
 int worker_main(const struct worker_args *a)
 {
     const struct ios_config *cfg = a->cfg;
-    int code = WORKER_EXIT_NOT_STARTED;
 
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct plugin p;
@@ -183,5 +182,5 @@ int worker_main(const struct worker_args *a)
                         rc < 0 ? strerror(-rc) : "returned before it was ready");
         plugin_close(&p);
     }
-    return code;
+    return WORKER_EXIT_NOT_STARTED;
 }
