@@ -40,6 +40,10 @@ struct blocking_model {
     pthread_mutex_t lock;
     pthread_cond_t idle;  /* signalled when a thread ends */
     unsigned threads;     /* connection threads running */
+    /* Threads that have ended but not been joined.  They are joined, not
+     * detached: model_run must not return (and the host dlclose this code)
+     * while a thread still executes its last instructions in it. */
+    struct blocking_job *ended;
     unsigned max_threads;
     uint64_t last_refusal_log_ms; /* the acceptor's: refusals logged 1/s */
     unsigned long refusals_unlogged;
@@ -49,6 +53,8 @@ struct blocking_job {
     struct blocking_model *m;
     struct ioc_conn *conn;
     struct ioc_loop loop; /* the connection thread's, set up by the acceptor */
+    pthread_t thread;
+    struct blocking_job *next_ended;
 };
 
 static void set_timeout(int fd, int opt, unsigned ms)
@@ -136,52 +142,74 @@ static void *blocking_thread(void *arg)
 {
     struct blocking_job *job = arg;
     struct blocking_model *m = job->m;
-    if (ioc_adopt(&job->loop, job->conn) == 0) {
-        blocking_serve(&job->loop, job->conn);
-        job->conn = NULL;
-    }
+    blocking_serve(&job->loop, job->conn);
     ioc_loop_fini(&job->loop);
-    if (job->conn) { /* out of memory: drop it through the acceptor's code */
-        ioc_adopt(&m->acceptor, job->conn);
-        ioc_close(&m->acceptor, job->conn);
-    }
-    free(job);
     pthread_mutex_lock(&m->lock);
+    job->next_ended = m->ended;
+    m->ended = job;
     m->threads--;
     pthread_cond_signal(&m->idle);
     pthread_mutex_unlock(&m->lock);
     return NULL;
 }
 
+/* Joins the threads that have ended and frees their jobs. */
+static void blocking_reap(struct blocking_model *m)
+{
+    pthread_mutex_lock(&m->lock);
+    struct blocking_job *job = m->ended;
+    m->ended = NULL;
+    pthread_mutex_unlock(&m->lock);
+    while (job) {
+        struct blocking_job *next = job->next_ended;
+        pthread_join(job->thread, NULL);
+        free(job);
+        job = next;
+    }
+}
+
+/* Sets up a thread's loop and moves the connection into it, all on the
+ * acceptor's thread, so that a failure is handled where the acceptor's
+ * loop may be touched.  0 or a positive errno. */
+static int blocking_job_new(struct blocking_model *m, struct ioc_conn *c,
+                            struct blocking_job **out)
+{
+    struct blocking_job *job = malloc(sizeof(*job));
+    if (!job)
+        return ENOMEM;
+    if (ioc_loop_init_serving(&job->loop, m->h) != 0) {
+        free(job);
+        return ENOMEM;
+    }
+    ioc_detach(&m->acceptor, c);
+    if (ioc_adopt(&job->loop, c) != 0) {
+        ioc_adopt(&m->acceptor, c); /* its slot there is still allocated */
+        ioc_loop_fini(&job->loop);
+        free(job);
+        return ENOMEM;
+    }
+    job->m = m;
+    job->conn = c;
+    *out = job;
+    return 0;
+}
+
 static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
                               const pthread_attr_t *attr)
 {
+    blocking_reap(m);
     pthread_mutex_lock(&m->lock);
     bool room = m->threads < m->max_threads;
     if (room)
         m->threads++;
     pthread_mutex_unlock(&m->lock);
 
-    struct blocking_job *job = room ? malloc(sizeof(*job)) : NULL;
-    pthread_t tid;
-    int rc = room ? ENOMEM : EAGAIN;
-    /* The thread's loop is set up here, on the acceptor's thread: the
-     * spare descriptor ioc_loop_init opens (and a serving thread gives back
-     * at once, it never accepts) would otherwise race with the acceptor for
-     * the slot its own spare leaves free while refusing after EMFILE. */
-    if (job && ioc_loop_init(&job->loop, m->h) != 0) {
-        free(job);
-        job = NULL;
-    }
-    if (job) {
-        if (job->loop.reserve_fd >= 0)
-            close(job->loop.reserve_fd);
-        job->loop.reserve_fd = -1;
-        job->m = m;
-        job->conn = c;
-        ioc_detach(&m->acceptor, c);
-        rc = pthread_create(&tid, attr, blocking_thread, job);
+    struct blocking_job *job = NULL;
+    int rc = room ? blocking_job_new(m, c, &job) : EAGAIN;
+    if (rc == 0) {
+        rc = pthread_create(&job->thread, attr, blocking_thread, job);
         if (rc != 0) {
+            ioc_detach(&job->loop, c);
             ioc_adopt(&m->acceptor, c);
             ioc_loop_fini(&job->loop);
             free(job);
@@ -225,7 +253,6 @@ int model_run(int listen_fd, const struct ios_handler *h)
         return rc;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
     pthread_mutex_init(&m.lock, NULL);
     pthread_cond_init(&m.idle, NULL);
@@ -264,6 +291,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     while (m.threads > 0)
         pthread_cond_wait(&m.idle, &m.lock);
     pthread_mutex_unlock(&m.lock);
+    blocking_reap(&m);
     pthread_cond_destroy(&m.idle);
     pthread_mutex_destroy(&m.lock);
     pthread_attr_destroy(&attr);

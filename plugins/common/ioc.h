@@ -90,8 +90,12 @@ uint64_t ioc_now_ms(void);
 
 /* ------------------------------------------------------------- the loop */
 
-/* 0, or -ENOMEM. */
+/* 0, or -ENOMEM.  A loop that accepts also holds the spare descriptor
+ * for running out of them (EMFILE). */
 int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h);
+/* The same for a loop that only serves connections handed to it
+ * (ioc_adopt) and never accepts: it holds no spare descriptor. */
+int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h);
 /* Closes every connection still open and frees the loop's memory. */
 void ioc_loop_fini(struct ioc_loop *loop);
 

@@ -23,7 +23,7 @@ uint64_t ioc_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
+int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h)
 {
     *loop = (struct ioc_loop){0};
     loop->h = h;
@@ -38,6 +38,14 @@ int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
         ioc_loop_fini(loop);
         return -ENOMEM;
     }
+    return 0;
+}
+
+int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
+{
+    int rc = ioc_loop_init_serving(loop, h);
+    if (rc != 0)
+        return rc;
     /* Kept so that running out of descriptors can still be answered by
      * accepting and closing, instead of leaving clients hanging in the
      * backlog while the listen socket stays readable forever. */
