@@ -25,7 +25,10 @@
  *   - never exit(), abort() or install signal handlers; SIGPIPE is ignored by
  *     the host, so send() may return EPIPE;
  *   - log only through h->log;
- *   - a per-connection error closes that connection only.
+ *   - a per-connection error closes that connection only;
+ *   - join every thread you start before returning: the host may dlclose
+ *     the plugin as soon as model_run returns, and a detached thread still
+ *     on its way out would run unmapped code.
  *
  * Self-contained: C11 and libc only; usable from C++.
  *
