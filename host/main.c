@@ -32,7 +32,7 @@ static void usage(FILE *out)
         "  -c, --config FILE    configuration file (default " IOSERVE_DEFAULT_CONFIG ")\n"
         "  -o, --set KEY=VALUE  override a setting, e.g. -o model=select -o listen=127.0.0.1:0\n"
         "                       (repeatable; nested keys such as models.epoll.edge_triggered work)\n"
-        "  -t, --test           check the configuration and that its model plugins load, then exit\n"
+        "  -t, --test           check the configuration, that its models load and which one starts\n"
         "  -s, --signal SIGNAL  send SIGNAL to the running master (through pid_file):\n"
         "                       reload (swap in a new generation), quit (drain, exit), stop (exit now)\n"
         "      --list-models    list the plugins in plugin_dir with their knobs\n"

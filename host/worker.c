@@ -1,9 +1,12 @@
 /* The worker: plugin code runs here and only here. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "handler.h"
@@ -18,6 +21,8 @@ struct worker_ctx {
     const struct ios_model_descriptor *desc;
     int report_fd;
     int ready;
+    /* The model's last error before ready(): the reason a fallback names. */
+    char start_error[256];
 };
 
 static struct worker_ctx *ctx_of(const struct ios_handler *h)
@@ -35,7 +40,11 @@ static void host_log(const struct ios_handler *h, enum ios_log_level level,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    log_msg(level, err, "%s: %s", ctx_of(h)->desc->name, msg);
+    struct worker_ctx *ctx = ctx_of(h);
+    log_msg(level, err, "%s: %s", ctx->desc->name, msg);
+    if (level == IOS_LOG_ERROR && !ctx->ready)
+        snprintf(ctx->start_error, sizeof(ctx->start_error), "%.190s%s%.60s", msg,
+                 err ? ": " : "", err ? strerror(err) : "");
 }
 
 static void host_ready(const struct ios_handler *h)
@@ -91,7 +100,8 @@ static int load_model(const struct ios_config *cfg, const char *model,
     return 0;
 }
 
-int worker_check(const struct ios_config *cfg)
+/* Loads every model of the list (printing why any is refused).  0 if all do. */
+static int check_models_load(const struct ios_config *cfg)
 {
     int failures = 0;
     for (size_t i = 0; i < cfg->n_models; i++) {
@@ -105,6 +115,96 @@ int worker_check(const struct ios_config *cfg)
         plugin_close(&p);
     }
     return failures ? -1 : 0;
+}
+
+/* A listening socket on loopback, port 0: the dry run must not touch the
+ * configured address, which a running server may hold. */
+static int loopback_listener(void)
+{
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    const struct sockaddr *addrs[] = {(struct sockaddr *)&v4, (struct sockaddr *)&v6};
+    const socklen_t lens[] = {sizeof(v4), sizeof(v6)};
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(addrs[i]->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        if (bind(fd, addrs[i], lens[i]) == 0 && listen(fd, 1) == 0)
+            return fd;
+        close(fd);
+    }
+    return -1;
+}
+
+/* Prints what the report pipe of a dry run says: the model that started
+ * and why each one before it was skipped.  0 if one started. */
+static int print_dry_run(int report_fd)
+{
+    char buf[8192];
+    ssize_t n = read(report_fd, buf, sizeof(buf) - 1);
+    buf[n > 0 ? n : 0] = '\0';
+    int started = 0;
+    for (char *line = buf, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        next = next ? (*next = '\0', next + 1) : line + strlen(line);
+        if (line[0] == WORKER_FALLBACK_TAG) {
+            char *tab = strchr(line, '\t');
+            if (tab)
+                *tab++ = '\0';
+            printf("ioserve: model %s would not start: %s\n", line + 1, tab ? tab : "");
+        } else if (line[0] == WORKER_READY_TAG) {
+            printf("ioserve: model %s starts\n", line + 1);
+            started = 1;
+        }
+    }
+    return started ? 0 : -1;
+}
+
+/*
+ * The dry run: the worker's own code starts each model of the list in
+ * turn, exactly as a worker would, on a loopback socket and with stop_fd
+ * readable from the start, so the first model that starts drains at once.
+ * A model that loads but cannot start (io_uring refused by the kernel or a
+ * seccomp filter, a missing capability) is found here, with its reason.
+ */
+static int check_models_start(const struct ios_config *cfg)
+{
+    int listen_fd = loopback_listener();
+    int stop[2], report[2];
+    if (listen_fd < 0 || pipe2(stop, O_CLOEXEC) != 0) {
+        fprintf(stderr, "ioserve: dry run: no loopback socket or pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0 || write(stop[1], "q", 1) != 1) {
+        fprintf(stderr, "ioserve: dry run: pipe: %s\n", strerror(errno));
+        return -1;
+    }
+    struct ios_counters counters = {0};
+    struct worker_args a = {.cfg = cfg,
+                            .listen_fd = listen_fd,
+                            .stop_fd = stop[0],
+                            .report_fd = report[1],
+                            .counters = &counters};
+    /* Errors say why a model did not start; info would be the drain. */
+    enum ios_log_level saved = log_get_level();
+    log_set_level(IOS_LOG_WARN);
+    worker_main(&a);
+    log_set_level(saved);
+    fflush(stderr);
+    int rc = print_dry_run(report[0]);
+    close(listen_fd);
+    close(stop[0]);
+    close(stop[1]);
+    close(report[0]);
+    close(report[1]);
+    return rc;
+}
+
+int worker_check(const struct ios_config *cfg)
+{
+    if (check_models_load(cfg) != 0)
+        return -1;
+    return check_models_start(cfg);
 }
 
 /* Tells the master why a model of the list was skipped (for /metrics). */
@@ -179,7 +279,9 @@ int worker_main(const struct worker_args *a)
         log_error(rc < 0 ? -rc : 0, "model %s did not start%s", p.desc->name,
                   i + 1 < cfg->n_models ? "; trying the next model" : "");
         report_fallback(a->report_fd, p.desc->name,
-                        rc < 0 ? strerror(-rc) : "returned before it was ready");
+                        ctx.start_error[0] ? ctx.start_error
+                        : rc < 0           ? strerror(-rc)
+                                           : "returned before it was ready");
         plugin_close(&p);
     }
     return WORKER_EXIT_NOT_STARTED;

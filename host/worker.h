@@ -29,8 +29,11 @@ struct worker_args {
 int worker_main(const struct worker_args *args);
 
 /*
- * Loads every model of cfg->models and checks its ABI and knobs, printing
- * why any is refused.  For -t, in a child of the master.  0 if all load.
+ * For -t, in a child of the master: loads every model of cfg->models and
+ * checks its ABI and knobs, printing why any is refused; then starts them
+ * in a dry run (on loopback, draining at once) and prints which model
+ * starts and why any before it would be skipped.  0 if all load and one
+ * starts.
  */
 int worker_check(const struct ios_config *cfg);
 

@@ -1,6 +1,7 @@
 /* Global scenario uring_unavailable: with io_uring refused (as by a
  * container's seccomp profile), a model list falls back with the reason
- * logged, and `uring` alone fails to start without a respawn loop. */
+ * logged, `uring` alone fails to start without a respawn loop, and -t
+ * says the same. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -87,11 +88,50 @@ static void test_uring_alone_fails_once(void **state)
     free(cfg);
 }
 
+/* -t starts each model in a dry run, so it reports the same reason. */
+static void test_check_reports_the_reason(void **state)
+{
+    (void)state;
+    if (it_skip)
+        skip();
+    static const char *const list[] = {"model = [\"uring\", \"epoll\"];", NULL};
+    static const char *const alone[] = {"model = \"uring\";", NULL};
+    char *cfg_list = it_write_config("check-list", list);
+    char *cfg_alone = it_write_config("check-alone", alone);
+    assert_non_null(cfg_list);
+    assert_non_null(cfg_alone);
+
+    char *argv[] = {g_wrapper, "-c", cfg_list, "-t", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 10000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+             "-t with a fallback: expected exit 0, got status %d:\n%s", st, out);
+    IT_CHECK(strstr(out, "model uring would not start: io_uring_setup: Operation not "
+                         "permitted"),
+             "-t does not say why uring is skipped:\n%s", out);
+    IT_CHECK(strstr(out, "model epoll starts"), "-t does not name the model:\n%s", out);
+    IT_CHECK(strstr(out, "configuration ok"), "no 'configuration ok':\n%s", out);
+    free(out);
+
+    argv[2] = cfg_alone;
+    out = NULL;
+    st = it_run(argv, 10000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+             "-t with uring alone: expected exit 1, got status %d:\n%s", st, out);
+    IT_CHECK(strstr(out, "model uring would not start: io_uring_setup"),
+             "-t does not say why uring cannot start:\n%s", out);
+    IT_CHECK(strstr(out, "configuration test failed"), "no failure line:\n%s", out);
+    free(out);
+    free(cfg_list);
+    free(cfg_alone);
+}
+
 int it_run_uring_unavailable(void)
 {
     const struct CMUnitTest tests[] = {
         IT_TEST(test_list_falls_back_with_reason),
         cmocka_unit_test(test_uring_alone_fails_once),
+        cmocka_unit_test(test_check_reports_the_reason),
     };
     return cmocka_run_group_tests_name("uring_unavailable", tests, fallback_setup,
                                        it_group_teardown);
