@@ -3,11 +3,12 @@
  * tests.  GET and HEAD get the configured body; everything else gets a
  * clean 4xx/5xx and a close.
  *
- * The hot path is one memchr-driven parse of the head and one append of a
- * 200 response precomputed at set-up, with only the Date value patched in
- * afterwards.  An incomplete head is left unconsumed (the model hands it
- * back with more bytes) and its scan resumes where it stopped; request
- * bodies are skipped as they arrive, never buffered.
+ * The hot path is one memchr-driven pass over the head, each line parsed
+ * as its LF is found, and one append of a 200 response precomputed at
+ * set-up, with only the Date value patched in afterwards.  An incomplete
+ * head is left unconsumed (the model hands it back with more bytes) and
+ * its parse resumes at its first unparsed line; request bodies are
+ * skipped as they arrive, never buffered.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -39,7 +40,7 @@ struct http_cache {
 
 struct http_conn {
     uint64_t body_left; /* request body bytes still to discard */
-    size_t scan;        /* http_head_end resume point of the pending head */
+    struct http_head_parse head; /* the pending head, parsed so far */
     time_t date_sec;    /* second that `date` shows */
     char date[HTTP_DATE_LEN];
 };
@@ -112,7 +113,7 @@ static int http_open(const struct ios_handler *h, void *state)
     (void)h;
     struct http_conn *c = state;
     c->body_left = 0;
-    c->scan = 0;
+    c->head.next_line = 0;
     c->date_sec = (time_t)-1;
     return 0;
 }
@@ -261,28 +262,26 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
         /* No head may grow past the limit, so never look beyond it. */
         size_t window = avail < cfg->max_header_bytes ? avail
                                                       : cfg->max_header_bytes;
-        size_t head = http_head_end(in + start, window, &c->scan);
-        if (!head) {
+        size_t head;
+        int status = http_head_parse(&c->head, in + start, window, &head);
+        if (status == HTTP_HEAD_INCOMPLETE) {
             if (avail >= cfg->max_header_bytes)
                 return send_error(c, out, 431, 0);
             return (ssize_t)start; /* wait for the rest of this head */
         }
-        c->scan = 0;
-
-        struct http_req r;
-        int status = http_parse_head(in + start, head, &r);
-        int is_head = !status && r.method == HTTP_M_HEAD;
+        const struct http_req *r = &c->head.req; /* until the next parse */
+        int is_head = !status && r->method == HTTP_M_HEAD;
         if (!status)
-            status = refusal(&r, cfg);
+            status = refusal(r, cfg);
         if (status)
             return send_error(c, out, status, is_head);
 
-        enum http_persist persist = persistence(&r);
+        enum http_persist persist = persistence(r);
         if (send_ok(hc, c, out, persist, is_head))
             return IOS_DATA_CLOSE_NOW;
         if (persist == PERSIST_CLOSE)
             return IOS_DATA_CLOSE_AFTER_WRITE;
-        c->body_left = r.content_length;
+        c->body_left = r->content_length;
         pos = skip_body(c, start + head, len);
     }
     return (ssize_t)pos;

@@ -87,46 +87,6 @@ size_t http_skip_empty_lines(const char *p, size_t len)
     return i;
 }
 
-size_t http_head_end(const char *p, size_t len, size_t *resume)
-{
-    size_t i = *resume <= len ? *resume : 0;
-    for (;;) {
-        const char *lf = memchr(p + i, '\n', len - i);
-        if (!lf) {
-            *resume = len;
-            return 0;
-        }
-        size_t at = (size_t)(lf - p);
-        /* An LF too close to the end to tell whether an empty line
-         * follows: look at it again next time. */
-        if (at + 1 >= len || (p[at + 1] == '\r' && at + 2 >= len)) {
-            *resume = at;
-            return 0;
-        }
-        if (p[at + 1] == '\n')
-            return at + 2;
-        if (p[at + 1] == '\r' && p[at + 2] == '\n')
-            return at + 3;
-        i = at + 1;
-    }
-}
-
-/* One line of p[*pos, end): its bytes without the CR LF or bare LF. */
-static int next_line(const char *p, size_t end, size_t *pos,
-                     const char **line, size_t *n)
-{
-    const char *lf = memchr(p + *pos, '\n', end - *pos);
-    if (!lf)
-        return 0;
-    size_t at = (size_t)(lf - p);
-    *line = p + *pos;
-    *n = at - *pos;
-    if (*n > 0 && (*line)[*n - 1] == '\r')
-        (*n)--;
-    *pos = at + 1;
-    return 1;
-}
-
 static enum http_method method_of(const char *m, size_t n)
 {
 #define IS(lit) (n == sizeof(lit) - 1 && memcmp(m, lit, n) == 0)
@@ -282,24 +242,48 @@ static int parse_header(const char *l, size_t n, struct http_req *r)
     return 0;
 }
 
+int http_head_parse(struct http_head_parse *st, const char *p, size_t len,
+                    size_t *head_len)
+{
+    size_t pos = st->next_line;
+    if (pos == 0)
+        memset(&st->req, 0, sizeof st->req);
+    for (;;) {
+        const char *lf = memchr(p + pos, '\n', len - pos);
+        if (!lf) {
+            st->next_line = pos;
+            return HTTP_HEAD_INCOMPLETE;
+        }
+        size_t at = (size_t)(lf - p);
+        const char *line = p + pos;
+        size_t n = at - pos;
+        if (n > 0 && line[n - 1] == '\r')
+            n--;
+        int rc;
+        if (pos == 0) {
+            rc = parse_request_line(line, n, &st->req);
+        } else if (n == 0) {
+            *head_len = at + 1;
+            st->next_line = 0;
+            return 0;
+        } else {
+            rc = parse_header(line, n, &st->req);
+        }
+        if (rc) {
+            st->next_line = 0;
+            return rc;
+        }
+        pos = at + 1;
+    }
+}
+
 int http_parse_head(const char *p, size_t len, struct http_req *r)
 {
-    memset(r, 0, sizeof *r);
-    size_t pos = 0;
-    const char *l;
-    size_t n;
-
-    if (!next_line(p, len, &pos, &l, &n))
-        return 400;
-    int rc = parse_request_line(l, n, r);
-    if (rc)
-        return rc;
-    while (next_line(p, len, &pos, &l, &n) && n > 0) {
-        rc = parse_header(l, n, r);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    struct http_head_parse st = {.next_line = 0};
+    size_t head_len;
+    int rc = http_head_parse(&st, p, len, &head_len);
+    *r = st.req;
+    return rc == HTTP_HEAD_INCOMPLETE || (rc == 0 && head_len != len) ? 400 : rc;
 }
 
 void http_format_date(time_t t, char out[HTTP_DATE_LEN])

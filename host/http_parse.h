@@ -28,22 +28,33 @@ struct http_req {
  * ignore empty lines received before a request line. */
 size_t http_skip_empty_lines(const char *p, size_t len);
 
-/*
- * Looks in p[0, len) for the empty line (CRLF or bare LF) ending a head
- * that starts at p[0] with a non-empty line.  Returns the head's length,
- * empty line included, or 0 when it is not complete yet.
- * *resume: 0 for a head not searched yet; after an incomplete search it
- * holds where the next search of the same (longer) input may start, so
- * a head that trickles in byte by byte is not rescanned from its start.
- */
-size_t http_head_end(const char *p, size_t len, size_t *resume);
+/* A head being parsed as it arrives: the caller keeps one per connection,
+ * zeroed at first (next_line 0 = a new head). */
+struct http_head_parse {
+    struct http_req req; /* what the lines parsed so far said */
+    size_t next_line;    /* offset of the first line not parsed yet */
+};
+
+#define HTTP_HEAD_INCOMPLETE (-1)
 
 /*
- * Parses a complete head p[0, len) as returned by http_head_end.
- * 0 and *r filled, or the status to answer with: 400 (malformed request
- * line, header line or Content-Length) or 505 (a well-formed version
- * other than HTTP/1.0 and HTTP/1.1).
+ * Parses the head that starts at p[0] with its request line, a complete
+ * line at a time and in one pass: each line is validated as soon as its
+ * LF is in p[0, len), and a head that trickles in is never rescanned, since
+ * the parse resumes at st->next_line.  Call again with the same head start
+ * and more bytes after HTTP_HEAD_INCOMPLETE.  Returns
+ *   0      the head is complete: st->req says what it asked, *head_len is
+ *          its length, empty line included; st is ready for the next head;
+ *   HTTP_HEAD_INCOMPLETE  no empty line yet (nothing wrong so far);
+ *   400 or 505  the status to answer with: a malformed request line,
+ *          header line or Content-Length, or a well-formed version other
+ *          than HTTP/1.0 and HTTP/1.1.  st is reset.
  */
+int http_head_parse(struct http_head_parse *st, const char *p, size_t len,
+                    size_t *head_len);
+
+/* The same for a head known to be whole: p[0, len) is exactly one head,
+ * empty line included (400 otherwise).  For tests and tools. */
 int http_parse_head(const char *p, size_t len, struct http_req *r);
 
 /* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), not NUL-terminated. */

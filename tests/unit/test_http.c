@@ -212,30 +212,72 @@ static int parse(const char *head, struct http_req *r)
     return http_parse_head(head, strlen(head), r);
 }
 
-static void test_head_end(void **st)
+static void test_head_parse_whole(void **st)
 {
     (void)st;
-    size_t resume = 0;
+    struct http_head_parse hp = {0};
+    size_t head = 0;
     const char *a = "GET / HTTP/1.1\r\nHost: x\r\n\r\nrest";
-    assert_int_equal(http_head_end(a, strlen(a), &resume), strlen(a) - 4);
-    resume = 0;
-    const char *b = "GET / HTTP/1.1\nHost: x\n\nrest";
-    assert_int_equal(http_head_end(b, strlen(b), &resume), strlen(b) - 4);
-    resume = 0;
-    const char *c = "GET / HTTP/1.1\r\nHost: x\r\n";
-    assert_int_equal(http_head_end(c, strlen(c), &resume), 0);
-    assert_true(resume <= strlen(c));
+    assert_int_equal(http_head_parse(&hp, a, strlen(a), &head), 0);
+    assert_int_equal(head, strlen(a) - 4);
+    assert_int_equal(hp.req.method, HTTP_M_GET);
+    assert_int_equal(hp.next_line, 0); /* ready for the next head */
 
-    /* growing the same input one byte at a time finds the same end */
-    const char *d = "GET / HTTP/1.1\r\nA: b\r\nC: d\n\r\nX";
+    const char *b = "HEAD / HTTP/1.0\nConnection: keep-alive\n\nrest";
+    assert_int_equal(http_head_parse(&hp, b, strlen(b), &head), 0);
+    assert_int_equal(head, strlen(b) - 4);
+    assert_int_equal(hp.req.method, HTTP_M_HEAD); /* nothing left from a */
+    assert_int_equal(hp.req.minor, 0);
+    assert_true(hp.req.conn_keep_alive);
+
+    const char *c = "GET / HTTP/1.1\r\nHost: x\r\n";
+    assert_int_equal(http_head_parse(&hp, c, strlen(c), &head), HTTP_HEAD_INCOMPLETE);
+    assert_int_equal(hp.next_line, strlen(c)); /* both lines already parsed */
+}
+
+/* Fed one byte more at a time, the parse gives the same answer at the same
+ * moment as the whole head does, and never goes back over a parsed line. */
+static void test_head_parse_trickle(void **st)
+{
+    (void)st;
+    const char *d = "GET / HTTP/1.1\r\nA: b\r\nContent-Length: 3\n\r\nX";
     size_t want = strlen(d) - 1;
-    resume = 0;
+    struct http_head_parse hp = {0};
+    size_t head = 0, last_line = 0;
     for (size_t n = 1; n <= strlen(d); n++) {
-        size_t got = http_head_end(d, n, &resume);
-        assert_int_equal(got, n < want ? 0 : want);
-        if (got)
-            break;
+        int rc = http_head_parse(&hp, d, n, &head);
+        if (n < want) {
+            assert_int_equal(rc, HTTP_HEAD_INCOMPLETE);
+            assert_true(hp.next_line >= last_line);
+            assert_true(hp.next_line <= n);
+            last_line = hp.next_line;
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        assert_int_equal(head, want);
+        assert_true(hp.req.has_length);
+        assert_int_equal(hp.req.content_length, 3);
+        break;
     }
+}
+
+/* A bad line is answered as soon as it is whole, before the head ends. */
+static void test_head_parse_early_error(void **st)
+{
+    (void)st;
+    struct http_head_parse hp = {0};
+    size_t head = 0;
+    const char *bad_line = "GET / HTTP/1.1\r\nBad Name: x\r\nHost: still coming";
+    assert_int_equal(http_head_parse(&hp, bad_line, strlen(bad_line), &head), 400);
+    assert_int_equal(hp.next_line, 0);
+    const char *bad_version = "GET / HTTP/2.0\r\nHost: x";
+    assert_int_equal(http_head_parse(&hp, bad_version, strlen(bad_version), &head), 505);
+    const char *bad_request = "GET /\r\n";
+    assert_int_equal(http_head_parse(&hp, bad_request, strlen(bad_request), &head), 400);
+    /* a whole head given to http_parse_head must be exactly one head */
+    struct http_req r;
+    assert_int_equal(http_parse_head("GET / HTTP/1.1\r\n", 16, &r), 400);
+    assert_int_equal(http_parse_head("GET / HTTP/1.1\r\n\r\nX", 19, &r), 400);
 }
 
 static void test_skip_empty_lines(void **st)
@@ -782,7 +824,9 @@ static void test_content_type(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_head_end),
+        cmocka_unit_test(test_head_parse_whole),
+        cmocka_unit_test(test_head_parse_trickle),
+        cmocka_unit_test(test_head_parse_early_error),
         cmocka_unit_test(test_skip_empty_lines),
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_methods),
