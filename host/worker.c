@@ -12,6 +12,7 @@
 #include "handler.h"
 #include "log.h"
 #include "plugin_load.h"
+#include "privs.h"
 #include "worker.h"
 
 /* What h->host points to: the handlers' part must come first. */
@@ -202,6 +203,13 @@ static int check_models_start(const struct ios_config *cfg)
 
 int worker_check(const struct ios_config *cfg)
 {
+    /* Workers run as `user`/`group` (the master drops privileges before
+     * starting any): load and start the models as they will. */
+    char err[512];
+    if (privs_drop(cfg->user, cfg->group, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ioserve: %s\n", err);
+        return -1;
+    }
     if (check_models_load(cfg) != 0)
         return -1;
     return check_models_start(cfg);

@@ -29,7 +29,8 @@ struct worker_args {
 int worker_main(const struct worker_args *args);
 
 /*
- * For -t, in a child of the master: loads every model of cfg->models and
+ * For -t, in a child of the master, as `user`/`group` when set and started
+ * as root (as the workers will run): loads every model of cfg->models and
  * checks its ABI and knobs, printing why any is refused; then starts them
  * in a dry run (on loopback, draining at once) and prints which model
  * starts and why any before it would be skipped.  0 if all load and one

@@ -947,11 +947,54 @@ static void privdrop_unknown_user(void **state)
     IT_CHECK(ok, "an unknown user was not refused with exit 1 and a message");
 }
 
+/* Copies a file byte for byte; 0 or -1. */
+static int copy_file(const char *from, const char *to, mode_t mode)
+{
+    size_t len = 0;
+    char *bytes = it_read_file(from, &len);
+    int fd = bytes ? open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode) : -1;
+    int ok = fd >= 0 && write(fd, bytes, len) == (ssize_t)len;
+    if (fd >= 0)
+        close(fd);
+    free(bytes);
+    return ok ? 0 : -1;
+}
+
+/* -t checks as the workers will run: a plugin that root can read but
+ * `user` cannot is reported, not passed. */
+static void privdrop_check_runs_as_user(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    char dir[1024], so[1100], from[1100], model[1200];
+    snprintf(dir, sizeof dir, "%s/root-only", it_tmpdir());
+    snprintf(so, sizeof so, "%s/epoll.so", dir);
+    snprintf(from, sizeof from, "%s/epoll.so", it_env.plugin_dir);
+    IT_CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST, "mkdir %s", dir);
+    IT_CHECK(copy_file(from, so, 0644) == 0, "cannot copy %s to %s", from, so);
+    snprintf(model, sizeof model, "model = \"%s\";", so);
+    const char *lines[] = {model, "user = \"nobody\";", NULL};
+    char *cfg = it_write_config("privdrop-check", lines);
+    IT_CHECK(cfg != NULL, "cannot write a config");
+    char *argv[] = {(char *)it_env.bin, "-c", cfg, "-t", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 10000, NULL, &out, NULL);
+    free(cfg);
+    int ok = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1 && strstr(out, so);
+    if (!ok)
+        it_log("output: %s", out);
+    free(out);
+    unlink(so);
+    rmdir(dir);
+    IT_CHECK(ok, "-t passed a plugin that user nobody cannot read");
+}
+
 int it_run_privdrop(void)
 {
     const struct CMUnitTest tests[] = {
         IT_TEST(privdrop_workers_are_nobody),
         IT_TEST(privdrop_unknown_user),
+        IT_TEST(privdrop_check_runs_as_user),
     };
     return cmocka_run_group_tests_name("privdrop", tests, privdrop_setup,
                                        it_group_teardown);
