@@ -10,6 +10,7 @@
  * it on stderr at start-up and in the log on reload alike.
  */
 #include "config.h"
+#include "config_ints.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -93,6 +94,15 @@ static size_t setting_path(const config_setting_t *s, char *buf, size_t len)
         return append(buf, len, n, "%s%s", n ? "." : "",
                       config_setting_name(s));
     return append(buf, len, n, "[%d]", config_setting_index(s));
+}
+
+/* For what libconfig 1.5 reads without a word: see config_ints.h. */
+static int wrapping_int_error(const struct report *r, const char *where,
+                              const char *lit)
+{
+    return fail(r, "%s: integer %s does not fit in 32 bits, and libconfig would "
+                   "silently wrap it: write %sL for a 64-bit integer",
+                where, lit, lit);
 }
 
 /*
@@ -1093,6 +1103,13 @@ static int apply_override(struct ios_config *cfg, const struct report *r,
     }
     config_init(&scratch);
     value = parse_value(&scratch, eq + 1);
+    char lit[64];
+    if (value && cfg_libconfig_wraps_ints() &&
+        cfg_find_wrapping_int(eq + 1, lit, sizeof(lit))) {
+        snprintf(msg, sizeof(msg), "-o %s", key);
+        wrapping_int_error(r, msg, lit);
+        goto out;
+    }
     msg[0] = '\0';
     parent = override_parent(&sub, config_root_setting(&cfg->lc), key, &leaf);
     if (!parent) {
@@ -1121,6 +1138,39 @@ out_key:
 
 /* ---------------------------------------------------------------- load */
 
+/* The config file's text, or NULL (out of memory, unreadable, or larger
+ * than any config: such a file is parsed but not checked for wrapping). */
+static char *read_text(const char *file)
+{
+    enum { MAX_CONFIG_TEXT = 1 << 20 };
+    FILE *f = fopen(file, "re");
+    char *text = f ? malloc(MAX_CONFIG_TEXT + 1) : NULL;
+    size_t n = text ? fread(text, 1, MAX_CONFIG_TEXT + 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (!text || n > MAX_CONFIG_TEXT) {
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    return text;
+}
+
+/* Refuses what libconfig 1.5 read without a word: see config_ints.h. */
+static int check_int_literals(const char *file, const struct report *r)
+{
+    if (!cfg_libconfig_wraps_ints())
+        return 0;
+    char *text = read_text(file);
+    char lit[64], where[PATH_MAX + 16];
+    int line = text ? cfg_find_wrapping_int(text, lit, sizeof(lit)) : 0;
+    free(text);
+    if (!line)
+        return 0;
+    snprintf(where, sizeof(where), "%s:%d", file, line);
+    return wrapping_int_error(r, where, lit);
+}
+
 static int read_tree(struct ios_config *cfg, const struct report *r)
 {
     FILE *f;
@@ -1138,7 +1188,7 @@ static int read_tree(struct ios_config *cfg, const struct report *r)
     cfg->lc_valid = 1;
     config_set_include_dir(&cfg->lc, cfg->dir);
     if (config_read_file(&cfg->lc, cfg->file))
-        return 0;
+        return check_int_literals(cfg->file, r);
     if (config_error_type(&cfg->lc) == CONFIG_ERR_FILE_IO)
         return fail(r, "%s: %s", cfg->file, config_error_text(&cfg->lc));
     file = config_error_file(&cfg->lc);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_ints.h"
 
 #ifndef TEST_SOURCE_DIR
 #error "TEST_SOURCE_DIR must name the tests/ directory"
@@ -452,6 +453,59 @@ static void test_int64_values(void **state)
     load_fails_at(fx, "http = { max_body_bytes = 5000000000L; };\n", 1,
                   "'http.max_body_bytes' must be an integer from 0 to "
                   "1073741824 (got 5000000000)");
+}
+
+/* Integers past 32 bits without L: libconfig 1.5 wraps them silently
+ * (5000000000 -> 705032704), so they are refused with the fix. */
+static void test_wrapping_int_literals(void **state)
+{
+    struct fx *fx = *state;
+    if (!cfg_libconfig_wraps_ints()) {
+        /* a libconfig that reads them right needs no refusal */
+        load_ok(fx, "http = { max_body_bytes = 1000000000000; };\n");
+        return;
+    }
+    load_fails_at(fx, "# 9999999999 in a comment\nhttp = {\n  body = \"9999999999\";\n"
+                      "  max_body_bytes = 5000000000; };\n",
+                  4, "integer 5000000000 does not fit in 32 bits");
+    assert_contains(fx->err, "write 5000000000L");
+    load_fails_at(fx, "workers = -2147483649;\n", 1, "integer -2147483649");
+
+    assert_int_equal(load(fx, "", "http.max_body_bytes=3000000000", (char *)NULL), -1);
+    assert_string_equal(fx->err, "-o http.max_body_bytes: integer 3000000000 does not "
+                                 "fit in 32 bits, and libconfig would silently wrap "
+                                 "it: write 3000000000L for a 64-bit integer");
+    /* a bare word is text, whatever digits it holds */
+    assert_int_equal(load(fx, "", "http.body=x:5000000000", (char *)NULL), 0);
+}
+
+static void test_find_wrapping_int(void **state)
+{
+    (void)state;
+    char lit[64];
+    /* fits, or is no integer literal at all */
+    assert_int_equal(cfg_find_wrapping_int("a = 2147483647; b = -2147483648;", lit,
+                                           sizeof lit), 0);
+    assert_int_equal(cfg_find_wrapping_int("a = 5000000000L; b = 9999999999LL;", lit,
+                                           sizeof lit), 0);
+    assert_int_equal(cfg_find_wrapping_int("a = 5000000000.5; b = 1e300; c = 3.0e+12;",
+                                           lit, sizeof lit), 0);
+    assert_int_equal(cfg_find_wrapping_int("s = \"5000000000 \\\" 6000000000\";", lit,
+                                           sizeof lit), 0);
+    assert_int_equal(cfg_find_wrapping_int("# 5000000000\n// 5000000000\n/* 5000000000\n*/",
+                                           lit, sizeof lit), 0);
+    assert_int_equal(cfg_find_wrapping_int("conn-5000000000 = 1; x_9999999999 = 2;", lit,
+                                           sizeof lit), 0);
+    /* wraps: line numbers count every kind of line break above */
+    assert_int_equal(cfg_find_wrapping_int("a = 2147483648;", lit, sizeof lit), 1);
+    assert_string_equal(lit, "2147483648");
+    assert_int_equal(cfg_find_wrapping_int("/*\n\n*/ s = \"\n\";\nb = -2147483649;", lit,
+                                           sizeof lit), 5);
+    assert_string_equal(lit, "-2147483649");
+    assert_int_equal(cfg_find_wrapping_int("h = 0x80000000;", lit, sizeof lit), 1);
+    assert_string_equal(lit, "0x80000000");
+    assert_int_equal(cfg_find_wrapping_int("x = 99999999999999999999999;", lit,
+                                           sizeof lit), 1);
 }
 
 /* ------------------------------------------------------------- durations */
@@ -1197,6 +1251,8 @@ int main(void)
         T(test_integer_settings),
         T(test_exact_type_message),
         T(test_int64_values),
+        T(test_wrapping_int_literals),
+        cmocka_unit_test(test_find_wrapping_int),
         T(test_durations),
         T(test_handler),
         T(test_log_level),
