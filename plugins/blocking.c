@@ -45,8 +45,6 @@ struct blocking_model {
      * while a thread still executes its last instructions in it. */
     struct blocking_job *ended;
     unsigned max_threads;
-    uint64_t last_refusal_log_ms; /* the acceptor's: refusals logged 1/s */
-    unsigned long refusals_unlogged;
 };
 
 struct blocking_job {
@@ -216,19 +214,11 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
         }
     }
     if (rc != 0) {
-        /* A flood of refusals must not flood the log: one line a second. */
-        uint64_t now = ioc_now_ms();
-        if (room) {
+        if (room)
             m->h->log(m->h, IOS_LOG_WARN, rc,
                       "starting a connection thread: refusing a connection");
-        } else if (++m->refusals_unlogged, m->last_refusal_log_ms == 0 ||
-                   now - m->last_refusal_log_ms >= 1000) {
-            m->h->log(m->h, IOS_LOG_WARN, 0,
-                      "max_threads reached: refused %lu connection(s)",
-                      m->refusals_unlogged);
-            m->refusals_unlogged = 0;
-            m->last_refusal_log_ms = now;
-        }
+        else
+            ioc_log_refusal(&m->acceptor, "max_threads reached");
         __atomic_fetch_add(&m->h->counters->refused, 1, __ATOMIC_RELAXED);
         ioc_close(&m->acceptor, c);
         if (room) {

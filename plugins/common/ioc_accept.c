@@ -21,9 +21,7 @@ bool ioc_accepting(const struct ioc_loop *loop)
            (loop->accept_resume_ms == 0 || ioc_now_ms() >= loop->accept_resume_ms);
 }
 
-/* A flood of refusals must not flood the log: one line a second at most,
- * with the count of those not logged. */
-static void log_refusal(struct ioc_loop *loop, const char *why)
+void ioc_log_refusal(struct ioc_loop *loop, const char *why)
 {
     uint64_t now = ioc_now_ms();
     loop->refusals_unlogged++;
@@ -41,7 +39,7 @@ static void refuse(struct ioc_loop *loop, int fd, const char *why)
 {
     close(fd);
     ioc_count(loop->h, &loop->h->counters->refused, 1);
-    log_refusal(loop, why);
+    ioc_log_refusal(loop, why);
 }
 
 /*
@@ -64,7 +62,7 @@ static int accept_out_of_fds(struct ioc_loop *loop, int listen_fd, int err)
         loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
-    log_refusal(loop, err == EMFILE ? "out of file descriptors (EMFILE)"
+    ioc_log_refusal(loop, err == EMFILE ? "out of file descriptors (EMFILE)"
                                     : "system out of file descriptors (ENFILE)");
     return -err;
 }
