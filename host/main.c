@@ -58,6 +58,11 @@ static int in_child(int (*fn)(const struct ios_config *), const struct ios_confi
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        fprintf(stderr, "ioserve: the dry run did not end within %d s: a model did not "
+                        "drain when stop_fd became readable\n", WORKER_DRY_RUN_SECONDS);
+        return -1;
+    }
     if (WIFSIGNALED(status)) {
         fprintf(stderr, "ioserve: loading a plugin crashed (signal %d)\n", WTERMSIG(status));
         return -1;

@@ -189,7 +189,9 @@ static int check_models_start(const struct ios_config *cfg)
     /* Errors say why a model did not start; info would be the drain. */
     enum ios_log_level saved = log_get_level();
     log_set_level(IOS_LOG_WARN);
+    alarm(WORKER_DRY_RUN_SECONDS); /* a model that never drains must not hang -t */
     worker_main(&a);
+    alarm(0);
     log_set_level(saved);
     fflush(stderr);
     int rc = print_dry_run(report[0]);

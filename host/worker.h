@@ -38,4 +38,8 @@ int worker_main(const struct worker_args *args);
  */
 int worker_check(const struct ios_config *cfg);
 
+/* The dry run's limit: past it SIGALRM ends the -t child (a model that
+ * does not drain when stop_fd is readable). */
+#define WORKER_DRY_RUN_SECONDS 5
+
 #endif

@@ -265,11 +265,35 @@ static void bad_plugin_abi(void **state)
     bad_plugin_check("bad_abi.so", "ABI", 1);
 }
 
+/* A model that starts but ignores stop_fd: -t's dry run gives up on it
+ * after its limit instead of hanging. */
+static void bad_plugin_no_drain(void **state)
+{
+    (void)state;
+    IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
+    char line[1200];
+    snprintf(line, sizeof line, "model = \"%s/bad_no_drain.so\";", it_env.bad_plugin_dir);
+    const char *const lines[] = {line, NULL};
+    char *cfg = it_write_config("plugin_no_drain", lines);
+    assert_non_null(cfg);
+    char *out = NULL;
+    int64_t ms = 0;
+    int st = run_ioserve(1, cfg, NULL, &out, &ms);
+    free(cfg);
+    OUT_CHECK(st != -1, out, "`ioserve -t` was still running after 10 s");
+    OUT_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 1, out, "`ioserve -t` should exit 1");
+    OUT_CHECK(strstr(out, "did not drain"), out, "the message does not say why");
+    OUT_CHECK(!strstr(out, "configuration ok"), out, "printed \"configuration ok\"");
+    it_log("no_drain: -t gave up after %lld ms", (long long)ms);
+    free(out);
+}
+
 int it_run_bad_plugin(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bad_plugin_no_run),
         cmocka_unit_test(bad_plugin_abi),
+        cmocka_unit_test(bad_plugin_no_drain),
     };
     return cmocka_run_group_tests_name("bad_plugin", tests, NULL, NULL);
 }
