@@ -8,6 +8,20 @@
 
 #include "pidfile.h"
 
+/* A process's command name (/proc/PID/comm, "self" for ours), or "" when
+ * it cannot be read. */
+static void process_name(const char *pid, char *name, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%s/comm", pid);
+    FILE *f = fopen(path, "re");
+    name[0] = '\0';
+    if (f && fgets(name, (int)len, f))
+        name[strcspn(name, "\n")] = '\0';
+    if (f)
+        fclose(f);
+}
+
 pid_t pidfile_read(const char *path, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -25,6 +39,18 @@ pid_t pidfile_read(const char *path, char *err, size_t errlen)
     }
     if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
         snprintf(err, errlen, "pid file %s: stale, process %ld is not running", path, pid);
+        return -1;
+    }
+    /* A pid file left behind (a master that dropped privileges cannot
+     * remove it) may name a pid the system has since given to another
+     * program, which must never get our signals. */
+    char pid_text[24], theirs[32], ours[32];
+    snprintf(pid_text, sizeof(pid_text), "%ld", pid);
+    process_name(pid_text, theirs, sizeof(theirs));
+    process_name("self", ours, sizeof(ours));
+    if (theirs[0] && ours[0] && strcmp(theirs, ours) != 0) {
+        snprintf(err, errlen, "pid file %s: stale, process %ld is '%s', not %s", path,
+                 pid, theirs, ours);
         return -1;
     }
     return (pid_t)pid;

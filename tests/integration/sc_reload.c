@@ -1661,6 +1661,39 @@ static void signals_stale_pid_file(void **state)
     rs_passed = 1;
 }
 
+/* A pid file naming a live process that is not ioserve (its pid reused
+ * since the file was left behind): refused, and that process untouched. */
+static void signals_pid_of_another_program(void **state)
+{
+    (void)state;
+    RS_BEGIN();
+    char *cfg = it_write_config("reused", NULL);
+    IT_CHECK(cfg != NULL, "cannot write config");
+    pid_t p = fork(); /* named like this harness, not like ioserve */
+    IT_CHECK(p >= 0, "fork: %s", strerror(errno));
+    if (p == 0) {
+        alarm(30); /* never outlives the test */
+        for (;;)
+            pause();
+    }
+    char pidfile[600], line[32];
+    snprintf(pidfile, sizeof pidfile, "%s/reused.pid", it_tmpdir());
+    snprintf(line, sizeof line, "%d\n", (int)p);
+    int wrote = it_write_file(pidfile, line) == 0;
+    if (wrote) {
+        rs_expect_refusal(cfg, "stop", "not ioserve");
+        rs_expect_refusal(cfg, "reload", "not ioserve");
+    }
+    int st, alive = waitpid(p, &st, WNOHANG) == 0;
+    kill(p, SIGKILL);
+    while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+        ;
+    free(cfg);
+    IT_CHECK(wrote, "cannot write %s", pidfile);
+    IT_CHECK(alive, "the process named in the pid file was signalled");
+    rs_passed = 1;
+}
+
 int it_run_signals(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1668,6 +1701,7 @@ int it_run_signals(void)
         RS_TEST(signals_stop_now),
         RS_TEST(signals_missing_pid_file),
         RS_TEST(signals_stale_pid_file),
+        RS_TEST(signals_pid_of_another_program),
     };
     return cmocka_run_group_tests_name("signals", tests, rs_group_setup, NULL);
 }
