@@ -1138,16 +1138,13 @@ out_key:
 
 /* ---------------------------------------------------------------- load */
 
-/* The config file's text, or NULL (out of memory, unreadable, or larger
- * than any config: such a file is parsed but not checked for wrapping). */
-static char *read_text(const char *file)
+/* The text of an open config file, or NULL (out of memory, or larger than
+ * any config: such a file is parsed but not checked for wrapping). */
+static char *read_text(FILE *f)
 {
     enum { MAX_CONFIG_TEXT = 1 << 20 };
-    FILE *f = fopen(file, "re");
-    char *text = f ? malloc(MAX_CONFIG_TEXT + 1) : NULL;
+    char *text = malloc(MAX_CONFIG_TEXT + 1);
     size_t n = text ? fread(text, 1, MAX_CONFIG_TEXT + 1, f) : 0;
-    if (f)
-        fclose(f);
     if (!text || n > MAX_CONFIG_TEXT) {
         free(text);
         return NULL;
@@ -1157,14 +1154,13 @@ static char *read_text(const char *file)
 }
 
 /* Refuses what libconfig 1.5 read without a word: see config_ints.h. */
-static int check_int_literals(const char *file, const struct report *r)
+static int check_int_literals(const char *text, const char *file,
+                              const struct report *r)
 {
-    if (!cfg_libconfig_wraps_ints())
-        return 0;
-    char *text = read_text(file);
     char lit[64], where[PATH_MAX + 16];
-    int line = text ? cfg_find_wrapping_int(text, lit, sizeof(lit)) : 0;
-    free(text);
+    int line = text && cfg_libconfig_wraps_ints()
+                   ? cfg_find_wrapping_int(text, lit, sizeof(lit))
+                   : 0;
     if (!line)
         return 0;
     snprintf(where, sizeof(where), "%s:%d", file, line);
@@ -1176,19 +1172,27 @@ static int read_tree(struct ios_config *cfg, const struct report *r)
     FILE *f;
     const char *file;
 
-    /* libconfig only says "file I/O error"; errno says which. */
-    f = fopen(cfg->file, "r");
+    /* libconfig only says "file I/O error"; errno says which.  The text
+     * read here is what check_int_literals scans once libconfig parsed it. */
+    f = fopen(cfg->file, "re");
     if (!f)
         return fail(r, "%s: %s", cfg->file, strerror(errno));
+    char *text = read_text(f);
     fclose(f);
     cfg->dir = config_dir(cfg->file);
-    if (!cfg->dir)
+    if (!cfg->dir) {
+        free(text);
         return fail(r, "%s: %s", cfg->file, strerror(errno));
+    }
     config_init(&cfg->lc);
     cfg->lc_valid = 1;
     config_set_include_dir(&cfg->lc, cfg->dir);
-    if (config_read_file(&cfg->lc, cfg->file))
-        return check_int_literals(cfg->file, r);
+    if (config_read_file(&cfg->lc, cfg->file)) {
+        int rc = check_int_literals(text, cfg->file, r);
+        free(text);
+        return rc;
+    }
+    free(text);
     if (config_error_type(&cfg->lc) == CONFIG_ERR_FILE_IO)
         return fail(r, "%s: %s", cfg->file, config_error_text(&cfg->lc));
     file = config_error_file(&cfg->lc);
