@@ -175,12 +175,12 @@ void ioc_accept_pending(struct ioc_loop *loop, int listen_fd, ioc_accept_hook ad
  *               errno): the same handling and result as ioc_accept's.
  */
 int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn);
+int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err);
 
 /* Logs that a connection was refused and why.  A flood of refusals must not
  * flood the log: one line a second at most, with the count of those not
  * logged.  Counting it (counters->refused) is the caller's. */
 void ioc_log_refusal(struct ioc_loop *loop, const char *why);
-int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err);
 
 /* ------------------------------------------------------------ the pump */
 

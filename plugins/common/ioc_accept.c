@@ -63,7 +63,7 @@ static int accept_out_of_fds(struct ioc_loop *loop, int listen_fd, int err)
     }
     loop->accept_resume_ms = ioc_now_ms() + ACCEPT_PAUSE_MS;
     ioc_log_refusal(loop, err == EMFILE ? "out of file descriptors (EMFILE)"
-                                    : "system out of file descriptors (ENFILE)");
+                                        : "system out of file descriptors (ENFILE)");
     return -err;
 }
 
