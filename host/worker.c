@@ -170,15 +170,14 @@ static int print_dry_run(int report_fd)
  */
 static int check_models_start(const struct ios_config *cfg)
 {
+    int stop[2] = {-1, -1}, report[2] = {-1, -1};
     int listen_fd = loopback_listener();
-    int stop[2], report[2];
-    if (listen_fd < 0 || pipe2(stop, O_CLOEXEC) != 0) {
-        fprintf(stderr, "ioserve: dry run: no loopback socket or pipe: %s\n", strerror(errno));
-        return -1;
-    }
-    if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0 || write(stop[1], "q", 1) != 1) {
-        fprintf(stderr, "ioserve: dry run: pipe: %s\n", strerror(errno));
-        return -1;
+    int rc = -1;
+    if (listen_fd < 0 || pipe2(stop, O_CLOEXEC) != 0 ||
+        pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0 || write(stop[1], "q", 1) != 1) {
+        fprintf(stderr, "ioserve: dry run: no loopback socket or pipe: %s\n",
+                strerror(errno));
+        goto out;
     }
     struct ios_counters counters = {0};
     struct worker_args a = {.cfg = cfg,
@@ -194,12 +193,16 @@ static int check_models_start(const struct ios_config *cfg)
     alarm(0);
     log_set_level(saved);
     fflush(stderr);
-    int rc = print_dry_run(report[0]);
-    close(listen_fd);
-    close(stop[0]);
-    close(stop[1]);
-    close(report[0]);
-    close(report[1]);
+    rc = print_dry_run(report[0]);
+out:
+    for (int i = 0; i < 2; i++) {
+        if (stop[i] >= 0)
+            close(stop[i]);
+        if (report[i] >= 0)
+            close(report[i]);
+    }
+    if (listen_fd >= 0)
+        close(listen_fd);
     return rc;
 }
 
