@@ -119,7 +119,7 @@ void signal_workers(struct generation *g, int sig)
  * /metrics never go backwards. */
 static void retire_counters(struct master *m, const struct generation *g)
 {
-    for (unsigned i = 0; g->counters && i < g->nslots; i++) {
+    for (unsigned i = 0; g->counters && g->slots && i < g->nslots; i++) {
         const char *model = g->slots[i].model[0] ? g->slots[i].model : g->cfg->models[0];
         struct model_totals *t = NULL;
         for (unsigned j = 0; j < MAX_MODEL_TOTALS && !t; j++) {
@@ -145,7 +145,7 @@ void gen_free(struct master *m, struct generation *g)
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m->gens[i] == g)
             m->gens[i] = NULL;
-    for (unsigned i = 0; i < g->nslots; i++)
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
         if (g->slots[i].report_fd >= 0)
             close(g->slots[i].report_fd);
     if (g->stop_wr >= 0)
@@ -170,7 +170,9 @@ struct generation *gen_find(struct master *m, enum gen_state state)
     return NULL;
 }
 
-/* Starts a generation on cfg (taken over) and listen_fd (taken over). */
+/* Starts a generation on cfg (taken over) and listen_fd (taken over): it
+ * returns the generation with every worker forked, or NULL (logged) with
+ * nothing left behind. */
 struct generation *gen_start(struct master *m, struct ios_config *cfg,
                                     int listen_fd)
 {
@@ -193,6 +195,8 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg,
     g->stop_rd = g->stop_wr = -1;
     g->nslots = cfg->workers;
     g->slots = calloc(g->nslots, sizeof(*g->slots));
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+        g->slots[i].report_fd = -1; /* what gen_free closes, if this fails */
     g->counters = mmap(NULL, sizeof(*g->counters) * g->nslots,
                        PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (g->counters == MAP_FAILED)
@@ -206,14 +210,16 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg,
     }
     g->stop_rd = sp[0];
     g->stop_wr = sp[1];
-    for (unsigned i = 0; i < g->nslots; i++)
-        g->slots[i].report_fd = -1;
     g->deadline_ms = master_now_ms() + START_TIMEOUT_MS;
     for (unsigned i = 0; i < g->nslots; i++) {
         if (spawn_worker(m, g, i) != 0) {
-            g->state = GEN_FAILED;
+            /* Nothing is left behind: the workers already started are
+             * killed (and reaped as strangers), the caller is told. */
+            log_error(0, "generation %u: could not start worker %u of %u", g->id, i,
+                      g->nslots);
             signal_workers(g, SIGKILL);
-            break;
+            gen_free(m, g);
+            return NULL;
         }
     }
     return g;

@@ -267,7 +267,8 @@ static void do_reload(struct master *m)
         reload_failed(m);
         return;
     }
-    gen_start(m, cfg, fd);
+    if (!gen_start(m, cfg, fd))
+        reload_failed(m);
 }
 
 static void on_signal(struct master *m, int sig)

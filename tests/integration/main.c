@@ -24,6 +24,7 @@ int it_run_sd_notify(void);
 
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
+int it_run_fork_refused(void);
 
 struct scenario {
     const char *name;
@@ -54,6 +55,7 @@ static const struct scenario scenarios[] = {
     {"socket_activation", it_run_socket_activation},
     {"sd_notify", it_run_sd_notify},
     {"uring_unavailable", it_run_uring_unavailable},
+    {"fork_refused", it_run_fork_refused},
     {"slowloris", it_run_slowloris},
     {"emfile", it_run_emfile},
     {"many_conns", it_run_many_conns},

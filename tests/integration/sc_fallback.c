@@ -1,7 +1,9 @@
-/* Global scenario uring_unavailable: with io_uring refused (as by a
- * container's seccomp profile), a model list falls back with the reason
- * logged, `uring` alone fails to start without a respawn loop, and -t
- * says the same. */
+/* Global scenarios where the kernel refuses what a start needs:
+ *   uring_unavailable  with io_uring refused (as by a container's seccomp
+ *       profile), a model list falls back with the reason logged, `uring`
+ *       alone fails to start without a respawn loop, and -t says the same;
+ *   fork_refused  with no process creatable, the master cannot start its
+ *       workers: it says so and exits 1 at once, leaving nothing behind. */
 #include "harness.h"
 
 #include <stdio.h>
@@ -13,24 +15,37 @@
 
 static char g_wrapper[1024];
 
-/* A script that runs the real ioserve under tests/tools/no_uring.c; exec
- * keeps the pid, so the harness still sees the master it started. */
-static int use_no_uring(void)
+/* A script that runs the real ioserve under tests/tools/deny_syscall.c
+ * refusing `what`; exec keeps the pid, so the harness still sees the
+ * master it started.  0, 77 (cannot be done here) or -1. */
+static int use_deny_wrapper(const char *what)
 {
-    const char *nu = getenv("IOSERVE_NO_URING");
-    char so[1024];
-    snprintf(so, sizeof so, "%s/uring.so", it_env.plugin_dir);
-    if (!nu || access(nu, X_OK) != 0 || access(so, R_OK) != 0) {
-        it_log("SKIP: no-uring wrapper or uring plugin not built");
+    const char *deny = getenv("IOSERVE_DENY_SYSCALL");
+    if (!deny || access(deny, X_OK) != 0) {
+        it_log("SKIP: the deny-syscall wrapper was not built");
         return 77;
     }
-    snprintf(g_wrapper, sizeof g_wrapper, "%s/no-uring-ioserve.sh", it_tmpdir());
+    snprintf(g_wrapper, sizeof g_wrapper, "%s/no-%s-ioserve.sh", it_tmpdir(), what);
     char text[3000];
-    snprintf(text, sizeof text, "#!/bin/sh\nexec '%s' '%s' \"$@\"\n", nu, it_env.bin);
+    snprintf(text, sizeof text, "#!/bin/sh\nexec '%s' %s '%s' \"$@\"\n", deny, what,
+             it_env.bin);
     if (it_write_file(g_wrapper, text) != 0 || chmod(g_wrapper, 0755) != 0)
         return -1;
-    it_env.bin = g_wrapper;
     return 0;
+}
+
+static int use_no_uring(void)
+{
+    char so[1024];
+    snprintf(so, sizeof so, "%s/uring.so", it_env.plugin_dir);
+    if (access(so, R_OK) != 0) {
+        it_log("SKIP: uring plugin not built");
+        return 77;
+    }
+    int rc = use_deny_wrapper("uring");
+    if (rc == 0)
+        it_env.bin = g_wrapper;
+    return rc;
 }
 
 static int fallback_setup(void **state)
@@ -135,4 +150,35 @@ int it_run_uring_unavailable(void)
     };
     return cmocka_run_group_tests_name("uring_unavailable", tests, fallback_setup,
                                        it_group_teardown);
+}
+
+/* Workers cannot be forked: before, the master kept a generation with no
+ * worker forever and served nothing. */
+static void test_no_workers_exits(void **state)
+{
+    (void)state;
+    int rc = use_deny_wrapper("fork");
+    if (rc == 77)
+        skip();
+    assert_int_equal(rc, 0);
+    char *cfg = it_write_config("fork-refused", NULL);
+    assert_non_null(cfg);
+    char *argv[] = {g_wrapper, "-c", cfg, NULL};
+    char *out = NULL;
+    int64_t ms = 0;
+    int st = it_run(argv, 10000, "listening on", &out, &ms);
+    free(cfg);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
+             "expected a prompt exit 1, got status %d:\n%s", st, out);
+    IT_CHECK(strstr(out, "could not start worker 0 of 1"), "no reason given:\n%s", out);
+    it_log("fork refused: exit 1 after %lld ms", (long long)ms);
+    free(out);
+}
+
+int it_run_fork_refused(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_no_workers_exits),
+    };
+    return cmocka_run_group_tests_name("fork_refused", tests, NULL, NULL);
 }

@@ -35,5 +35,6 @@ set(IT_GLOBAL_SCENARIOS
   socket_activation
   sd_notify
   uring_unavailable
+  fork_refused
   privdrop
 )
