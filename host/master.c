@@ -113,7 +113,7 @@ static void note_fallback(struct master *m, const char *line)
  * model was skipped for the next one of the list. */
 static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
 {
-    char buf[1024];
+    char buf[WORKER_REPORT_MAX + 1]; /* whole lines, however many wait */
     ssize_t n;
     while ((n = read(w->report_fd, buf, sizeof(buf) - 1)) > 0) {
         buf[n] = '\0';

@@ -56,8 +56,8 @@ static void host_ready(const struct ios_handler *h)
     ctx->ready = 1;
     if (ctx->report_fd < 0)
         return;
-    char line[128];
-    int n = snprintf(line, sizeof(line), "%c%s\n", WORKER_READY_TAG, ctx->desc->name);
+    char line[WORKER_REPORT_LINE_MAX];
+    int n = snprintf(line, sizeof(line), "%c%.200s\n", WORKER_READY_TAG, ctx->desc->name);
     /* A full pipe cannot happen (one short line); a dead master is
      * noticed through stop_fd. */
     while (write(ctx->report_fd, line, (size_t)n) < 0 && errno == EINTR)
@@ -141,7 +141,7 @@ static int loopback_listener(void)
  * and why each one before it was skipped.  0 if one started. */
 static int print_dry_run(int report_fd)
 {
-    char buf[8192];
+    char buf[WORKER_REPORT_MAX + 1];
     ssize_t n = read(report_fd, buf, sizeof(buf) - 1);
     buf[n > 0 ? n : 0] = '\0';
     int started = 0;
@@ -225,7 +225,7 @@ static void report_fallback(int report_fd, const char *model, const char *reason
 {
     if (report_fd < 0)
         return;
-    char line[256];
+    char line[WORKER_REPORT_LINE_MAX];
     int n = snprintf(line, sizeof(line), "%c%.63s\t%.150s\n", WORKER_FALLBACK_TAG, model,
                      reason);
     for (char *p = line + 1; p < line + n - 1; p++)

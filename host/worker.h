@@ -15,6 +15,11 @@
  * "F<model>\t<reason>\n" for each model of the list skipped before it. */
 #define WORKER_READY_TAG 'R'
 #define WORKER_FALLBACK_TAG 'F'
+/* The longest report line, and all a worker ever writes (a fallback line
+ * per model of the list, then the ready line): a reader with room for
+ * WORKER_REPORT_MAX bytes never sees a line cut in two. */
+#define WORKER_REPORT_LINE_MAX 256
+#define WORKER_REPORT_MAX ((CFG_MAX_MODELS + 1) * WORKER_REPORT_LINE_MAX)
 
 struct worker_args {
     const struct ios_config *cfg;
