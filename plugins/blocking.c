@@ -126,6 +126,11 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
             break;
         }
         int rc = send_all(loop, c);
+        if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+            /* a reader that stopped reading, like an idle one: routine */
+            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: send timeout", c->fd);
+            break;
+        }
         if (rc < 0) {
             ioc_log_conn_error(loop, "send", -rc);
             break;

@@ -58,8 +58,9 @@ static int epoll_set_listening(struct epoll_model *m, bool on)
     struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = TAG_LISTEN};
     int rc = epoll_ctl(m->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, m->listen_fd, &ev);
     if (rc != 0) {
-        m->h->log(m->h, IOS_LOG_ERROR, errno, "epoll_ctl(listen)");
-        return -errno;
+        int err = errno; /* h->log need not keep errno */
+        m->h->log(m->h, IOS_LOG_ERROR, err, "epoll_ctl(listen)");
+        return -err;
     }
     m->listening = on;
     return 0;
@@ -107,10 +108,11 @@ static int epoll_loop(struct epoll_model *m)
             return -EIO;
         int n = epoll_wait(m->epfd, m->events, m->max_events, ioc_timeout_ms(&m->loop));
         if (n < 0) {
-            if (errno == EINTR)
+            int err = errno;
+            if (err == EINTR)
                 continue;
-            m->h->log(m->h, IOS_LOG_ERROR, errno, "epoll_wait");
-            return -errno;
+            m->h->log(m->h, IOS_LOG_ERROR, err, "epoll_wait");
+            return -err;
         }
         for (int i = 0; i < n; i++) {
             void *tag = m->events[i].data.ptr;

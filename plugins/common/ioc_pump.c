@@ -88,7 +88,6 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
     size_t len = n;
     bool kept = ios_buf_pending(&c->in) > 0;
     if (kept) {
-        ioc_buf_take(loop, &c->in);
         if (ios_buf_append(&c->in, data, n) != 0)
             return IOC_CLOSED;
         in = c->in.data + c->in.off;
