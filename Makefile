@@ -11,7 +11,8 @@ all: build
 deps:
 	@./tools/install-deps
 
-$(BUILD)/CMakeCache.txt:
+# After deps even under make -j: configuring looks for the packages.
+$(BUILD)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
 
 build: deps $(BUILD)/CMakeCache.txt
