@@ -62,8 +62,9 @@ struct ioc_loop {
     void *model;            /* the model's context, for its hooks */
     ioc_close_hook on_close;
 
-    struct ioc_conn **by_fd; /* fd-indexed table */
+    struct ioc_conn **by_fd; /* fd-indexed table; none on a serving loop */
     size_t by_fd_cap;
+    bool serving_only;       /* ioc_loop_init_serving: adopted connections only */
     struct ioc_link active;  /* head: every connection, least recently active first */
     struct ioc_link requests; /* head: connections holding an unfinished
                                  request, oldest first (request_timeout_ms) */
@@ -94,7 +95,10 @@ uint64_t ioc_now_ms(void);
  * for running out of them (EMFILE). */
 int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h);
 /* The same for a loop that only serves connections handed to it
- * (ioc_adopt) and never accepts: it holds no spare descriptor. */
+ * (ioc_adopt) and never accepts, one per thread of the blocking model: it
+ * holds no spare descriptor and no fd-indexed table (ioc_conn_of finds
+ * nothing there), which for a single connection would cost memory in
+ * proportion to its descriptor number. */
 int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h);
 /* Closes every connection still open and frees the loop's memory. */
 void ioc_loop_fini(struct ioc_loop *loop);

@@ -26,15 +26,20 @@ uint64_t ioc_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h)
+/* A serving loop holds one connection (the blocking model's threads), so
+ * at most its two buffers can come back to the cache. */
+#define SERVING_CACHE_MAX_BUFS 2
+
+static int loop_init(struct ioc_loop *loop, const struct ios_handler *h, bool serving_only)
 {
     *loop = (struct ioc_loop){0};
     loop->h = h;
+    loop->serving_only = serving_only;
     loop->active.next = loop->active.prev = &loop->active;
     loop->requests.next = loop->requests.prev = &loop->requests;
     loop->reserve_fd = -1;
     loop->rbuf = malloc(h->read_chunk);
-    loop->cache.max = CACHE_MAX_BUFS;
+    loop->cache.max = serving_only ? SERVING_CACHE_MAX_BUFS : CACHE_MAX_BUFS;
     loop->cache.bufs = calloc(loop->cache.max, sizeof(*loop->cache.bufs));
     loop->cache.caps = calloc(loop->cache.max, sizeof(*loop->cache.caps));
     if (!loop->rbuf || !loop->cache.bufs || !loop->cache.caps) {
@@ -44,9 +49,14 @@ int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h)
     return 0;
 }
 
+int ioc_loop_init_serving(struct ioc_loop *loop, const struct ios_handler *h)
+{
+    return loop_init(loop, h, true);
+}
+
 int ioc_loop_init(struct ioc_loop *loop, const struct ios_handler *h)
 {
-    int rc = ioc_loop_init_serving(loop, h);
+    int rc = loop_init(loop, h, false);
     if (rc != 0)
         return rc;
     /* Kept so that running out of descriptors can still be answered by
@@ -202,7 +212,8 @@ void ioc_tick(struct ioc_loop *loop)
 
 /* ------------------------------------------------------------ table */
 
-int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
+/* Makes c findable by its descriptor (ioc_conn_of).  0 or -ENOMEM. */
+static int index_conn(struct ioc_loop *loop, struct ioc_conn *c)
 {
     size_t fd = (size_t)c->fd;
     if (fd >= loop->by_fd_cap) {
@@ -218,6 +229,13 @@ int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
         loop->by_fd_cap = cap;
     }
     loop->by_fd[fd] = c;
+    return 0;
+}
+
+int ioc_track(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    if (!loop->serving_only && index_conn(loop, c) != 0)
+        return -ENOMEM;
     c->last_active_ms = ioc_now_ms();
     link_append(&loop->active, &c->active);
     loop->nconns++;
