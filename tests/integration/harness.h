@@ -175,6 +175,8 @@ int it_test_teardown(void **state);
 /* Connects (blocking, with timeout) to 127.0.0.1:port.  The fd is tracked:
  * the test teardown closes it if the test did not.  -1 on error. */
 int it_connect(int port);
+/* A loopback TCP port free right now (bound and released), or -1. */
+int it_free_port(void);
 /* Connects to 127.0.0.1:port within timeout_ms; a non-blocking, untracked
  * fd with TCP_NODELAY, or -1 with errno (ETIMEDOUT at the deadline).
  * Thread-safe: touches no harness state. */

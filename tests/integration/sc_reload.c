@@ -1169,24 +1169,6 @@ int it_run_drain(void)
 /* ========================================================== listen_change */
 
 /* A port that was free a moment ago (bind port 0, read it, close). */
-static int rs_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t al = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
 /* Connects to port expecting a refusal within timeout_ms (a listening
  * socket that closes).  1 = refused. */
 static int rs_wait_refused(int port, int timeout_ms)
@@ -1216,7 +1198,7 @@ static void listen_moves_to_new_port(void **state)
     IT_CHECK(a >= 0, "connect to %d: %s", p1, it_errbuf);
     IT_ECHO(a, "old port", 8);
 
-    int p2 = rs_free_port();
+    int p2 = it_free_port();
     IT_CHECK(p2 > 0 && p2 != p1, "no free port found");
     char lline[128];
     snprintf(lline, sizeof lline, "listen = \"127.0.0.1:%d\";", p2);

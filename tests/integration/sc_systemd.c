@@ -283,21 +283,6 @@ static void *activation_client(void *arg)
     return NULL;
 }
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void test_socket_activation(void **state)
 {
     (void)state;
@@ -311,7 +296,7 @@ static void test_socket_activation(void **state)
                                         "idle_timeout = 1;", NULL};
     char *cfg = it_write_config("activated", lines);
     assert_non_null(cfg);
-    struct activation_client a = {.port = free_port()};
+    struct activation_client a = {.port = it_free_port()};
     IT_CHECK(a.port > 0, "no free port");
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", a.port);
