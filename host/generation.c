@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "log.h"
 #include "master_state.h"
+#include "status.h"
 #include "worker.h"
 
 /* ---------------------------------------------------------- workers */
@@ -288,7 +289,12 @@ void gen_activate(struct master *m, struct generation *g)
     struct generation *old = gen_find(m, GEN_ACTIVE);
     g->state = GEN_ACTIVE;
     g->deadline_ms = 0;
+    /* A configuration takes effect here, once its generation serves: a
+     * reload that fails leaves the log level and the status endpoint be. */
     log_set_level(g->cfg->log_level);
+    char err[256];
+    if (status_configure(&m->status, g->cfg, err, sizeof(err)) != 0)
+        log_error(0, "reload: %s; keeping the previous status endpoint", err);
 
     char addr[128];
     addr_format_local(g->listen_fd, addr, sizeof(addr));

@@ -248,8 +248,6 @@ static void do_reload(struct master *m)
         reload_failed(m);
         return;
     }
-    if (status_configure(&m->status, cfg, err, sizeof(err)) != 0)
-        log_error(0, "reload: %s; keeping the previous status endpoint", err);
     int fd;
     if (active && m->socket_activated && strcmp(active->cfg->listen, cfg->listen) != 0)
         log_warn(0, "reload: 'listen' changed, but the socket comes from systemd: kept");

@@ -227,7 +227,30 @@ static void test_metrics_across_reloads(void **state)
     /* `-s reload` would refuse the broken file itself: signal directly. */
     kill(it_srv->pid, SIGHUP);
     wait_metric(port, "ioserve_reloads_failed_total", 1);
+
+    /* A config that parses but whose `listen` cannot be bound (TEST-NET
+     * is no address of this machine), with status_listen moved: the reload
+     * fails, so the status endpoint must stay where it is. */
+    int new_status = it_free_port();
+    IT_CHECK(new_status > 0, "no free port");
+    const char *listen_line = strstr(text, "\nlisten = \"127.0.0.1:0\";");
+    const char *status_line = strstr(text, "status_listen = \"127.0.0.1:0\";");
+    IT_CHECK(listen_line && status_line, "unexpected config:\n%s", text);
+    char *moved = malloc(strlen(text) + 64);
+    snprintf(moved, strlen(text) + 64, "%.*s\nlisten = \"192.0.2.1:1\";%.*s"
+             "status_listen = \"127.0.0.1:%d\";%s",
+             (int)(listen_line - text), text,
+             (int)(status_line - listen_line - strlen("\nlisten = \"127.0.0.1:0\";")),
+             listen_line + strlen("\nlisten = \"127.0.0.1:0\";"), new_status,
+             status_line + strlen("status_listen = \"127.0.0.1:0\";"));
+    assert_int_equal(it_write_file(it_srv->cfg, moved), 0);
+    kill(it_srv->pid, SIGHUP);
+    wait_metric(port, "ioserve_reloads_failed_total", 2); /* still on the old port */
+    int fd = it_connect(new_status);
+    IT_CHECK(fd < 0, "a failed reload moved the status endpoint to port %d", new_status);
+
     assert_int_equal(it_write_file(it_srv->cfg, text), 0);
+    free(moved);
     free(broken);
     free(text);
 }
