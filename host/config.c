@@ -1138,13 +1138,16 @@ out_key:
 
 /* ---------------------------------------------------------------- load */
 
-/* The text of an open config file, or NULL (out of memory, or larger than
- * any config: such a file is parsed but not checked for wrapping). */
-static char *read_text(FILE *f)
+/* The text of a config file, or NULL (unreadable, out of memory, or
+ * larger than any config: such a file is parsed but not checked). */
+static char *read_text(const char *file)
 {
     enum { MAX_CONFIG_TEXT = 1 << 20 };
-    char *text = malloc(MAX_CONFIG_TEXT + 1);
+    FILE *f = fopen(file, "re");
+    char *text = f ? malloc(MAX_CONFIG_TEXT + 1) : NULL;
     size_t n = text ? fread(text, 1, MAX_CONFIG_TEXT + 1, f) : 0;
+    if (f)
+        fclose(f);
     if (!text || n > MAX_CONFIG_TEXT) {
         free(text);
         return NULL;
@@ -1153,18 +1156,48 @@ static char *read_text(FILE *f)
     return text;
 }
 
-/* Refuses what libconfig 1.5 read without a word: see config_ints.h. */
-static int check_int_literals(const char *text, const char *file,
-                              const struct report *r)
+#define MAX_SOURCE_FILES 64
+
+/* Adds to files[] each file the settings below s were read from (the
+ * config and what it @includes), once.  Returns the new count. */
+static size_t source_files(const config_setting_t *s, const char **files, size_t n)
 {
-    char lit[64], where[PATH_MAX + 16];
-    int line = text && cfg_libconfig_wraps_ints()
-                   ? cfg_find_wrapping_int(text, lit, sizeof(lit))
-                   : 0;
-    if (!line)
+    const char *file = config_setting_source_file(s);
+    size_t i = 0;
+    while (file && i < n && strcmp(files[i], file) != 0)
+        i++;
+    if (file && i == n && n < MAX_SOURCE_FILES)
+        files[n++] = file;
+    if (!config_setting_is_aggregate(s))
+        return n;
+    int len = config_setting_length(s);
+    for (int k = 0; k < len; k++)
+        n = source_files(config_setting_get_elem(s, (unsigned)k), files, n);
+    return n;
+}
+
+/* Refuses what libconfig 1.5 read without a word (see config_ints.h), in
+ * the config file and every file it includes. */
+static int check_int_literals(const struct ios_config *cfg, const struct report *r)
+{
+    if (!cfg_libconfig_wraps_ints())
         return 0;
-    snprintf(where, sizeof(where), "%s:%d", file, line);
-    return wrapping_int_error(r, where, lit);
+    const char *files[MAX_SOURCE_FILES];
+    size_t n = source_files(config_root_setting(&cfg->lc), files, 0);
+    for (size_t i = 0; i < n; i++) {
+        /* libconfig names an included file as the @include wrote it */
+        char *path = resolve_path(cfg->dir, files[i]);
+        char *text = path ? read_text(path) : NULL;
+        free(path);
+        char lit[64], where[PATH_MAX + 16];
+        int line = text ? cfg_find_wrapping_int(text, lit, sizeof(lit)) : 0;
+        free(text);
+        if (line) {
+            snprintf(where, sizeof(where), "%s:%d", files[i], line);
+            return wrapping_int_error(r, where, lit);
+        }
+    }
+    return 0;
 }
 
 static int read_tree(struct ios_config *cfg, const struct report *r)
@@ -1172,27 +1205,19 @@ static int read_tree(struct ios_config *cfg, const struct report *r)
     FILE *f;
     const char *file;
 
-    /* libconfig only says "file I/O error"; errno says which.  The text
-     * read here is what check_int_literals scans once libconfig parsed it. */
+    /* libconfig only says "file I/O error"; errno says which. */
     f = fopen(cfg->file, "re");
     if (!f)
         return fail(r, "%s: %s", cfg->file, strerror(errno));
-    char *text = read_text(f);
     fclose(f);
     cfg->dir = config_dir(cfg->file);
-    if (!cfg->dir) {
-        free(text);
+    if (!cfg->dir)
         return fail(r, "%s: %s", cfg->file, strerror(errno));
-    }
     config_init(&cfg->lc);
     cfg->lc_valid = 1;
     config_set_include_dir(&cfg->lc, cfg->dir);
-    if (config_read_file(&cfg->lc, cfg->file)) {
-        int rc = check_int_literals(text, cfg->file, r);
-        free(text);
-        return rc;
-    }
-    free(text);
+    if (config_read_file(&cfg->lc, cfg->file))
+        return check_int_literals(cfg, r);
     if (config_error_type(&cfg->lc) == CONFIG_ERR_FILE_IO)
         return fail(r, "%s: %s", cfg->file, config_error_text(&cfg->lc));
     file = config_error_file(&cfg->lc);

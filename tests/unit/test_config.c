@@ -471,6 +471,21 @@ static void test_wrapping_int_literals(void **state)
     assert_contains(fx->err, "write 5000000000L");
     load_fails_at(fx, "workers = -2147483649;\n", 1, "integer -2147483649");
 
+    /* in a file the config @includes, reported there */
+    char part[] = "/tmp/ioserve-part-XXXXXX", text[128];
+    int fd = mkstemp(part);
+    assert_true(fd >= 0);
+    static const char body[] = "workers = 2;\nhttp = { max_body_bytes = 4294967296; };\n";
+    assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+    close(fd);
+    snprintf(text, sizeof text, "@include \"%s\"\n", strrchr(part, '/') + 1);
+    assert_int_equal(load(fx, text, (char *)NULL), -1);
+    unlink(part);
+    char want[128];
+    /* named as the @include wrote it, like libconfig's own errors there */
+    snprintf(want, sizeof want, "%s:2: integer 4294967296 does not fit", strrchr(part, '/') + 1);
+    assert_prefix(fx->err, want);
+
     assert_int_equal(load(fx, "", "http.max_body_bytes=3000000000", (char *)NULL), -1);
     assert_string_equal(fx->err, "-o http.max_body_bytes: integer 3000000000 does not "
                                  "fit in 32 bits, and libconfig would silently wrap "
