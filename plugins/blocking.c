@@ -219,6 +219,8 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
         }
     }
     if (rc != 0) {
+        /* Only the backstop: a thread that has closed its connection but
+         * not yet ended, or pthread_create failing. */
         if (room)
             m->h->log(m->h, IOS_LOG_WARN, rc,
                       "starting a connection thread: refusing a connection");
@@ -246,6 +248,12 @@ int model_run(int listen_fd, const struct ios_handler *h)
     int rc = ioc_loop_init(&m.acceptor, h);
     if (rc != 0)
         return rc;
+    if (threaded) {
+        /* Refused at accept, like max_connections: never counted as an
+         * accepted connection. */
+        m.acceptor.conn_limit = m.max_threads;
+        m.acceptor.conn_limit_why = "max_threads reached";
+    }
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);

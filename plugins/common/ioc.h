@@ -78,6 +78,10 @@ struct ioc_loop {
     } cache;
 
     int fd_limit;            /* refuse accepted fds >= this (select); 0 = none */
+    unsigned conn_limit;     /* a model's own cap on open connections, checked
+                                like max_connections (blocking: max_threads);
+                                0 = none */
+    const char *conn_limit_why; /* what a refusal past it logs */
     int reserve_fd;          /* spare descriptor for the EMFILE trick, or -1 */
     uint64_t accept_resume_ms; /* accept paused until then (out of fds) */
     uint64_t last_refusal_log_ms;

@@ -37,8 +37,9 @@ void ioc_log_refusal(struct ioc_loop *loop, const char *why)
 
 static void refuse(struct ioc_loop *loop, int fd, const char *why)
 {
-    close(fd);
+    /* counted before the client can see the close */
     ioc_count(loop->h, &loop->h->counters->refused, 1);
+    close(fd);
     ioc_log_refusal(loop, why);
 }
 
@@ -118,8 +119,13 @@ int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
         refuse(loop, fd, "descriptor number too high for this model (FD_SETSIZE)");
         return 0;
     }
-    if (__atomic_load_n(&h->counters->active, __ATOMIC_RELAXED) >= h->max_connections) {
+    uint64_t active = __atomic_load_n(&h->counters->active, __ATOMIC_RELAXED);
+    if (active >= h->max_connections) {
         refuse(loop, fd, "max_connections reached");
+        return 0;
+    }
+    if (loop->conn_limit && active >= loop->conn_limit) {
+        refuse(loop, fd, loop->conn_limit_why);
         return 0;
     }
     /* Replies are written whole; waiting for Nagle only adds latency. */

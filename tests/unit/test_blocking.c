@@ -56,9 +56,15 @@ static void signal_ready(const struct ios_handler *h)
         abort();
 }
 
+static long long max_threads_knob; /* 0 = the default */
+
 static int no_knob_int(const struct ios_handler *h, const char *name, long long *v)
 {
-    (void)h, (void)name, (void)v;
+    (void)h;
+    if (max_threads_knob && strcmp(name, "max_threads") == 0) {
+        *v = max_threads_knob;
+        return 0;
+    }
     return -ENOENT;
 }
 
@@ -91,6 +97,8 @@ static void echo_close(const struct ios_handler *h, void *state)
 struct server {
     int listen_fd;
     int stop[2];
+    int port;
+    pthread_t thread;
     struct ios_counters counters;
     struct ios_handler h;
     int rc;
@@ -115,29 +123,29 @@ static int connect_to(int port)
     return fd;
 }
 
-static void threads_end_before_model_run_returns(void **unused)
+/* Runs model_run on a loopback socket in a thread of its own, once it
+ * has reported ready. */
+static void server_start(struct server *s)
 {
-    (void)unused;
-    assert_int_equal(pthread_key_create(&exit_key, slow_thread_exit), 0);
-    struct server s = {0};
-    s.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    s->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(a);
-    assert_int_equal(bind(s.listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(s.listen_fd, 16), 0);
-    assert_int_equal(getsockname(s.listen_fd, (struct sockaddr *)&a, &alen), 0);
-    assert_int_equal(pipe(s.stop), 0);
+    assert_int_equal(bind(s->listen_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->listen_fd, 16), 0);
+    assert_int_equal(getsockname(s->listen_fd, (struct sockaddr *)&a, &alen), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pipe(s->stop), 0);
     int ready[2];
     assert_int_equal(pipe(ready), 0);
     ready_fd = ready[1];
-    s.h = (struct ios_handler){
-        .struct_size = sizeof(s.h),
+    s->h = (struct ios_handler){
+        .struct_size = sizeof(s->h),
         .protocol = "echo",
         .open = echo_open,
         .data = echo_data,
         .close = echo_close,
-        .stop_fd = s.stop[0],
+        .stop_fd = s->stop[0],
         .ready = signal_ready,
         .max_connections = 100,
         .idle_timeout_ms = 10000,
@@ -147,16 +155,35 @@ static void threads_end_before_model_run_returns(void **unused)
         .log = quiet_log,
         .knob_int = no_knob_int,
         .knob_bool = no_knob_bool,
-        .counters = &s.counters,
+        .counters = &s->counters,
     };
-    pthread_t server;
-    assert_int_equal(pthread_create(&server, NULL, server_main, &s), 0);
+    assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
     char r;
     assert_int_equal(read(ready[0], &r, 1), 1);
+    close(ready[0]);
+    close(ready[1]);
+}
+
+/* Drains: model_run has returned when this does. */
+static void server_stop(struct server *s)
+{
+    assert_int_equal(write(s->stop[1], "q", 1), 1);
+    pthread_join(s->thread, NULL);
+    close(s->listen_fd);
+    close(s->stop[0]);
+    close(s->stop[1]);
+}
+
+static void threads_end_before_model_run_returns(void **unused)
+{
+    (void)unused;
+    assert_int_equal(pthread_key_create(&exit_key, slow_thread_exit), 0);
+    struct server s = {0};
+    server_start(&s);
 
     int fds[CLIENTS];
     for (int i = 0; i < CLIENTS; i++) {
-        fds[i] = connect_to(ntohs(a.sin_port));
+        fds[i] = connect_to(s.port);
         char buf[4];
         assert_int_equal(send(fds[i], "ping", 4, MSG_NOSIGNAL), 4);
         assert_int_equal(recv(fds[i], buf, sizeof(buf), MSG_WAITALL), 4);
@@ -164,19 +191,38 @@ static void threads_end_before_model_run_returns(void **unused)
     }
     for (int i = 0; i < CLIENTS; i++)
         close(fds[i]);
-    assert_int_equal(write(s.stop[1], "q", 1), 1);
-    pthread_join(server, NULL);
+    server_stop(&s);
 
     assert_int_equal(s.rc, 0);
     assert_int_equal(__atomic_load_n(&threads_exited, __ATOMIC_SEQ_CST), CLIENTS);
     assert_int_equal(s.counters.active, 0);
     assert_int_equal(s.counters.closed, CLIENTS);
-    close(s.listen_fd);
-    close(s.stop[0]);
-    close(s.stop[1]);
-    close(ready[0]);
-    close(ready[1]);
     pthread_key_delete(exit_key);
+}
+
+/* Past max_threads a connection is refused at accept, like one past
+ * max_connections: counted as refused, never as accepted and closed. */
+static void max_threads_refuses_at_accept(void **unused)
+{
+    (void)unused;
+    max_threads_knob = 1;
+    struct server s = {0};
+    server_start(&s);
+
+    int kept = connect_to(s.port);
+    char buf[4];
+    assert_int_equal(send(kept, "ping", 4, MSG_NOSIGNAL), 4);
+    assert_int_equal(recv(kept, buf, sizeof(buf), MSG_WAITALL), 4);
+    int over = connect_to(s.port);
+    assert_int_equal(recv(over, buf, sizeof(buf), 0), 0); /* closed at once */
+    close(over);
+
+    assert_int_equal(__atomic_load_n(&s.counters.refused, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(__atomic_load_n(&s.counters.accepted, __ATOMIC_SEQ_CST), 1);
+    assert_int_equal(__atomic_load_n(&s.counters.closed, __ATOMIC_SEQ_CST), 0);
+    close(kept);
+    server_stop(&s);
+    max_threads_knob = 0;
 }
 
 int main(void)
@@ -184,6 +230,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(threads_end_before_model_run_returns),
+        cmocka_unit_test(max_threads_refuses_at_accept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
