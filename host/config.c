@@ -11,6 +11,8 @@
  */
 #include "config.h"
 #include "config_ints.h"
+#include "handler.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,11 +39,6 @@
  * cfg_closest does not bother measuring it (and needs no allocation). */
 #define NAME_MAX_LEN 128
 
-static const char *const handler_names[] = {"echo", "upper", "http", NULL};
-static const char *const level_names[] = {"error", "warn", "info", "debug",
-                                          NULL};
-static const enum ios_log_level level_values[] = {
-    IOS_LOG_ERROR, IOS_LOG_WARN, IOS_LOG_INFO, IOS_LOG_DEBUG};
 
 /* ------------------------------------------------------------ messages */
 
@@ -731,18 +728,18 @@ static int check_handler(struct load_ctx *cx, const config_setting_t *s)
 {
     size_t i;
 
-    if (get_choice(&cx->rep, s, handler_names, &i) < 0)
+    if (get_choice(&cx->rep, s, hnd_names, &i) < 0)
         return -1;
-    return set_string(&cx->rep, &cx->cfg->handler, handler_names[i]);
+    return set_string(&cx->rep, &cx->cfg->handler, hnd_names[i]);
 }
 
 static int check_log_level(struct load_ctx *cx, const config_setting_t *s)
 {
     size_t i;
 
-    if (get_choice(&cx->rep, s, level_names, &i) < 0)
+    if (get_choice(&cx->rep, s, log_level_names, &i) < 0)
         return -1;
-    cx->cfg->log_level = level_values[i];
+    cx->cfg->log_level = (enum ios_log_level)i;
     return 0;
 }
 

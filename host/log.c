@@ -10,21 +10,10 @@
 
 static enum ios_log_level current_level = IOS_LOG_INFO;
 
-static const char *const level_names[] = {"error", "warn", "info", "debug"};
+const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 
 void log_set_level(enum ios_log_level level) { current_level = level; }
 enum ios_log_level log_get_level(void) { return current_level; }
-
-int log_level_parse(const char *name, enum ios_log_level *level)
-{
-    for (int i = 0; i < 4; i++) {
-        if (strcmp(name, level_names[i]) == 0) {
-            *level = (enum ios_log_level)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
 
 void log_vmsg(enum ios_log_level level, int err, const char *fmt, va_list ap)
 {
@@ -37,7 +26,7 @@ void log_vmsg(enum ios_log_level level, int err, const char *fmt, va_list ap)
     gmtime_r(&tv.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ [%s] [pid %d] ",
-                          (long)(tv.tv_usec / 1000), level_names[level], (int)getpid());
+                          (long)(tv.tv_usec / 1000), log_level_names[level], (int)getpid());
     int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
     if (m > 0)
         n = n + (size_t)m < sizeof(line) ? n + (size_t)m : sizeof(line) - 1;

@@ -12,8 +12,9 @@
 void log_set_level(enum ios_log_level level);
 enum ios_log_level log_get_level(void);
 
-/* Parses "error", "warn", "info", "debug".  0, or -EINVAL. */
-int log_level_parse(const char *name, enum ios_log_level *level);
+/* "error", "warn", "info", "debug", indexed by enum ios_log_level; NULL
+ * after the last (the names log_level accepts, and each line shows). */
+extern const char *const log_level_names[];
 
 /* "2026-11-26T13:43:35.123Z [info] [pid 123] message[: strerror(err)]" */
 void log_msg(enum ios_log_level level, int err, const char *fmt, ...)
