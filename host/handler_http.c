@@ -306,6 +306,8 @@ int hnd_http_setup(struct ios_handler *h)
         }
     }
     h->protocol = "http";
+    /* A half-received head is the slowloris' weapon: its time is bounded. */
+    h->request_timeout_ms = cfg->header_timeout_ms;
     h->conn_state_size = sizeof(struct http_conn);
     h->open = http_open;
     h->data = http_data;

@@ -260,9 +260,6 @@ int worker_main(const struct worker_args *a)
             .read_chunk = cfg->read_chunk,
             .max_input = cfg->max_input,
             .output_high_water = cfg->output_high_water,
-            /* Only http keeps half-received requests; it bounds their time. */
-            .request_timeout_ms =
-                strcmp(cfg->handler, "http") == 0 ? cfg->http.header_timeout_ms : 0,
             .log = host_log,
             .knob_int = host_knob_int,
             .knob_bool = host_knob_bool,
