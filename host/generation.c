@@ -93,7 +93,7 @@ int spawn_worker(struct master *m, struct generation *g, unsigned idx)
     w->pid = pid;
     w->report_fd = rp[0];
     w->ready = false;
-    w->started_ms = master_now_ms();
+    w->started_ms = clock_now_ms();
     w->respawn_at_ms = 0;
     log_debug("generation %u: worker %u started, pid %d", g->id, idx, (int)pid);
     return 0;
@@ -211,7 +211,7 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg,
     }
     g->stop_rd = sp[0];
     g->stop_wr = sp[1];
-    g->deadline_ms = master_now_ms() + START_TIMEOUT_MS;
+    g->deadline_ms = clock_now_ms() + START_TIMEOUT_MS;
     for (unsigned i = 0; i < g->nslots; i++) {
         if (spawn_worker(m, g, i) != 0) {
             /* Nothing is left behind: the workers already started are
@@ -237,7 +237,7 @@ void gen_drain(struct generation *g)
     }
     for (unsigned i = 0; i < g->nslots; i++)
         g->slots[i].respawn_at_ms = 0;
-    g->deadline_ms = master_now_ms() + g->cfg->drain_timeout_ms;
+    g->deadline_ms = clock_now_ms() + g->cfg->drain_timeout_ms;
     log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)", g->id,
              live_workers(g), g->cfg->drain_timeout_ms);
 }

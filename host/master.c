@@ -35,13 +35,6 @@
 #include "status.h"
 #include "worker.h"
 
-uint64_t master_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* --------------------------------------------------------- the socket */
 
 int master_bind(const struct ios_config *cfg, char *err, size_t errlen)
@@ -208,7 +201,7 @@ static void reap_children(struct master *m)
             log_error(0, "generation %u: worker %u (pid %d) %s", g->id, idx, (int)pid,
                       how);
             if (!m->terminating && !m->quitting)
-                schedule_respawn(g, w, master_now_ms());
+                schedule_respawn(g, w, clock_now_ms());
             break;
         }
         if ((g->state == GEN_DRAINING || g->state == GEN_FAILED) && live_workers(g) == 0) {
@@ -308,7 +301,7 @@ static void on_signal(struct master *m, int sig)
 
 static void check_timers(struct master *m)
 {
-    uint64_t now = master_now_ms();
+    uint64_t now = clock_now_ms();
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         struct generation *g = m->gens[i];
         if (!g)
@@ -336,7 +329,7 @@ static void check_timers(struct master *m)
 
 static int next_timeout(const struct master *m)
 {
-    uint64_t now = master_now_ms(), best = UINT64_MAX;
+    uint64_t now = clock_now_ms(), best = UINT64_MAX;
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         const struct generation *g = m->gens[i];
         if (!g)
@@ -374,7 +367,7 @@ static bool any_worker(const struct master *m)
 /* Fast stop: SIGTERM now, SIGKILL what is left after a grace period. */
 static void terminate_step(struct master *m)
 {
-    uint64_t now = master_now_ms();
+    uint64_t now = clock_now_ms();
     if (m->kill_at_ms == 0) {
         m->kill_at_ms = now + STOP_KILL_AFTER_MS;
         for (unsigned i = 0; i < MAX_GENERATIONS; i++)

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ioserve/plugin.h"
 #include "master.h"
@@ -76,8 +77,6 @@ struct master {
     struct status_server status;
     struct master_stats stats;
 };
-
-uint64_t master_now_ms(void);
 
 /* generation.c */
 struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd);

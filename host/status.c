@@ -9,17 +9,11 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "log.h"
 #include "status.h"
 
 #define STATUS_CONN_TIMEOUT_MS 5000
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 void status_init(struct status_server *s, status_render_fn render, void *ctx)
 {
@@ -105,7 +99,7 @@ size_t status_pollfds(const struct status_server *s, struct pollfd *pfds, size_t
 
 int status_timeout_ms(const struct status_server *s)
 {
-    uint64_t now = now_ms(), best = UINT64_MAX;
+    uint64_t now = clock_now_ms(), best = UINT64_MAX;
     for (int i = 0; i < STATUS_MAX_CONNS; i++)
         if (s->conns[i].fd >= 0 && s->conns[i].deadline_ms < best)
             best = s->conns[i].deadline_ms;
@@ -197,13 +191,13 @@ static void accept_all(struct status_server *s)
         }
         slot->fd = fd;
         slot->inlen = 0;
-        slot->deadline_ms = now_ms() + STATUS_CONN_TIMEOUT_MS;
+        slot->deadline_ms = clock_now_ms() + STATUS_CONN_TIMEOUT_MS;
     }
 }
 
 void status_handle(struct status_server *s, const struct pollfd *pfds, size_t n)
 {
-    uint64_t now = now_ms();
+    uint64_t now = clock_now_ms();
     for (size_t i = 1; i < n; i++) {
         for (int j = 0; j < STATUS_MAX_CONNS; j++) {
             struct status_conn *c = &s->conns[j];
