@@ -121,7 +121,7 @@ void signal_workers(struct generation *g, int sig)
 static void retire_counters(struct master *m, const struct generation *g)
 {
     for (unsigned i = 0; g->counters && g->slots && i < g->nslots; i++) {
-        const char *model = g->slots[i].model[0] ? g->slots[i].model : g->cfg->models[0];
+        const char *model = slot_model(g, i);
         struct model_totals *t = NULL;
         for (unsigned j = 0; j < MAX_MODEL_TOTALS && !t; j++) {
             struct model_totals *e = &m->stats.retired[j];

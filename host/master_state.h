@@ -45,6 +45,13 @@ struct generation {
     unsigned nslots;
 };
 
+/* The model worker j runs: the one it reported, or, before it reported,
+ * the first of the list. */
+static inline const char *slot_model(const struct generation *g, unsigned j)
+{
+    return g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0];
+}
+
 /* What /metrics reports beyond the live generations' counters. */
 #define MAX_MODEL_TOTALS 32
 #define MAX_FALLBACKS 16

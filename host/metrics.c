@@ -62,6 +62,22 @@ static uint64_t counter_at(const struct ios_counters *c, size_t offset)
     return __atomic_load_n((const uint64_t *)((const char *)c + offset), __ATOMIC_RELAXED);
 }
 
+/* One sample of the counter at `offset` per worker of every generation. */
+static void worker_samples(struct ios_buf *out, const struct master *m, const char *name,
+                           size_t offset)
+{
+    char model[160], labels[256];
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
+            label_escape(model, sizeof(model), slot_model(g, j));
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\",worker=\"%u\"",
+                     model, g->id, j);
+            metric_line(out, name, labels, counter_at(&g->counters[j], offset));
+        }
+    }
+}
+
 static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
 
 void metrics_render(void *ctx, struct ios_buf *out)
@@ -78,30 +94,11 @@ void metrics_render(void *ctx, struct ios_buf *out)
             snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"ended\"", model);
             metric_line(out, cm->name, labels, counter_at(&m->stats.retired[i].c, cm->offset));
         }
-        for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-            const struct generation *g = m->gens[i];
-            for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
-                label_escape(model, sizeof(model),
-                             g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
-                snprintf(labels, sizeof(labels),
-                         "model=\"%s\",generation=\"%u\",worker=\"%u\"", model, g->id, j);
-                metric_line(out, cm->name, labels, counter_at(&g->counters[j], cm->offset));
-            }
-        }
+        worker_samples(out, m, cm->name, cm->offset);
     }
     /* Every sample of a family must follow its own TYPE line. */
     metric_head(out, "ioserve_connections_active", "gauge", "Connections open now.");
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-        const struct generation *g = m->gens[i];
-        for (unsigned j = 0; g && g->counters && j < g->nslots; j++) {
-            label_escape(model, sizeof(model),
-                         g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0]);
-            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\",worker=\"%u\"",
-                     model, g->id, j);
-            metric_line(out, "ioserve_connections_active", labels,
-                        counter_at(&g->counters[j], offsetof(struct ios_counters, active)));
-        }
-    }
+    worker_samples(out, m, "ioserve_connections_active", offsetof(struct ios_counters, active));
     metric_head(out, "ioserve_workers", "gauge", "Worker processes running, by generation.");
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         const struct generation *g = m->gens[i];
