@@ -764,18 +764,21 @@ static int check_group(struct load_ctx *cx, const config_setting_t *s)
     return check_account(&cx->rep, s, &cx->cfg->group);
 }
 
-/* It is copied into a response header: a CR or LF would let the config
- * inject headers or split the response. */
+int cfg_header_value_ok(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 static int check_content_type(struct load_ctx *cx, const config_setting_t *s)
 {
-    const char *v, *p;
+    const char *v;
 
     if (get_string(&cx->rep, s, &v) < 0)
         return -1;
-    for (p = v; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            break;
-    if (v[0] == '\0' || *p)
+    if (v[0] == '\0' || !cfg_header_value_ok(v))
         return fail_at(&cx->rep, s, "'http.content_type' must be a non-empty "
                        "string without control characters");
     return set_string(&cx->rep, &cx->cfg->http.content_type, v);

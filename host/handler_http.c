@@ -85,15 +85,6 @@ static int build_ok(struct http_resp *r, const struct cfg_http *cfg,
     return 0;
 }
 
-/* A CR or LF in the content type would let the config inject headers. */
-static int valid_content_type(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 0;
-    return 1;
-}
-
 void hnd_http_teardown(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
@@ -291,7 +282,7 @@ int hnd_http_setup(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
     const struct cfg_http *cfg = &hh->cfg->http;
-    if (!valid_content_type(cfg->content_type))
+    if (!cfg_header_value_ok(cfg->content_type)) /* a config not from cfg_load */
         return -EINVAL;
 
     struct http_cache *hc = calloc(1, sizeof *hc);
