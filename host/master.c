@@ -37,7 +37,9 @@
 
 /* --------------------------------------------------------- the socket */
 
-int master_bind(const struct ios_config *cfg, char *err, size_t errlen)
+/* Opens, binds and listens on cfg->listen_addr (non-blocking, CLOEXEC).
+ * fd, or -1 with a message in err. */
+static int master_bind(const struct ios_config *cfg, char *err, size_t errlen)
 {
     int family = cfg->listen_addr.ss_family;
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

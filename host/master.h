@@ -17,8 +17,4 @@ struct master_opts {
  * returns the process exit code. */
 int master_run(const struct master_opts *opts, struct ios_config *cfg);
 
-/* Opens, binds and listens on cfg->listen_addr (non-blocking, CLOEXEC).
- * fd, or -1 with a message in err. */
-int master_bind(const struct ios_config *cfg, char *err, size_t errlen);
-
 #endif
