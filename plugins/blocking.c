@@ -70,7 +70,7 @@ static unsigned recv_timeout_ms(const struct ioc_loop *loop, const struct ioc_co
     const struct ios_handler *h = loop->h;
     if (!ioc_request_pending(c))
         return h->idle_timeout_ms;
-    uint64_t due = c->request_started_ms + h->request_timeout_ms;
+    uint64_t due = c->request_started_ms + loop->request_timeout_ms;
     uint64_t now = ioc_now_ms();
     uint64_t left = due > now ? due - now : 0;
     return left < h->idle_timeout_ms ? (unsigned)left : h->idle_timeout_ms;
@@ -103,7 +103,7 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
         unsigned want = recv_timeout_ms(loop, c);
         if (want == 0) {
             h->log(h, IOS_LOG_DEBUG, 0, "fd %d: request unfinished after %u ms, closing",
-                   c->fd, h->request_timeout_ms);
+                   c->fd, loop->request_timeout_ms);
             break;
         }
         if (want != rcv_ms) /* only while a request spans reads */

@@ -69,6 +69,7 @@ struct ioc_loop {
     struct ioc_link requests; /* head: connections holding an unfinished
                                  request, oldest first (request_timeout_ms) */
     unsigned nconns;         /* open connections of this loop */
+    unsigned request_timeout_ms; /* h's, or 0 from a host older than ABI 1.1 */
 
     char *rbuf;              /* recv target, read_chunk bytes */
     struct ioc_bufcache {

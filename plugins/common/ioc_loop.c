@@ -35,6 +35,9 @@ static int loop_init(struct ioc_loop *loop, const struct ios_handler *h, bool se
     *loop = (struct ioc_loop){0};
     loop->h = h;
     loop->serving_only = serving_only;
+    /* The field came with ABI 1.1: read it only from a host that has it. */
+    if (h->struct_size > offsetof(struct ios_handler, request_timeout_ms))
+        loop->request_timeout_ms = h->request_timeout_ms;
     loop->active.next = loop->active.prev = &loop->active;
     loop->requests.next = loop->requests.prev = &loop->requests;
     loop->reserve_fd = -1;
@@ -143,9 +146,7 @@ struct ioc_conn *ioc_next(struct ioc_loop *loop, struct ioc_conn *c)
 
 void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress)
 {
-    unsigned limit = loop->h->struct_size > offsetof(struct ios_handler, request_timeout_ms)
-                         ? loop->h->request_timeout_ms
-                         : 0;
+    unsigned limit = loop->request_timeout_ms;
     bool holding = ios_buf_pending(&c->in) > 0;
     if (!limit || !holding) {
         link_remove(&c->request);
@@ -177,7 +178,7 @@ int ioc_timeout_ms(const struct ioc_loop *loop)
     }
     const struct ioc_conn *rq = rq_first(loop);
     if (rq) {
-        uint64_t due = rq->request_started_ms + loop->h->request_timeout_ms;
+        uint64_t due = rq->request_started_ms + loop->request_timeout_ms;
         int64_t wait = due > now ? (int64_t)(due - now) : 0;
         if (best < 0 || wait < best)
             best = wait;
@@ -202,10 +203,10 @@ void ioc_tick(struct ioc_loop *loop)
         ioc_close(loop, c);
     }
     while ((c = rq_first(loop)) &&
-           c->request_started_ms + loop->h->request_timeout_ms <= now) {
+           c->request_started_ms + loop->request_timeout_ms <= now) {
         loop->h->log(loop->h, IOS_LOG_DEBUG, 0,
                      "fd %d: request unfinished after %u ms, closing", c->fd,
-                     loop->h->request_timeout_ms);
+                     loop->request_timeout_ms);
         ioc_close(loop, c);
     }
 }
