@@ -38,7 +38,7 @@ void ioc_log_refusal(struct ioc_loop *loop, const char *why)
 static void refuse(struct ioc_loop *loop, int fd, const char *why)
 {
     /* counted before the client can see the close */
-    ioc_count(loop->h, &loop->h->counters->refused, 1);
+    ioc_count(&loop->h->counters->refused, 1);
     close(fd);
     ioc_log_refusal(loop, why);
 }
@@ -58,7 +58,7 @@ static int accept_out_of_fds(struct ioc_loop *loop, int listen_fd, int err)
             if (fd < 0)
                 break;
             close(fd);
-            ioc_count(loop->h, &loop->h->counters->refused, 1);
+            ioc_count(&loop->h->counters->refused, 1);
         }
         loop->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
@@ -143,8 +143,8 @@ int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
         refuse(loop, fd, "out of memory");
         return 0;
     }
-    ioc_count(h, &h->counters->accepted, 1);
-    ioc_count(h, &h->counters->active, 1);
+    ioc_count(&h->counters->accepted, 1);
+    ioc_count(&h->counters->active, 1);
     *conn = c;
     return 1;
 }
@@ -199,7 +199,7 @@ void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
     ioc_buf_give_back(loop, &c->out);
     ios_buf_free(&c->in);
     ios_buf_free(&c->out);
-    ioc_count(h, &h->counters->closed, 1);
+    ioc_count(&h->counters->closed, 1);
     __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
     free(c);
 }

@@ -16,10 +16,8 @@ void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress)
 void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
 void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
 
-static inline void ioc_count(const struct ios_handler *h, uint64_t *field,
-                             uint64_t n)
+static inline void ioc_count(uint64_t *field, uint64_t n)
 {
-    (void)h;
     __atomic_fetch_add(field, n, __ATOMIC_RELAXED);
 }
 

@@ -48,7 +48,7 @@ void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
 
 void ioc_received(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
 {
-    ioc_count(loop->h, &loop->h->counters->bytes_in, n);
+    ioc_count(&loop->h->counters->bytes_in, n);
     ioc_touch(loop, c);
 }
 
@@ -57,7 +57,7 @@ void ioc_received(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
 static void consume_out(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
 {
     ios_buf_consume(&c->out, n);
-    ioc_count(loop->h, &loop->h->counters->bytes_out, n);
+    ioc_count(&loop->h->counters->bytes_out, n);
     if (ios_buf_pending(&c->out) == 0)
         ioc_buf_give_back(loop, &c->out);
 }
@@ -174,7 +174,7 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
            !ioc_output_full(loop, c)) {
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
-            ioc_count(h, &h->counters->bytes_in, (size_t)n);
+            ioc_count(&h->counters->bytes_in, (size_t)n);
             moved = true;
             rc = ioc_feed(loop, c, loop->rbuf, (size_t)n);
             if (rc == (int)IOC_CLOSED) {
