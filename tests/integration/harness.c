@@ -742,6 +742,7 @@ int it_server_start(struct it_server *s, const char *cfg_path)
             it_fail("cannot parse the port of the \"listening on\" line");
             free(log);
             it_dump_log(s);
+            record_workers(s); /* reaped with the master even if it needs SIGKILL */
             it_server_stop(s);
             return -1;
         }
@@ -775,6 +776,7 @@ int it_server_start(struct it_server *s, const char *cfg_path)
         if (it_now_ms() - t0 > 10000) {
             it_fail("no \"listening on\" line within 10 s");
             it_dump_log(s);
+            record_workers(s); /* reaped with the master even if it needs SIGKILL */
             it_server_stop(s);
             return -1;
         }
