@@ -40,8 +40,7 @@ test-tsan:
 # build-fuzz/tests/fuzz-work/<target>/artifacts/.
 FUZZ_SECONDS ?= 60
 FUZZ_CMAKE_FLAGS = -DCMAKE_C_COMPILER=clang -DIOSERVE_FUZZ=ON \
-	-DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	"-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined"
+	-DCMAKE_BUILD_TYPE=RelWithDebInfo
 fuzz:
 	@./tools/install-deps fuzz
 	@test -f build-fuzz/CMakeCache.txt || cmake -S . -B build-fuzz $(FUZZ_CMAKE_FLAGS)

@@ -6,7 +6,8 @@
 #    regression input) with a plain main(): ctest fuzz.<target>.corpus.
 #  - With -DIOSERVE_FUZZ=ON and clang (`make fuzz`, tree build-fuzz), the
 #    libFuzzer binaries fuzz_<target> are built with
-#    -fsanitize=fuzzer,address,undefined, and ctest fuzz.<target> (label
+#    -fsanitize=fuzzer,address,undefined (everything else with
+#    fuzzer-no-link,address,undefined), and ctest fuzz.<target> (label
 #    fuzz) fuzzes each for FUZZ_SECONDS (default 15).  Without clang's
 #    fuzzer runtime those tests report skipped (77).
 set(IOSERVE_FUZZ_TARGETS http config pump)
@@ -14,8 +15,6 @@ set(FUZZ_LIB_http ioserve_core)
 set(FUZZ_LIB_config ioserve_core)
 set(FUZZ_LIB_pump ioserve_common)
 set(FUZZ_DIR ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
-
-option(IOSERVE_FUZZ "Build the libFuzzer targets (needs clang)" OFF)
 
 foreach(t IN LISTS IOSERVE_FUZZ_TARGETS)
   add_executable(fuzz_${t}_replay ${FUZZ_DIR}/fuzz_${t}.c ${FUZZ_DIR}/replay_main.c)
@@ -42,9 +41,9 @@ if(IOSERVE_FUZZ)
     if(IOSERVE_HAVE_LIBFUZZER)
       add_executable(fuzz_${t} ${FUZZ_DIR}/fuzz_${t}.c)
       target_link_libraries(fuzz_${t} PRIVATE ${FUZZ_LIB_${t}})
-      target_compile_options(fuzz_${t} PRIVATE
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined)
-      target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer,address,undefined)
+      # The sanitizers come with IOSERVE_FUZZ (CMakeLists.txt); libFuzzer's
+      # main is linked here only.
+      target_link_options(fuzz_${t} PRIVATE -fsanitize=fuzzer)
       list(APPEND fuzz_targets fuzz_${t})
       set(fuzz_bin $<TARGET_FILE:fuzz_${t}>)
     else()
