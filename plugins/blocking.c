@@ -268,7 +268,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         int n = poll(p, ioc_accepting(&m.acceptor) ? 2 : 1, timeout);
         if (n < 0 && errno != EINTR) {
             rc = -errno;
-            h->log(h, IOS_LOG_ERROR, errno, "poll");
+            h->log(h, IOS_LOG_ERROR, -rc, "poll");
             break;
         }
         if (n > 0 && p[0].revents) {
@@ -280,12 +280,12 @@ int model_run(int listen_fd, const struct ios_handler *h)
         while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) >= 0) {
             if (got == 0)
                 continue;
-            if (threaded)
+            if (threaded) {
                 blocking_dispatch(&m, c, &attr);
-            else
+            } else {
                 blocking_serve(&m.acceptor, c); /* the next client waits */
-            if (!threaded)
                 break; /* back to poll: a drain is noticed between clients */
+            }
         }
     }
 

@@ -180,7 +180,7 @@ struct lg {
     uint64_t replies;    /* in the window */
     uint64_t replies_all;
     uint64_t bytes_in;   /* in the window */
-    uint64_t errors, bad, connect_errors, idle_lost, reconnects;
+    uint64_t errors, bad, connect_errors, idle_lost;
     struct sample s0, s1;
 };
 
@@ -684,7 +684,6 @@ static void run(struct lg *g)
             struct conn *c = &g->c[i];
             if (c->fd < 0) {
                 budget--;
-                g->reconnects++;
                 if (start_connect(g, c) != 0)
                     g->connect_errors++;
             }
