@@ -120,6 +120,17 @@ static void load_fails_at(struct fx *fx, const char *text, int line,
     assert_contains(fx->err, msg);
 }
 
+/* The load fails with exactly "FILE:LINE: msg". */
+static void load_fails_exactly(struct fx *fx, const char *text, int line,
+                               const char *msg)
+{
+    char want[256];
+
+    assert_int_equal(load(fx, text, (char *)NULL), -1);
+    snprintf(want, sizeof want, "%s:%d: %s", fx->path, line, msg);
+    assert_string_equal(fx->err, want);
+}
+
 /* A failed load leaves the struct zeroed (safe to free again). */
 static void assert_reset(const struct ios_config *cfg)
 {
@@ -305,13 +316,9 @@ static void test_duplicate_setting(void **state)
 static void test_unknown_setting(void **state)
 {
     struct fx *fx = *state;
-    char want[160];
 
-    assert_int_equal(load(fx, "workers = 2;\n\nwokers = 4;\n", (char *)NULL),
-                     -1);
-    snprintf(want, sizeof want, "%s:3: unknown setting 'wokers' (did you "
-             "mean 'workers'?)", fx->path);
-    assert_string_equal(fx->err, want);
+    load_fails_exactly(fx, "workers = 2;\n\nwokers = 4;\n", 3,
+                       "unknown setting 'wokers' (did you mean 'workers'?)");
     assert_reset(&fx->cfg);
 
     /* nothing close: no guess */
@@ -322,13 +329,9 @@ static void test_unknown_setting(void **state)
 static void test_unknown_http_setting(void **state)
 {
     struct fx *fx = *state;
-    char want[160];
 
-    assert_int_equal(load(fx, "http = {\n  bdy = \"x\";\n};\n", (char *)NULL),
-                     -1);
-    snprintf(want, sizeof want, "%s:2: unknown setting 'http.bdy' (did you "
-             "mean 'http.body'?)", fx->path);
-    assert_string_equal(fx->err, want);
+    load_fails_exactly(fx, "http = {\n  bdy = \"x\";\n};\n", 2,
+                       "unknown setting 'http.bdy' (did you mean 'http.body'?)");
 }
 
 static void test_include_relative_to_config(void **state)
@@ -436,12 +439,9 @@ static void test_integer_settings(void **state)
 static void test_exact_type_message(void **state)
 {
     struct fx *fx = *state;
-    char want[160];
 
-    assert_int_equal(load(fx, "\nworkers = \"4\";\n", (char *)NULL), -1);
-    snprintf(want, sizeof want, "%s:2: 'workers' must be an integer from 1 "
-             "to 64", fx->path);
-    assert_string_equal(fx->err, want);
+    load_fails_exactly(fx, "\nworkers = \"4\";\n", 2,
+                       "'workers' must be an integer from 1 to 64");
 }
 
 static void test_int64_values(void **state)
@@ -575,17 +575,15 @@ static void test_durations(void **state)
 static void test_handler(void **state)
 {
     struct fx *fx = *state;
-    char want[200];
 
     load_ok(fx, "handler = \"http\";\n");
     assert_string_equal(fx->cfg.handler, "http");
     load_ok(fx, "handler = \"upper\";\n");
     assert_string_equal(fx->cfg.handler, "upper");
 
-    assert_int_equal(load(fx, "handler = \"ecko\";\n", (char *)NULL), -1);
-    snprintf(want, sizeof want, "%s:1: 'handler' must be one of echo, upper, "
-             "http, not 'ecko' (did you mean 'echo'?)", fx->path);
-    assert_string_equal(fx->err, want);
+    load_fails_exactly(fx, "handler = \"ecko\";\n", 1,
+                       "'handler' must be one of echo, upper, http, not 'ecko' "
+                       "(did you mean 'echo'?)");
 
     load_fails_at(fx, "handler = \"websocket\";\n", 1,
                   "'handler' must be one of echo, upper, http, not "
