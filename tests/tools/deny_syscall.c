@@ -3,9 +3,10 @@
  * call refused, as under a container runtime's seccomp profile or a
  * process limit, so tests can check what ioserve does then:
  *   uring  io_uring_setup(2) fails with EPERM;
- *   fork   creating a process fails with EAGAIN (clone without
- *          CLONE_THREAD, fork, vfork; clone3 says ENOSYS, so that glibc
- *          falls back to clone), while threads can still be started.
+ *   fork   fork(2) fails with EAGAIN (fork, vfork, and clone with neither
+ *          CLONE_THREAD nor CLONE_VM; clone3 says ENOSYS, so that glibc
+ *          falls back to clone), while threads can still be started, and
+ *          so can LeakSanitizer's tracer (CLONE_VM) at exit under ASan.
  * Needs no privileges (no_new_privs + a seccomp filter).  Exit 77 where
  * the filter cannot be installed or this architecture is unknown.
  */
@@ -69,7 +70,7 @@ int main(int argc, char **argv)
 #endif
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone, 0, 3),
         LOAD(args[0]), /* the flags' low word, on little-endian machines */
-        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD | CLONE_VM, 1, 0),
         FAIL_WITH(EAGAIN),
         RETURN(SECCOMP_RET_ALLOW),
     };
