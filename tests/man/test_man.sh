@@ -2,11 +2,16 @@
 # man.consistency: the man pages name everything the program and its
 # config know, and render without warnings.
 #   test_man.sh SOURCE_DIR IOSERVE_BIN PLUGIN_DIR
-# Checks that man/ioserve.cfg.5 names every setting of etc/ioserve.cfg (by
-# its dotted path, commented-out examples included), every rule of
-# host/config.c's tables, and every knob --list-models prints for the
-# models built here; that man/ioserve.8 names every option of `ioserve -h`;
-# and, when groff is installed, that both render with `groff -ww` silently.
+# ioserve.cfg(5) is the reference for settings, etc/ioserve.cfg the annotated
+# default.  Checks that man/ioserve.cfg.5 names every setting of
+# etc/ioserve.cfg (by its dotted path, commented-out examples included),
+# every rule of host/config.c's tables, and every knob --list-models prints
+# for the models built here; that etc/ioserve.cfg in turn holds every
+# setting the man page describes; that each knob's default and range, as
+# the plugin declares them, are the ones the man page states and its value
+# in etc/ioserve.cfg is that default; that man/ioserve.8 names every option
+# of `ioserve -h`; and, when groff is installed, that both render with
+# `groff -ww` silently.
 set -u
 src=$1 bin=$2 plugins=$3
 man8=$src/man/ioserve.8 man5=$src/man/ioserve.cfg.5
@@ -26,15 +31,18 @@ has() {
 }
 
 # 1. etc/ioserve.cfg: "name = value" lines, in or out of comments, with
-# the groups they sit in ("http.body", "models.epoll.edge_triggered").
-names=$(sed -e 's/^[[:space:]]*#\{0,1\}[[:space:]]*//' "$src/etc/ioserve.cfg" | awk '
+# the groups they sit in ("http.body", "models.epoll.edge_triggered"), as
+# "name value" pairs.
+settings=$(sed -e 's/^[[:space:]]*#\{0,1\}[[:space:]]*//' "$src/etc/ioserve.cfg" | awk '
     /^[a-z_][a-z0-9_]* = \{.*\};/ { next }         # an empty group: a model without knobs
     /^[a-z_][a-z0-9_]* = \{/ { path[depth++] = $1; next }
     /^\};/ { if (depth > 0) depth--; next }
     /^[a-z_][a-z0-9_]* = / {
         p = ""; for (i = 0; i < depth; i++) p = p path[i] "."
-        print p $1
-    }' | sort -u)
+        v = $0; sub(/^[^=]*= */, "", v); sub(/; *(#.*)?$/, "", v)
+        print p $1, v
+    }')
+names=$(printf '%s\n' "$settings" | awk 'NF { print $1 }' | sort -u)
 [ -n "$names" ] || fail "no settings found in etc/ioserve.cfg"
 for n in $names; do
     has "$text5" "$n" || fail "man/ioserve.cfg.5 does not document '$n' (etc/ioserve.cfg)"
@@ -63,7 +71,45 @@ for n in $knobs; do
     has "$text5" "$n" || fail "man/ioserve.cfg.5 does not document knob '$n' (--list-models)"
 done
 
-# 4. ioserve -h: every long and short option.
+# 4. ioserve.cfg(5) -> etc/ioserve.cfg: every setting the man page
+# describes (a tagged paragraph of SETTINGS, HTTP or MODELS) is in the
+# annotated default, commented out where it has no value to show.
+documented=$(awk '
+    /^\.SH / { on = ($2 == "SETTINGS" || $2 == "HTTP" || $2 == "MODELS"); next }
+    on && tag { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z_][a-z0-9_.]*$/) print $i }
+    { tag = ($0 == ".TP") }' "$man5" | sort -u)
+[ -n "$documented" ] || fail "no settings found in man/ioserve.cfg.5"
+for n in $documented; do
+    printf '%s\n' "$names" | grep -Fqx -- "$n" ||
+        fail "etc/ioserve.cfg lacks '$n', which man/ioserve.cfg.5 describes"
+done
+
+# 5. Each knob's default and range, as the plugin declares them: the man
+# page states them in the knob's paragraph, and etc/ioserve.cfg sets the
+# knob to its default.
+knob_defaults=$(printf '%s\n' "$list" |
+    sed -n 's/^ *\(models\.[a-z0-9_]*\.[a-z0-9_]*\) = \([^ ]*\)\( (\([0-9-]*\)\.\.\([0-9-]*\))\)\{0,1\} .*/\1 \2 \4 \5/p')
+[ -n "$knob_defaults" ] || fail "no knob defaults parsed from ioserve --list-models"
+while read -r knob default lo hi; do
+    [ -n "$knob" ] || continue
+    para=$(printf '%s\n' "$text5" | awk -v k="$knob" '
+        on && /^\.(TP|PP|SH)/ { exit }
+        on { printf "%s ", $0 }
+        $0 == ".B " k { on = 1 }')
+    printf '%s\n' "$para" | grep -Eqi "default $default([^0-9A-Za-z_]|\$)" ||
+        fail "man/ioserve.cfg.5 does not give '$knob' its default $default (--list-models)"
+    if [ -n "$lo" ]; then
+        printf '%s\n' "$para" | grep -Fq "$lo to $hi" ||
+            fail "man/ioserve.cfg.5 does not give '$knob' its range $lo to $hi (--list-models)"
+    fi
+    value=$(printf '%s\n' "$settings" | awk -v k="$knob" '$1 == k { print $2; exit }')
+    [ "$value" = "$default" ] ||
+        fail "etc/ioserve.cfg sets '$knob' to '$value', not its default $default (--list-models)"
+done <<EOF
+$knob_defaults
+EOF
+
+# 6. ioserve -h: every long and short option.
 opts=$("$bin" -h | grep -Eo -- '(^|[ ,])--?[A-Za-z][a-z-]*' | sed 's/^[ ,]*//' | sort -u)
 echo "$opts" | grep -q -- '--list-models' || fail "no options parsed from ioserve -h"
 for o in $opts; do
@@ -71,7 +117,7 @@ for o in $opts; do
         fail "man/ioserve.8 does not document option '$o' (ioserve -h)"
 done
 
-# 5. Both render cleanly.
+# 7. Both render cleanly.
 if command -v groff >/dev/null 2>&1; then
     for page in "$man8" "$man5"; do
         warnings=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
