@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -1182,11 +1183,13 @@ static int check_int_literals(const struct ios_config *cfg, const struct report 
 {
     if (!cfg_libconfig_wraps_ints())
         return 0;
-    const char *files[MAX_SOURCE_FILES];
-    size_t n = source_files(config_root_setting(&cfg->lc), files, 0);
+    /* the config itself has no name in the tree (read from a stream) */
+    const char *files[MAX_SOURCE_FILES] = {cfg->file};
+    size_t n = source_files(config_root_setting(&cfg->lc), files, 1);
     for (size_t i = 0; i < n; i++) {
-        /* libconfig names an included file as the @include wrote it */
-        char *path = resolve_path(cfg->dir, files[i]);
+        /* libconfig names an included file as the @include wrote it,
+         * relative to the config's folder; the config is named as given */
+        char *path = i == 0 ? strdup(files[i]) : resolve_path(cfg->dir, files[i]);
         char *text = path ? read_text(path) : NULL;
         free(path);
         char lit[64], where[PATH_MAX + 16];
@@ -1200,23 +1203,52 @@ static int check_int_literals(const struct ios_config *cfg, const struct report 
     return 0;
 }
 
+/*
+ * libconfig 1.5 puts its include_dir before every @include path, absolute
+ * ones too ("/etc/x.cfg" becomes "DIR//etc/x.cfg"); only from 1.7 can the
+ * include function be replaced.  So the file is parsed without an
+ * include_dir from inside its own folder: a relative @include is found next
+ * to the config, an absolute one where it says.  The stream is opened by the
+ * caller, before the move, so a relative config name keeps its meaning; the
+ * working directory is restored before returning.  0 or -errno.
+ */
+static int parse_in_config_dir(struct ios_config *cfg, FILE *f, int *parsed)
+{
+    int here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (here < 0)
+        return -errno;
+    if (chdir(cfg->dir) != 0) {
+        int e = errno;
+        close(here);
+        return -e;
+    }
+    *parsed = config_read(&cfg->lc, f);
+    int rc = fchdir(here) == 0 ? 0 : -errno;
+    close(here);
+    return rc;
+}
+
 static int read_tree(struct ios_config *cfg, const struct report *r)
 {
-    FILE *f;
     const char *file;
+    int parsed = 0;
 
     /* libconfig only says "file I/O error"; errno says which. */
-    f = fopen(cfg->file, "re");
+    FILE *f = fopen(cfg->file, "re");
     if (!f)
         return fail(r, "%s: %s", cfg->file, strerror(errno));
-    fclose(f);
     cfg->dir = config_dir(cfg->file);
-    if (!cfg->dir)
+    if (!cfg->dir) {
+        fclose(f);
         return fail(r, "%s: %s", cfg->file, strerror(errno));
+    }
     config_init(&cfg->lc);
     cfg->lc_valid = 1;
-    config_set_include_dir(&cfg->lc, cfg->dir);
-    if (config_read_file(&cfg->lc, cfg->file))
+    int rc = parse_in_config_dir(cfg, f, &parsed);
+    fclose(f);
+    if (rc < 0)
+        return fail(r, "%s: reading it from %s: %s", cfg->file, cfg->dir, strerror(-rc));
+    if (parsed)
         return check_int_literals(cfg, r);
     if (config_error_type(&cfg->lc) == CONFIG_ERR_FILE_IO)
         return fail(r, "%s: %s", cfg->file, config_error_text(&cfg->lc));

@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -355,6 +356,43 @@ static void test_include_relative_to_config(void **state)
                              "'wokers' (did you mean 'workers'?)");
 }
 
+/* An absolute @include is that file, not one below the config's folder;
+ * its errors (wrapping integers included) are reported in it. */
+static void test_include_absolute_path(void **state)
+{
+    struct fx *fx = *state;
+    char part[] = "/tmp/ioserve-abs-XXXXXX", text[128], want[128], cwd[PATH_MAX];
+    int fd = mkstemp(part);
+    assert_true(fd >= 0);
+    static const char body[] = "workers = 3;\nmax_connections = 77;\n";
+    assert_int_equal(write(fd, body, strlen(body)), (ssize_t)strlen(body));
+    close(fd);
+    snprintf(text, sizeof text, "backlog = 9;\n@include \"%s\"\n", part);
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir("/"), 0);
+    int rc = load(fx, text, (char *)NULL);
+    assert_int_equal(chdir(cwd), 0);
+    if (rc != 0)
+        fail_msg("unexpected error: %s", fx->err);
+    assert_int_equal(fx->cfg.backlog, 9);
+    assert_int_equal(fx->cfg.workers, 3);
+    assert_int_equal(fx->cfg.max_connections, 77);
+
+    fd = open(part, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    static const char bad[] = "workers = 3;\nwokers = 4;\n";
+    assert_int_equal(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+    close(fd);
+    assert_int_equal(load(fx, text, (char *)NULL), -1);
+    unlink(part);
+    snprintf(want, sizeof want, "%s:2: unknown setting 'wokers'", part);
+    assert_prefix(fx->err, want);
+    /* and the working directory is where it was */
+    char after[PATH_MAX];
+    assert_non_null(getcwd(after, sizeof after));
+    assert_string_equal(after, cwd);
+}
+
 /* --------------------------------------------------------- integer ranges */
 
 struct int_case {
@@ -492,6 +530,18 @@ static void test_wrapping_int_literals(void **state)
                                  "it: write 3000000000L for a 64-bit integer");
     /* a bare word is text, whatever digits it holds */
     assert_int_equal(load(fx, "", "http.body=x:5000000000", (char *)NULL), 0);
+
+    /* a config named relative to the working directory, in a folder of
+     * its own: checked where it is, not below that folder again */
+    write_file(fx, "workers = 5000000000;\n");
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir("/"), 0);
+    cfg_free(&fx->cfg);
+    int rc = cfg_load(&fx->cfg, fx->path + 1, NULL, 0, fx->err, sizeof fx->err);
+    assert_int_equal(chdir(cwd), 0);
+    assert_int_equal(rc, -1);
+    assert_contains(fx->err, "integer 5000000000 does not fit");
 }
 
 static void test_find_wrapping_int(void **state)
@@ -1261,6 +1311,7 @@ int main(void)
         T(test_unknown_setting),
         T(test_unknown_http_setting),
         T(test_include_relative_to_config),
+        T(test_include_absolute_path),
         T(test_integer_settings),
         T(test_exact_type_message),
         T(test_int64_values),
