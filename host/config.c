@@ -15,6 +15,7 @@
 #include "log.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -808,6 +809,90 @@ static int check_models(struct load_ctx *cx, const config_setting_t *s)
     return 0;
 }
 
+/* ------------------------------------------------- model group names */
+
+/* The known model names looked through for one word: whether it is among
+ * them, and which is closest when it is not. */
+struct name_search {
+    const char *word;
+    int found;
+    struct closest near;
+    char best[NAME_MAX_LEN + 1];
+};
+
+static void name_search_try(struct name_search *ns, const char *name, size_t len)
+{
+    char buf[NAME_MAX_LEN + 1];
+
+    if (len == 0 || len > NAME_MAX_LEN)
+        return;
+    memcpy(buf, name, len);
+    buf[len] = '\0';
+    if (strcmp(buf, ns->word) == 0)
+        ns->found = 1;
+    closest_try(&ns->near, buf);
+    if (ns->near.best == buf) { /* keep it past this call */
+        memcpy(ns->best, buf, len + 1);
+        ns->near.best = ns->best;
+    }
+}
+
+/* NAME of NAME.so, or 0 for another file. */
+static size_t plugin_name_len(const char *file)
+{
+    size_t len = strlen(file);
+    return len > 3 && strcmp(file + len - 3, ".so") == 0 ? len - 3 : 0;
+}
+
+/* The built-in models, the plugins in plugin_dir and those `model` loads by
+ * path: the names a models.<name> group may have. */
+static void search_model_names(const struct ios_config *cfg, struct name_search *ns)
+{
+    const char *p = IOSERVE_BUILTIN_MODELS;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        name_search_try(ns, p, len);
+        p += len + (p[len] == ',');
+    }
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const char *slash = strrchr(cfg->models[i], '/');
+        if (slash)
+            name_search_try(ns, slash + 1, plugin_name_len(slash + 1));
+    }
+    DIR *dir = opendir(cfg->plugin_dir);
+    struct dirent *e;
+    while (dir && (e = readdir(dir)) != NULL)
+        name_search_try(ns, e->d_name, plugin_name_len(e->d_name));
+    if (dir)
+        closedir(dir);
+}
+
+/* A group under `models` that names no model holds knobs nothing reads: a
+ * typo ("epol") would pass unnoticed. */
+static int check_model_group_names(struct load_ctx *cx)
+{
+    const config_setting_t *models =
+        config_setting_get_member(config_root_setting(&cx->cfg->lc), "models");
+    int n = models ? config_setting_length(models) : 0;
+    char hint[PATH_MAX + 96];
+
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *m = config_setting_get_elem(models, (unsigned)i);
+        struct name_search ns = {.word = config_setting_name(m)};
+        closest_init(&ns.near, ns.word);
+        search_model_names(cx->cfg, &ns);
+        if (ns.found)
+            continue;
+        if (ns.near.best)
+            did_you_mean(ns.near.best, "", hint, sizeof hint);
+        else
+            snprintf(hint, sizeof hint, " (not built in, and plugin_dir %s has no %s.so)",
+                     cx->cfg->plugin_dir, ns.word);
+        return fail_at(&cx->rep, m, "unknown model '%s' under 'models'%s", ns.word, hint);
+    }
+    return 0;
+}
+
 /* ---------------------------------------------------------- the tables */
 
 enum rule_kind {
@@ -1275,6 +1360,8 @@ static int load(struct ios_config *cfg, const char *file,
         if (apply_override(cfg, r, overrides[i]) < 0)
             return -1;
     if (apply_rules(&cx, config_root_setting(&cfg->lc), top_rules, "") < 0)
+        return -1;
+    if (check_model_group_names(&cx) < 0)
         return -1;
     return cross_check(&cx);
 }

@@ -72,6 +72,8 @@ static const char *const handler_lines[] = {"handler = \"nosuchhandler\";",
                                             NULL};
 static const char *const model_lines[] = {"model = \"nosuchmodel\";", NULL};
 static const char *const zero_override[] = {"workers=0", NULL};
+static const char *const knob_group_lines[] = {
+    "models = {", "  epol = { edge_triggered = true; };", "};", NULL};
 
 static const struct bad_case bad_cases[] = {
     {"syntax error", syntax_lines, NULL, {NULL}, "workers = = 2;"},
@@ -84,6 +86,9 @@ static const struct bad_case bad_cases[] = {
     {"unknown handler", handler_lines, NULL, {"handler", NULL}, NULL},
     {"missing plugin", model_lines, NULL, {"nosuchmodel", NULL}, NULL},
     {"-o workers=0", NULL, zero_override, {"workers", NULL}, NULL},
+    {"typo in a model's knob group", knob_group_lines, NULL,
+     {"unknown model 'epol'", "did you mean 'epoll'?", NULL},
+     "  epol = { edge_triggered = true; };"},
 };
 
 /* 1-based number of the line of `text` that equals `line`, or 0. */

@@ -928,12 +928,48 @@ static void test_models_group_shape(void **state)
     struct fx *fx = *state;
 
     /* contents are the plugins' business: not checked by cfg_load */
-    load_ok(fx, "models = { foo = { anything = \"x\"; n = 1.5; }; bar = { }; "
+    load_ok(fx, "models = { epoll = { anything = \"x\"; n = 1.5; }; poll = { }; "
                 "};\n");
     load_ok(fx, "models = { };\n");
     load_fails_at(fx, "models = 5;\n", 1, "'models' must be a group");
     load_fails_at(fx, "models = {\n  epoll = 5;\n};\n", 2,
                   "'models.epoll' must be a group");
+}
+
+/* A group under `models` names a model: a built-in one, a plugin in
+ * plugin_dir, or one `model` loads by path.  Anything else is a typo whose
+ * knobs would go unused. */
+static void test_models_group_names(void **state)
+{
+    struct fx *fx = *state;
+    char dir[] = "/tmp/ioserve-plugins-XXXXXX", so[64], text[512];
+
+    load_fails_exactly(fx, "workers = 1;\nmodels = {\n  epol = { edge_triggered = true; };\n};\n",
+                       3, "unknown model 'epol' under 'models' (did you mean 'epoll'?)");
+    load_fails_at(fx, "models = { turbo = { }; };\n", 1, "unknown model 'turbo' under 'models'");
+    assert_int_equal(load(fx, "", "models.epol.edge_triggered=true", (char *)NULL), -1);
+    assert_string_equal(fx->err, "-o models.epol: unknown model 'epol' under 'models' "
+                                 "(did you mean 'epoll'?)");
+
+    /* every built-in model, whether or not this machine built it */
+    load_ok(fx, "models = { blocking = { }; nonblocking = { }; select = { }; poll = { };\n"
+                "  epoll = { }; sigio = { }; uring = { }; };\n");
+
+    /* an out-of-tree model in plugin_dir, and one loaded by path */
+    assert_non_null(mkdtemp(dir));
+    snprintf(so, sizeof so, "%s/mine.so", dir);
+    int fd = open(so, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(text, sizeof text, "plugin_dir = \"%s\";\nmodels = { mine = { x = 1; }; };\n", dir);
+    load_ok(fx, text);
+    snprintf(text, sizeof text, "models = {\n  mien = { x = 1; };\n};\nplugin_dir = \"%s\";\n",
+             dir);
+    load_fails_exactly(fx, text, 2, "unknown model 'mien' under 'models' (did you mean 'mine'?)");
+    unlink(so);
+    rmdir(dir);
+    load_ok(fx, "model = [\"/opt/ioserve/custom.so\", \"epoll\"];\n"
+                "models = { custom = { x = 1; }; };\n");
 }
 
 /* ------------------------------------------------------------- overrides */
@@ -1154,7 +1190,7 @@ static void test_knob_defaults(void **state)
     const char *s = NULL;
 
     /* no models group at all, and a defaults-only config */
-    load_ok(fx, "models = { other = { x = 1; }; };\n");
+    load_ok(fx, "models = { select = { x = 1; }; };\n");
     for (int round = 0; round < 2; round++) {
         assert_int_equal(cfg_check_knobs(&fx->cfg, "epoll", test_knobs,
                                          fx->err, sizeof fx->err), 0);
@@ -1331,6 +1367,7 @@ int main(void)
         T(test_http_group),
         T(test_max_input_cross_check),
         T(test_models_group_shape),
+        T(test_models_group_names),
         T(test_overrides_basic),
         T(test_overrides_list_and_order),
         T(test_overrides_nested),
