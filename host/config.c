@@ -12,6 +12,7 @@
 #include "config.h"
 #include "config_ints.h"
 #include "handler.h"
+#include "http_parse.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -766,21 +767,13 @@ static int check_group(struct load_ctx *cx, const config_setting_t *s)
     return check_account(&cx->rep, s, &cx->cfg->group);
 }
 
-int cfg_header_value_ok(const char *s)
-{
-    for (; s && *s; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            return 0;
-    return 1;
-}
-
 static int check_content_type(struct load_ctx *cx, const config_setting_t *s)
 {
     const char *v;
 
     if (get_string(&cx->rep, s, &v) < 0)
         return -1;
-    if (v[0] == '\0' || !cfg_header_value_ok(v))
+    if (v[0] == '\0' || !http_header_value_ok(v))
         return fail_at(&cx->rep, s, "'http.content_type' must be a non-empty "
                        "string without control characters");
     return set_string(&cx->rep, &cx->cfg->http.content_type, v);

@@ -112,9 +112,4 @@ int cfg_parse_listen(const char *text, struct sockaddr_storage *ss,
  * when nothing is close enough to be a plausible typo. */
 const char *cfg_closest(const char *word, const char *const *candidates);
 
-/* 1 when s (NULL counts as empty) may be copied into a response header:
- * no control character, so a CR or LF cannot inject headers or split the
- * response (http.content_type). */
-int cfg_header_value_ok(const char *s);
-
 #endif

@@ -282,7 +282,7 @@ int hnd_http_setup(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
     const struct cfg_http *cfg = &hh->cfg->http;
-    if (!cfg_header_value_ok(cfg->content_type)) /* a config not from cfg_load */
+    if (!http_header_value_ok(cfg->content_type)) /* a config not from cfg_load */
         return -EINVAL;
 
     struct http_cache *hc = calloc(1, sizeof *hc);

@@ -317,3 +317,11 @@ void http_format_date(time_t t, char out[HTTP_DATE_LEN])
     out[24] = (char)('0' + tm.tm_sec % 10);
     memcpy(out + 25, " GMT", 4);
 }
+
+int http_header_value_ok(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}

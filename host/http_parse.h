@@ -61,4 +61,9 @@ int http_parse_head(const char *p, size_t len, struct http_req *r);
 #define HTTP_DATE_LEN 29
 void http_format_date(time_t t, char out[HTTP_DATE_LEN]);
 
+/* 1 when s (NULL counts as empty) may be copied into a response header:
+ * no control character, so a CR or LF cannot inject headers or split the
+ * response (http.content_type). */
+int http_header_value_ok(const char *s);
+
 #endif
