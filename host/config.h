@@ -1,6 +1,10 @@
 /* The configuration: etc/ioserve.cfg (libconfig syntax) plus -o overrides,
- * parsed and validated into one struct.  Every limit has its default here,
- * in cfg_defaults(), and nowhere else. */
+ * parsed and validated into one struct.  Every limit has its default in
+ * cfg_defaults() (config.c), and nowhere else.  The parts: config.c (the
+ * struct's rule tables, loading), config_rules.c (the rule engine),
+ * config_report.c (error locations, typo suggestions), config_override.c
+ * (-o), config_ints.c (libconfig 1.5's wrapping integers), config_models.c
+ * (the `models` group and plugin knobs), addr.c (HOST:PORT). */
 #ifndef IOSERVE_CONFIG_H
 #define IOSERVE_CONFIG_H
 
@@ -64,7 +68,9 @@ void cfg_defaults(struct ios_config *cfg);
  * Reads FILE, applies overrides ("KEY=VALUE", KEY a setting path such as
  * "model", "workers" or "models.epoll.edge_triggered"; VALUE in libconfig
  * syntax, or a bare word taken as a string), validates everything except
- * models.<name> (the plugin's knob table is needed for that).
+ * the knobs in models.<name> (the plugin's knob table is needed for that;
+ * the group's name is checked: a built-in model, a NAME.so in plugin_dir,
+ * or a plugin `model` loads by path).
  * 0, or -1 with a message in err: "FILE:LINE: message" for syntax errors,
  * the setting's name and what is allowed for the others.
  */
@@ -74,13 +80,9 @@ int cfg_load(struct ios_config *cfg, const char *file,
 /* (cfg_load starts from cfg_defaults: *cfg is overwritten, not freed, so
  * pass a fresh struct or one already cfg_free'd.  On failure *cfg is left
  * freed and zeroed; cfg_free on it again is harmless.  Several configs may
- * be loaded side by side, e.g. the next one during a reload.) */
+ * be loaded side by side, e.g. the next one during a reload.  Never copy
+ * the struct: every libconfig setting points back at its config_t.) */
 void cfg_free(struct ios_config *cfg);
-
-/* Moves a config from src to dst, leaving src zeroed.  Use it instead of a
- * struct copy (e.g. to swap in a reloaded config): every libconfig setting
- * points back at its config_t, which a plain copy would leave behind. */
-void cfg_move(struct ios_config *dst, struct ios_config *src);
 
 /* Path of the .so for a model entry: NAME -> plugin_dir/NAME.so; a string
  * containing '/' is a path (relative to the config's directory). */
@@ -103,13 +105,5 @@ int cfg_knob_bool(const struct ios_config *cfg, const char *model_name,
 int cfg_knob_string(const struct ios_config *cfg, const char *model_name,
                     const struct ios_knob *knobs, const char *name,
                     const char **v);
-
-/* Parses "HOST:PORT" / "[V6]:PORT" / "*:PORT" into a sockaddr.  0 or -1. */
-int cfg_parse_listen(const char *text, struct sockaddr_storage *ss,
-                     socklen_t *len, char *err, size_t errlen);
-
-/* Levenshtein-closest of `candidates` (NULL-terminated) to `word`, or NULL
- * when nothing is close enough to be a plausible typo. */
-const char *cfg_closest(const char *word, const char *const *candidates);
 
 #endif

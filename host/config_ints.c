@@ -1,5 +1,6 @@
 /* A scanner for the integer literals libconfig 1.5 silently wraps. */
 #include <ctype.h>
+#include <limits.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <stdint.h>
@@ -8,6 +9,8 @@
 #include <string.h>
 
 #include "config_ints.h"
+#include "config_report.h"
+#include "config_rules.h"
 
 /* Characters a setting name may hold after its first: a digit preceded by
  * one of them is part of a name ("conn-100"), not a number. */
@@ -116,4 +119,81 @@ int cfg_libconfig_wraps_ints(void)
         config_destroy(&probe);
     }
     return wraps;
+}
+
+static int wrapping_int_error(const struct cfg_report *r, const char *where, const char *lit)
+{
+    return cfg_fail(r, "%s: integer %s does not fit in 32 bits, and libconfig would "
+                       "silently wrap it: write %sL for a 64-bit integer",
+                    where, lit, lit);
+}
+
+int cfg_refuse_wrapping_int_in(const struct cfg_report *r, const char *where, const char *text)
+{
+    char lit[64];
+
+    if (cfg_libconfig_wraps_ints() && cfg_find_wrapping_int(text, lit, sizeof lit))
+        return wrapping_int_error(r, where, lit);
+    return 0;
+}
+
+/* The text of a config file, or NULL (unreadable, out of memory, or
+ * larger than any config: such a file is parsed but not checked). */
+static char *read_text(const char *file)
+{
+    enum { MAX_CONFIG_TEXT = 1 << 20 };
+    FILE *f = fopen(file, "re");
+    char *text = f ? malloc(MAX_CONFIG_TEXT + 1) : NULL;
+    size_t n = text ? fread(text, 1, MAX_CONFIG_TEXT + 1, f) : 0;
+    if (f)
+        fclose(f);
+    if (!text || n > MAX_CONFIG_TEXT) {
+        free(text);
+        return NULL;
+    }
+    text[n] = '\0';
+    return text;
+}
+
+#define MAX_SOURCE_FILES 64
+
+/* Adds to files[] each file the settings below s were read from (what the
+ * config @includes), once.  Returns the new count. */
+static size_t source_files(const config_setting_t *s, const char **files, size_t n)
+{
+    const char *file = config_setting_source_file(s);
+    size_t i = 0;
+    while (file && i < n && strcmp(files[i], file) != 0)
+        i++;
+    if (file && i == n && n < MAX_SOURCE_FILES)
+        files[n++] = file;
+    if (!config_setting_is_aggregate(s))
+        return n;
+    int len = config_setting_length(s);
+    for (int k = 0; k < len; k++)
+        n = source_files(config_setting_get_elem(s, (unsigned)k), files, n);
+    return n;
+}
+
+int cfg_refuse_wrapping_ints(const config_t *lc, const char *file, const char *dir,
+                             const struct cfg_report *r)
+{
+    if (!cfg_libconfig_wraps_ints())
+        return 0;
+    /* the config itself has no name in the tree (it is read from a stream) */
+    const char *files[MAX_SOURCE_FILES] = {file};
+    size_t n = source_files(config_root_setting(lc), files, 1);
+    for (size_t i = 0; i < n; i++) {
+        char *path = i == 0 ? strdup(files[i]) : cfg_path_in(dir, files[i]);
+        char *text = path ? read_text(path) : NULL;
+        free(path);
+        char lit[64], where[PATH_MAX + 16];
+        int line = text ? cfg_find_wrapping_int(text, lit, sizeof(lit)) : 0;
+        free(text);
+        if (line) {
+            snprintf(where, sizeof(where), "%s:%d", files[i], line);
+            return wrapping_int_error(r, where, lit);
+        }
+    }
+    return 0;
 }

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include <libconfig.h>
+
 /*
  * libconfig 1.5 (Debian 12) reads an integer literal that does not fit in
  * 32 bits and has no L suffix by wrapping it: 5000000000 becomes 705032704
@@ -17,5 +19,17 @@ int cfg_find_wrapping_int(const char *text, char *lit, size_t litlen);
  * does; later versions read them as 64-bit integers), found by asking it
  * once.  The check above is only needed, and only made, then. */
 int cfg_libconfig_wraps_ints(void);
+
+struct cfg_report;
+
+/* Refuses, with "WHERE: integer ... write NL", a wrapping literal in text
+ * (an -o value, WHERE "-o KEY") when this libconfig wraps them.  0 or -1. */
+int cfg_refuse_wrapping_int_in(const struct cfg_report *r, const char *where, const char *text);
+
+/* The same for a parsed config: the file `file` (named as given) and every
+ * file it @includes (named as the @include wrote them, relative to dir),
+ * reported at FILE:LINE.  0 or -1. */
+int cfg_refuse_wrapping_ints(const config_t *lc, const char *file, const char *dir,
+                             const struct cfg_report *r);
 
 #endif

@@ -50,8 +50,8 @@ done
 
 # 2. host/config.c: R_...("name", ...) in top_rules and http_rules.
 rules=$(awk '
-    /^static const struct rule top_rules/ { prefix = ""; on = 1; next }
-    /^static const struct rule http_rules/ { prefix = "http."; on = 1; next }
+    /^static const struct cfg_rule top_rules/ { prefix = ""; on = 1; next }
+    /^static const struct cfg_rule http_rules/ { prefix = "http."; on = 1; next }
     on && /^};/ { on = 0 }
     on && match($0, /R_[A-Z]+\("[a-z_]+"/) {
         s = substr($0, RSTART, RLENGTH); sub(/^R_[A-Z]+\("/, "", s); sub(/"$/, "", s)

@@ -111,7 +111,7 @@ out=$("$ioserve" -t -c "$cfg" -o model=ppoll -o models.ppoll.accept_batch=0 2>&1
 printf '%s\n' "$out" | grep -q "accept_batch" || fail "unclear knob error: $out"
 out=$("$ioserve" -t -c "$cfg" -o model=ppoll -o models.ppoll.acept_batch=8 2>&1) &&
     fail "-t accepts a misspelt knob"
-printf '%s\n' "$out" | grep -q "did you mean 'accept_batch'" || fail "no typo hint: $out"
+printf '%s\n' "$out" | grep -q "did you mean 'models.ppoll.accept_batch'" || fail "no typo hint: $out"
 
 # ------------------------------------------------- 4. serve and hot swap
 # Bash's /dev/tcp is the client: no netcat needed.
