@@ -69,10 +69,21 @@ int plugin_open(struct plugin *p, const char *path, char *err, size_t errlen)
                  path, p->desc->magic, IOS_ABI_MAGIC);
         goto fail;
     }
-    if (p->desc->abi_major != IOS_ABI_MAJOR || p->desc->abi_minor > IOS_ABI_MINOR) {
+    /* plugin.h's version policy: the same major, and no newer a minor
+     * than ours, since the plugin may read every field up to its minor. */
+    if (p->desc->abi_major != IOS_ABI_MAJOR) {
         snprintf(err, errlen,
                  "plugin %s: built for ABI %u.%u, this ioserve speaks ABI %u.%u "
-                 "(rebuild the plugin against this ioserve's plugin.h)",
+                 "(another major: rebuild the plugin against this ioserve's plugin.h)",
+                 path, p->desc->abi_major, p->desc->abi_minor, IOS_ABI_MAJOR,
+                 IOS_ABI_MINOR);
+        goto fail;
+    }
+    if (p->desc->abi_minor > IOS_ABI_MINOR) {
+        snprintf(err, errlen,
+                 "plugin %s: needs ABI %u.%u or newer, this ioserve speaks ABI %u.%u "
+                 "(it may read fields this host lacks: upgrade ioserve, or rebuild the "
+                 "plugin against this ioserve's plugin.h)",
                  path, p->desc->abi_major, p->desc->abi_minor, IOS_ABI_MAJOR,
                  IOS_ABI_MINOR);
         goto fail;

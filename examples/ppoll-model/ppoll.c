@@ -29,6 +29,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Runs on any 1.x host: the one field newer than 1.0 it reads,
+ * request_timeout_ms, is read behind IOS_HANDLER_HAS. */
+#define IOS_REQUIRE_MINOR 0
 #include <ioserve/plugin.h>
 
 static const struct ios_knob ppoll_knobs[] = {
@@ -361,10 +364,9 @@ int model_run(int listen_fd, const struct ios_handler *h)
     h->knob_bool(h, "tcp_nodelay", &nodelay);
     m.accept_batch = batch;
     m.nodelay = nodelay;
-    /* request_timeout_ms came with ABI 1.1: read it only if the host's
-     * struct is long enough to have it. */
-    if (h->struct_size >= offsetof(struct ios_handler, request_timeout_ms) +
-                              sizeof(h->request_timeout_ms))
+    /* request_timeout_ms came with ABI 1.1, after IOS_REQUIRE_MINOR: a
+     * 1.0 host has none. */
+    if (IOS_HANDLER_HAS(h, request_timeout_ms))
         m.request_timeout_ms = h->request_timeout_ms;
 
     m.conns = malloc(h->max_connections * sizeof(*m.conns));

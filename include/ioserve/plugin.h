@@ -32,10 +32,23 @@
  *
  * Self-contained: C11 and libc only; usable from C++.
  *
+ * ABI versions (as httpd's module magic numbers): a major change breaks
+ * plugins; a minor one only appends fields to the end of a struct.  The
+ * descriptor's abi_minor is the oldest host minor the plugin works with:
+ * IOS_MODEL records the minor of the header it was built with, unless the
+ * plugin defines IOS_REQUIRE_MINOR lower before including this header.
+ * A host loads a plugin of its own major whose abi_minor is not newer than
+ * its own minor, and refuses any other, naming both versions: a plugin that
+ * needs a newer minor would read fields this host does not have.  So a
+ * plugin reads the fields up to its abi_minor freely, and asks
+ * IOS_HANDLER_HAS(h, field) before reading one added after it.
+ *
  * ABI change log
  *   1.0  first version: descriptor with knob table, ios_handler, ios_buf,
  *        ios_counters.
  *   1.1  ios_handler.request_timeout_ms appended.
+ *        The version policy above written down (no layout change; hosts
+ *        since 1.0 apply it), with IOS_REQUIRE_MINOR and IOS_HANDLER_HAS.
  */
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
@@ -93,7 +106,7 @@ struct ios_knob {
 struct ios_model_descriptor {
     uint32_t magic;     /* IOS_ABI_MAGIC */
     uint16_t abi_major; /* IOS_ABI_MAJOR the plugin was built with */
-    uint16_t abi_minor;
+    uint16_t abi_minor; /* the oldest host minor it works with */
     const char *name;    /* e.g. "epoll"; also the config group models.<name> */
     const char *summary; /* one line for --list-models */
     const struct ios_knob *knobs; /* terminated by IOS_KNOB_END; may be NULL */
@@ -103,11 +116,21 @@ struct ios_model_descriptor {
 #define IOS_DESCRIPTOR_SYMBOL "ios_model"
 #define IOS_RUN_SYMBOL "model_run"
 
+/* The oldest host minor this plugin works with (see the top of the file):
+ * define it lower before including this header only if every field added
+ * after that minor is read behind IOS_HANDLER_HAS. */
+#ifndef IOS_REQUIRE_MINOR
+#define IOS_REQUIRE_MINOR IOS_ABI_MINOR
+#endif
+#if IOS_REQUIRE_MINOR > IOS_ABI_MINOR
+#error "IOS_REQUIRE_MINOR is newer than this plugin.h"
+#endif
+
 /* Declares the descriptor.  Use once per plugin, at file scope. */
 #define IOS_MODEL(name_, summary_, knobs_)                                   \
     IOS_EXPORT extern const struct ios_model_descriptor ios_model;          \
     const struct ios_model_descriptor ios_model = {                         \
-        IOS_ABI_MAGIC, IOS_ABI_MAJOR, IOS_ABI_MINOR, (name_), (summary_),   \
+        IOS_ABI_MAGIC, IOS_ABI_MAJOR, IOS_REQUIRE_MINOR, (name_), (summary_), \
         (knobs_)}
 
 /* --------------------------------------------------------------- buffers */
@@ -278,6 +301,11 @@ struct ios_handler {
      * 0 = no limit beyond idle_timeout_ms. */
     unsigned request_timeout_ms;
 };
+
+/* 1 when the host's struct ios_handler holds all of `field`: ask before
+ * reading a field added after the plugin's IOS_REQUIRE_MINOR. */
+#define IOS_HANDLER_HAS(h, field)                                            \
+    ((h)->struct_size >= offsetof(struct ios_handler, field) + sizeof((h)->field))
 
 /* The entry point every plugin exports. */
 IOS_EXPORT int model_run(int listen_fd, const struct ios_handler *h);

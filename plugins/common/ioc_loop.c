@@ -36,7 +36,7 @@ static int loop_init(struct ioc_loop *loop, const struct ios_handler *h, bool se
     loop->h = h;
     loop->serving_only = serving_only;
     /* The field came with ABI 1.1: read it only from a host that has it. */
-    if (h->struct_size > offsetof(struct ios_handler, request_timeout_ms))
+    if (IOS_HANDLER_HAS(h, request_timeout_ms))
         loop->request_timeout_ms = h->request_timeout_ms;
     loop->active.next = loop->active.prev = &loop->active;
     loop->requests.next = loop->requests.prev = &loop->requests;

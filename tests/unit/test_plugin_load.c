@@ -56,6 +56,51 @@ static void test_wrong_abi_names_both_versions(void **state)
     assert_non_null(strstr(err, expect_host));
 }
 
+/* The ABI's version policy (plugin.h's change log): a host loads a plugin
+ * of its major whose required minor is not newer than its own. */
+static void test_older_minor_loads(void **state)
+{
+    (void)state;
+    struct plugin p;
+    if (plugin_open(&p, BAD_DIR "/older_minor.so", err, sizeof(err)) != 0)
+        fail_msg("%s", err);
+    assert_int_equal(p.desc->abi_major, IOS_ABI_MAJOR);
+    assert_int_equal(p.desc->abi_minor, 0);
+    assert_true(p.desc->abi_minor < IOS_ABI_MINOR);
+    plugin_close(&p);
+}
+
+static void test_newer_minor_refused_names_both_versions(void **state)
+{
+    (void)state;
+    struct plugin p;
+    char expect_plugin[32], expect_host[32];
+    snprintf(expect_plugin, sizeof(expect_plugin), "ABI %d.%d", IOS_ABI_MAJOR, IOS_ABI_MINOR + 1);
+    snprintf(expect_host, sizeof(expect_host), "ABI %d.%d", IOS_ABI_MAJOR, IOS_ABI_MINOR);
+    assert_int_equal(plugin_open(&p, BAD_DIR "/bad_newer_minor.so", err, sizeof(err)), -1);
+    if (!strstr(err, expect_plugin) || !strstr(err, expect_host))
+        fail_msg("\"%s\" does not name %s and %s", err, expect_plugin, expect_host);
+    assert_null(p.desc);
+}
+
+/* A field is there only when the host's struct holds all of it. */
+static void test_handler_has(void **state)
+{
+    (void)state;
+    struct ios_handler h = {.struct_size = sizeof(h)};
+    const size_t end = offsetof(struct ios_handler, request_timeout_ms) +
+                       sizeof(h.request_timeout_ms);
+    assert_true(IOS_HANDLER_HAS(&h, request_timeout_ms));
+    assert_true(IOS_HANDLER_HAS(&h, struct_size));
+    h.struct_size = end;
+    assert_true(IOS_HANDLER_HAS(&h, request_timeout_ms));
+    h.struct_size = end - 1; /* a host whose struct ends inside the field */
+    assert_false(IOS_HANDLER_HAS(&h, request_timeout_ms));
+    h.struct_size = offsetof(struct ios_handler, request_timeout_ms); /* a 1.0 host */
+    assert_false(IOS_HANDLER_HAS(&h, request_timeout_ms));
+    assert_true(IOS_HANDLER_HAS(&h, host));
+}
+
 static void test_not_a_plugin(void **state)
 {
     (void)state;
@@ -117,6 +162,9 @@ int main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_no_model_run),
         cmocka_unit_test(test_wrong_abi_names_both_versions),
+        cmocka_unit_test(test_older_minor_loads),
+        cmocka_unit_test(test_newer_minor_refused_names_both_versions),
+        cmocka_unit_test(test_handler_has),
         cmocka_unit_test(test_not_a_plugin),
         cmocka_unit_test(test_world_writable_file_refused),
         cmocka_unit_test(test_world_writable_dir_refused),
