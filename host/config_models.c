@@ -112,12 +112,12 @@ int cfg_check_model_names(const struct ios_config *cfg, const struct cfg_report 
         search_model_names(cfg, &ns);
         if (ns.found)
             continue;
-        if (!ns.near.best)
+        if (ns.near.best)
+            cfg_did_you_mean(ns.near.best, "", hint, sizeof hint);
+        else
             snprintf(hint, sizeof hint, " (not built in, and plugin_dir %s has no %s.so)",
                      cfg->plugin_dir, ns.word);
-        return cfg_fail_at(r, m, "unknown model '%s' under 'models'%s", ns.word,
-                           ns.near.best ? cfg_did_you_mean(ns.near.best, "", hint, sizeof hint)
-                                        : hint);
+        return cfg_fail_at(r, m, "unknown model '%s' under 'models'%s", ns.word, hint);
     }
     return 0;
 }

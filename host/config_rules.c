@@ -21,7 +21,9 @@ char *cfg_path_in(const char *dir, const char *path)
     return out;
 }
 
-int cfg_store_string(const struct cfg_report *r, char **field, const char *v)
+/* Replaces a heap string field with a copy of v (NULL allowed); the old
+ * value survives a failed copy. */
+static int store_string(const struct cfg_report *r, char **field, const char *v)
 {
     char *copy = v ? strdup(v) : NULL;
 
@@ -190,7 +192,7 @@ static int read_address(struct cfg_rules_ctx *cx, const struct cfg_rule *rule,
     }
     if (!cx->base)
         return 0;
-    if (cfg_store_string(&cx->rep, field_of(cx, rule->offset), v) < 0)
+    if (store_string(&cx->rep, field_of(cx, rule->offset), v) < 0)
         return -1;
     if (v) {
         *(struct sockaddr_storage *)field_of(cx, rule->addr_offset) = ss;
@@ -237,7 +239,7 @@ int cfg_rule_read(struct cfg_rules_ctx *cx, const struct cfg_rule *rule, const c
     case CFG_RULE_STRING:
         if (read_string(&cx->rep, rule, s, &str) < 0)
             return -1;
-        return cx->base ? cfg_store_string(&cx->rep, field_of(cx, rule->offset), str) : 0;
+        return cx->base ? store_string(&cx->rep, field_of(cx, rule->offset), str) : 0;
     case CFG_RULE_PATH:
         /* relative paths in the file mean "next to the file", not
          * "wherever the server happened to be started" */
@@ -261,7 +263,7 @@ int cfg_rule_read(struct cfg_rules_ctx *cx, const struct cfg_rule *rule, const c
             *(int *)field_of(cx, rule->offset) = (int)i;
             return 0;
         }
-        return cfg_store_string(&cx->rep, field_of(cx, rule->offset), rule->choices[i]);
+        return store_string(&cx->rep, field_of(cx, rule->offset), rule->choices[i]);
     case CFG_RULE_ADDRESS:
         return read_address(cx, rule, s);
     case CFG_RULE_GROUP:

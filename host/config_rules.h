@@ -69,8 +69,4 @@ int cfg_rule_read(struct cfg_rules_ctx *cx, const struct cfg_rule *rule, const c
  * NULL when out of memory. */
 char *cfg_path_in(const char *dir, const char *path);
 
-/* Replaces a heap string field with a copy of v (NULL allowed); the old
- * value survives a failed copy.  0 or -1. */
-int cfg_store_string(const struct cfg_report *r, char **field, const char *v);
-
 #endif
