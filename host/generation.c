@@ -1,5 +1,18 @@
-/* Generations of workers: start one, activate it once every worker is
- * ready, drain it, fail it, free it. */
+/*
+ * A generation's life, in one place.  The master reports events (a worker
+ * exited, a report arrived, time passed) and requests (start, drain); this
+ * file decides what each means in each state:
+ *
+ *   starting --every worker ready--> active --drain--> draining
+ *      |                               |                  |
+ *      +--a worker died, too slow, ----+ (respawns)       |
+ *         or stopped --> failed                           |
+ *                          +------ no live worker --------+--> freed
+ *
+ * A draining or failed generation is freed as soon as it has no live
+ * worker, whether its last worker just exited or none was alive when it
+ * began to drain (all of them waiting out a respawn delay).
+ */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -9,18 +22,15 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "addr.h"
 #include "log.h"
 #include "master_state.h"
-#include "status.h"
 #include "worker.h"
 
 /* ---------------------------------------------------------- workers */
 
-void describe_status(int status, char *out, size_t outlen)
+static void describe_status(int status, char *out, size_t outlen)
 {
     if (WIFEXITED(status))
         snprintf(out, outlen, "exited with status %d", WEXITSTATUS(status));
@@ -34,8 +44,7 @@ void describe_status(int status, char *out, size_t outlen)
 
 /* In the child: only the three descriptors a worker needs survive, at
  * fixed numbers, so no other generation's pipes or sockets leak into it. */
-static void child_become_worker(struct master *m, struct generation *g,
-                                unsigned idx, int report_wr)
+static void child_become_worker(struct generation *g, unsigned idx, int report_wr)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -57,7 +66,6 @@ static void child_become_worker(struct master *m, struct generation *g,
         _exit(WORKER_EXIT_FAILED);
     }
     close_range(6, ~0u, 0);
-    m->sigfd = -1;
 
     struct worker_args args = {
         .cfg = g->cfg,
@@ -70,24 +78,25 @@ static void child_become_worker(struct master *m, struct generation *g,
     exit(worker_main(&args));
 }
 
-int spawn_worker(struct master *m, struct generation *g, unsigned idx)
+static int spawn_worker(struct generation *g, unsigned idx)
 {
     struct worker_slot *w = &g->slots[idx];
     int rp[2];
     if (pipe2(rp, O_CLOEXEC) != 0) {
         log_error(errno, "pipe2 for worker %u", idx);
-        return -1;
+        return -errno;
     }
     g->counters[idx].active = 0; /* a dead worker's connections died with it */
     pid_t pid = fork();
     if (pid < 0) {
-        log_error(errno, "fork");
+        int err = errno;
+        log_error(err, "fork");
         close(rp[0]);
         close(rp[1]);
-        return -1;
+        return -err;
     }
     if (pid == 0)
-        child_become_worker(m, g, idx, rp[1]);
+        child_become_worker(g, idx, rp[1]);
     close(rp[1]);
     fcntl(rp[0], F_SETFL, O_NONBLOCK);
     w->pid = pid;
@@ -99,7 +108,7 @@ int spawn_worker(struct master *m, struct generation *g, unsigned idx)
     return 0;
 }
 
-unsigned live_workers(const struct generation *g)
+unsigned gen_live_workers(const struct generation *g)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < g->nslots; i++)
@@ -107,11 +116,25 @@ unsigned live_workers(const struct generation *g)
     return n;
 }
 
-void signal_workers(struct generation *g, int sig)
+void gen_signal_workers(struct generation *g, int sig)
 {
     for (unsigned i = 0; i < g->nslots; i++)
         if (g->slots[i].pid > 0)
             kill(g->slots[i].pid, sig);
+}
+
+static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64_t now)
+{
+    if (now - w->started_ms >= HEALTHY_UPTIME_MS)
+        w->backoff_ms = 0;
+    w->respawn_at_ms = now + w->backoff_ms;
+    if (w->respawn_at_ms == 0)
+        w->respawn_at_ms = 1;
+    log_info("generation %u: respawning worker in %u ms", g->id, w->backoff_ms);
+    w->backoff_ms = w->backoff_ms == 0 ? RESPAWN_BACKOFF_FIRST_MS
+                                       : (w->backoff_ms * 2 > RESPAWN_BACKOFF_MAX_MS
+                                              ? RESPAWN_BACKOFF_MAX_MS
+                                              : w->backoff_ms * 2);
 }
 
 /* ------------------------------------------------------- generations */
@@ -163,6 +186,21 @@ void gen_free(struct master *m, struct generation *g)
     free(g);
 }
 
+/* The one rule that ends a generation: draining or failed, and no live
+ * worker left (a respawn pending does not count: leaving `active` cancels
+ * it).  True when g was freed. */
+static bool end_if_done(struct master *m, struct generation *g)
+{
+    if ((g->state != GEN_DRAINING && g->state != GEN_FAILED) || gen_live_workers(g) > 0)
+        return false;
+    if (g->state == GEN_DRAINING)
+        log_info("generation %u: drained", g->id);
+    else
+        log_info("generation %u: ended", g->id);
+    gen_free(m, g);
+    return true;
+}
+
 struct generation *gen_find(struct master *m, enum gen_state state)
 {
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
@@ -171,11 +209,7 @@ struct generation *gen_find(struct master *m, enum gen_state state)
     return NULL;
 }
 
-/* Starts a generation on cfg (taken over) and listen_fd (taken over): it
- * returns the generation with every worker forked, or NULL (logged) with
- * nothing left behind. */
-struct generation *gen_start(struct master *m, struct ios_config *cfg,
-                                    int listen_fd)
+struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd)
 {
     unsigned slot;
     for (slot = 0; slot < MAX_GENERATIONS && m->gens[slot]; slot++)
@@ -213,12 +247,12 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg,
     g->stop_wr = sp[1];
     g->deadline_ms = clock_now_ms() + START_TIMEOUT_MS;
     for (unsigned i = 0; i < g->nslots; i++) {
-        if (spawn_worker(m, g, i) != 0) {
+        if (spawn_worker(g, i) != 0) {
             /* Nothing is left behind: the workers already started are
              * killed (and reaped as strangers), the caller is told. */
             log_error(0, "generation %u: could not start worker %u of %u", g->id, i,
                       g->nslots);
-            signal_workers(g, SIGKILL);
+            gen_signal_workers(g, SIGKILL);
             gen_free(m, g);
             return NULL;
         }
@@ -226,87 +260,217 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg,
     return g;
 }
 
-void gen_drain(struct generation *g)
+/* starting -> failed: its workers are killed; freed once none is left. */
+static void fail(struct master *m, struct generation *g, const char *why)
 {
-    if (g->state == GEN_DRAINING || g->state == GEN_FAILED)
+    struct generation *active = gen_find(m, GEN_ACTIVE);
+    if (active)
+        log_error(0, "reload failed: generation %u %s; generation %u keeps serving",
+                  g->id, why, active->id);
+    else
+        log_error(0, "generation %u %s", g->id, why);
+    g->state = GEN_FAILED;
+    g->deadline_ms = 0;
+    gen_signal_workers(g, SIGKILL);
+    end_if_done(m, g);
+}
+
+void gen_drain(struct master *m, struct generation *g)
+{
+    if (g->state == GEN_STARTING) {
+        /* Not serving yet: nothing to finish. */
+        g->state = GEN_FAILED;
+        g->deadline_ms = 0;
+        gen_signal_workers(g, SIGKILL);
+        end_if_done(m, g);
+        return;
+    }
+    if (g->state != GEN_ACTIVE)
         return;
     g->state = GEN_DRAINING;
-    if (g->stop_wr >= 0) {
-        close(g->stop_wr); /* every worker's stop_fd turns readable */
-        g->stop_wr = -1;
-    }
+    close(g->stop_wr); /* every worker's stop_fd turns readable */
+    g->stop_wr = -1;
     for (unsigned i = 0; i < g->nslots; i++)
         g->slots[i].respawn_at_ms = 0;
     g->deadline_ms = clock_now_ms() + g->cfg->drain_timeout_ms;
     log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)", g->id,
-             live_workers(g), g->cfg->drain_timeout_ms);
+             gen_live_workers(g), g->cfg->drain_timeout_ms);
+    end_if_done(m, g);
 }
 
-/* systemd (Type=notify): READY=1 again after every reload, failed or not,
- * with a STATUS= line a person can read in `systemctl status`. */
-void notify_serving(const struct master *m, const char *note)
+/* ------------------------------------------------------------ events */
+
+static void note_fallback(struct master *m, const char *line)
 {
-    const struct generation *g = NULL;
-    for (unsigned i = 0; i < MAX_GENERATIONS && !g; i++)
-        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE)
-            g = m->gens[i];
-    if (!g)
+    char model[64], reason[160];
+    const char *tab = strchr(line, '\t');
+    if (!tab)
         return;
-    char addr[128];
-    addr_format_local(g->listen_fd, addr, sizeof(addr));
-    sd_notifyf(0, "READY=1\nSTATUS=%s%sserving %s with model %s, handler %s (generation %u)",
-               note ? note : "", note ? "; " : "", addr, g->slots[0].model,
-               g->cfg->handler, g->id);
-}
-
-void reload_failed(struct master *m)
-{
-    m->stats.reloads_failed++;
-    notify_serving(m, "last reload failed");
-}
-
-void gen_fail(struct master *m, struct generation *g, const char *why)
-{
-    struct generation *active = gen_find(m, GEN_ACTIVE);
-    if (active) {
-        log_error(0, "reload failed: generation %u %s; generation %u keeps serving",
-                  g->id, why, active->id);
-        reload_failed(m);
-    } else
-        log_error(0, "generation %u %s", g->id, why);
-    g->state = GEN_FAILED;
-    g->deadline_ms = 0;
-    signal_workers(g, SIGKILL);
-    if (!m->ever_active) {
-        /* Nothing is serving and nothing will: give up. */
-        m->exit_code = 1;
-        m->terminating = true;
+    snprintf(model, sizeof(model), "%.*s", (int)(tab - line < 63 ? tab - line : 63), line);
+    snprintf(reason, sizeof(reason), "%.159s", tab + 1);
+    for (unsigned i = 0; i < MAX_FALLBACKS; i++) {
+        struct fallback *f = &m->stats.fallbacks[i];
+        if (f->model[0] == '\0') {
+            memcpy(f->model, model, sizeof(model));
+            memcpy(f->reason, reason, sizeof(reason));
+        }
+        if (strcmp(f->model, model) == 0 && strcmp(f->reason, reason) == 0) {
+            f->count++;
+            return;
+        }
     }
 }
 
-void gen_activate(struct master *m, struct generation *g)
+/* A worker's report lines: "R<model>" = ready, "F<model>\t<reason>" = that
+ * model was skipped for the next one of the list. */
+static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
 {
-    struct generation *old = gen_find(m, GEN_ACTIVE);
+    char buf[WORKER_REPORT_MAX + 1]; /* whole lines, however many wait */
+    ssize_t n;
+    while ((n = read(w->report_fd, buf, sizeof(buf) - 1)) > 0) {
+        buf[n] = '\0';
+        for (char *line = buf, *nl; *line; line = nl + 1) {
+            nl = strchr(line, '\n');
+            if (!nl)
+                break; /* the worker writes whole lines at once */
+            *nl = '\0';
+            if (line[0] == WORKER_FALLBACK_TAG) {
+                note_fallback(m, line + 1);
+            } else if (line[0] == WORKER_READY_TAG && !w->ready) {
+                snprintf(w->model, sizeof(w->model), "%.63s", line + 1);
+                w->ready = true;
+                log_debug("generation %u: worker pid %d ready (model %s)", g->id,
+                          (int)w->pid, w->model);
+            }
+        }
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        close(w->report_fd); /* the worker is exiting; SIGCHLD follows */
+        w->report_fd = -1;
+    }
+}
+
+/* starting -> active once every worker reported ready. */
+static enum gen_change activate_if_ready(struct generation *g)
+{
+    if (g->state != GEN_STARTING)
+        return GEN_UNCHANGED;
+    for (unsigned i = 0; i < g->nslots; i++)
+        if (!g->slots[i].ready)
+            return GEN_UNCHANGED;
     g->state = GEN_ACTIVE;
     g->deadline_ms = 0;
-    /* A configuration takes effect here, once its generation serves: a
-     * reload that fails leaves the log level and the status endpoint be. */
-    log_set_level(g->cfg->log_level);
-    char err[256];
-    if (status_configure(&m->status, g->cfg, err, sizeof(err)) != 0)
-        log_error(0, "reload: %s; keeping the previous status endpoint", err);
+    return GEN_NOW_ACTIVE;
+}
 
-    char addr[128];
-    addr_format_local(g->listen_fd, addr, sizeof(addr));
-    log_info("listening on %s (model %s, handler %s, %u worker%s, generation %u)",
-             addr, g->slots[0].model, g->cfg->handler, g->nslots,
-             g->nslots == 1 ? "" : "s", g->id);
-    m->ever_active = true;
-    if (old) {
-        log_info("reload: generation %u serving, generation %u draining", g->id, old->id);
-        gen_drain(old);
+enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx)
+{
+    read_report(m, g, &g->slots[idx]);
+    return activate_if_ready(g);
+}
+
+enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
+{
+    struct generation *g = NULL;
+    unsigned idx = 0;
+    for (unsigned i = 0; i < MAX_GENERATIONS && !g; i++)
+        for (unsigned j = 0; m->gens[i] && j < m->gens[i]->nslots && !g; j++)
+            if (m->gens[i]->slots[j].pid == pid) {
+                g = m->gens[i];
+                idx = j;
+            }
+    if (!g)
+        return GEN_UNCHANGED; /* not ours, or of a generation already freed */
+    struct worker_slot *w = &g->slots[idx];
+    enum gen_change change = GEN_UNCHANGED;
+    if (w->report_fd >= 0) {
+        read_report(m, g, w); /* what it said before it went */
+        change = activate_if_ready(g);
+        if (w->report_fd >= 0) {
+            close(w->report_fd);
+            w->report_fd = -1;
+        }
     }
-    notify_serving(m, NULL);
-    if (m->quitting)
-        gen_drain(g);
+    char how[128];
+    describe_status(status, how, sizeof(how));
+    bool was_ready = w->ready;
+    w->pid = 0;
+    w->ready = false;
+    g->counters[idx].active = 0;
+
+    switch (g->state) {
+    case GEN_STARTING: {
+        char why[192];
+        snprintf(why, sizeof(why), "failed to start: worker pid %d %s%s", (int)pid, how,
+                 was_ready ? " after reporting ready" : " before it was ready");
+        log_error(0, "generation %u: worker pid %d %s", g->id, (int)pid, how);
+        fail(m, g, why);
+        return GEN_NOW_FAILED;
+    }
+    case GEN_ACTIVE:
+        if (m->terminating) {
+            log_debug("generation %u: worker pid %d %s", g->id, (int)pid, how);
+            break;
+        }
+        log_error(0, "generation %u: worker %u (pid %d) %s", g->id, idx, (int)pid, how);
+        schedule_respawn(g, w, clock_now_ms());
+        break;
+    case GEN_DRAINING:
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+            log_warn(0, "generation %u: worker pid %d %s while draining", g->id,
+                     (int)pid, how);
+        else
+            log_debug("generation %u: worker pid %d %s", g->id, (int)pid, how);
+        break;
+    case GEN_FAILED:
+        log_debug("generation %u: worker pid %d %s", g->id, (int)pid, how);
+        break;
+    }
+    end_if_done(m, g);
+    return change;
+}
+
+enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now)
+{
+    switch (g->state) {
+    case GEN_STARTING:
+        if (now >= g->deadline_ms) {
+            fail(m, g, "did not report ready in time");
+            return GEN_NOW_FAILED;
+        }
+        break;
+    case GEN_DRAINING:
+        if (g->deadline_ms && now >= g->deadline_ms) {
+            log_warn(0, "generation %u: drain_timeout passed, killing %u worker(s)",
+                     g->id, gen_live_workers(g));
+            g->deadline_ms = 0;
+            gen_signal_workers(g, SIGKILL);
+        }
+        break;
+    case GEN_ACTIVE:
+        if (m->terminating)
+            break;
+        for (unsigned j = 0; j < g->nslots; j++) {
+            struct worker_slot *w = &g->slots[j];
+            if (w->pid == 0 && w->respawn_at_ms && now >= w->respawn_at_ms) {
+                m->stats.worker_restarts++;
+                if (spawn_worker(g, j) != 0)
+                    w->respawn_at_ms = now + RESPAWN_BACKOFF_FIRST_MS;
+            }
+        }
+        break;
+    case GEN_FAILED:
+        break;
+    }
+    return GEN_UNCHANGED;
+}
+
+uint64_t gen_next_deadline(const struct generation *g)
+{
+    uint64_t best = g->deadline_ms ? g->deadline_ms : UINT64_MAX;
+    for (unsigned j = 0; j < g->nslots; j++)
+        if (g->slots[j].pid == 0 && g->slots[j].respawn_at_ms &&
+            g->slots[j].respawn_at_ms < best)
+            best = g->slots[j].respawn_at_ms;
+    return best == UINT64_MAX ? 0 : best;
 }

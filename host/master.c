@@ -30,188 +30,121 @@
 #include "log.h"
 #include "master.h"
 #include "master_state.h"
+#include "listener.h"
 #include "pidfile.h"
 #include "privs.h"
 #include "status.h"
 #include "worker.h"
 
-/* --------------------------------------------------------- the socket */
+/* ------------------------------------------------------ what serves */
 
-/* Opens, binds and listens on cfg->listen_addr (non-blocking, CLOEXEC).
- * fd, or -1 with a message in err. */
-static int master_bind(const struct ios_config *cfg, char *err, size_t errlen)
+/* systemd (Type=notify): READY=1 again after every reload, failed or not,
+ * with a STATUS= line a person can read in `systemctl status`. */
+static void notify_serving(struct master *m, const char *note)
 {
-    int family = cfg->listen_addr.ss_family;
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "listen %s: socket: %s", cfg->listen, strerror(errno));
-        return -1;
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    if (!g)
+        return;
+    char addr[128];
+    addr_format_local(g->listen_fd, addr, sizeof(addr));
+    sd_notifyf(0, "READY=1\nSTATUS=%s%sserving %s with model %s, handler %s (generation %u)",
+               note ? note : "", note ? "; " : "", addr, g->slots[0].model,
+               g->cfg->handler, g->id);
+}
+
+static void reload_failed(struct master *m)
+{
+    m->stats.reloads_failed++;
+    notify_serving(m, "last reload failed");
+}
+
+static bool same_string(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Settings only a restart applies: the master took them when it started. */
+static void warn_restart_settings(const struct master *m, const struct ios_config *cfg)
+{
+    static const char why_account[] =
+        "the master dropped privileges once, when it started";
+    const struct {
+        const char *name, *running, *wanted, *why;
+    } fixed[] = {
+        {"user", m->user, cfg->user, why_account},
+        {"group", m->group, cfg->group, why_account},
+        {"pid_file", m->pid_file, cfg->pid_file,
+         "the master writes it when it starts and removes it when it exits"},
+    };
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        if (!same_string(fixed[i].running, fixed[i].wanted))
+            log_warn(0, "reload: '%s' changed to %s%s%s but needs a restart (still %s): %s",
+                     fixed[i].name, fixed[i].wanted ? "'" : "", fixed[i].wanted ? fixed[i].wanted : "unset",
+                     fixed[i].wanted ? "'" : "", fixed[i].running ? fixed[i].running : "unset",
+                     fixed[i].why);
+}
+
+/* The newest active generation serves; any older one drains.  A
+ * configuration takes effect here, once its generation serves: a reload
+ * that fails leaves the log level and the status endpoint be. */
+static void serve_newest(struct master *m)
+{
+    struct generation *g = NULL;
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE && (!g || m->gens[i]->id > g->id))
+            g = m->gens[i];
+    log_set_level(g->cfg->log_level);
+    char err[256];
+    if (status_configure(&m->status, g->cfg, err, sizeof(err)) != 0)
+        log_error(0, "reload: %s; keeping the previous status endpoint", err);
+
+    char addr[128];
+    addr_format_local(g->listen_fd, addr, sizeof(addr));
+    log_info("listening on %s (model %s, handler %s, %u worker%s, generation %u)",
+             addr, g->slots[0].model, g->cfg->handler, g->nslots,
+             g->nslots == 1 ? "" : "s", g->id);
+    m->ever_active = true;
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        struct generation *old = m->gens[i];
+        if (!old || old == g || old->state != GEN_ACTIVE)
+            continue;
+        listener_apply_backlog(g->listen_fd, old->cfg->backlog, g->cfg->backlog,
+                               m->socket_activated);
+        warn_restart_settings(m, g->cfg);
+        log_info("reload: generation %u serving, generation %u draining", g->id, old->id);
+        gen_drain(m, old);
     }
-    int one = 1;
-    /* A restart must not wait for TIME_WAIT connections of the last run. */
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addrlen) != 0) {
-        snprintf(err, errlen, "listen %s: bind: %s", cfg->listen, strerror(errno));
-        close(fd);
-        return -1;
+    notify_serving(m, NULL);
+}
+
+static void on_gen_change(struct master *m, enum gen_change change)
+{
+    switch (change) {
+    case GEN_UNCHANGED:
+        break;
+    case GEN_NOW_ACTIVE:
+        serve_newest(m);
+        break;
+    case GEN_NOW_FAILED:
+        if (gen_find(m, GEN_ACTIVE))
+            reload_failed(m);
+        if (!m->ever_active) {
+            /* Nothing is serving and nothing will: give up. */
+            m->exit_code = 1;
+            m->terminating = true;
+        }
+        break;
     }
-    if (listen(fd, cfg->backlog) != 0) {
-        snprintf(err, errlen, "listen %s: listen: %s", cfg->listen, strerror(errno));
-        close(fd);
-        return -1;
-    }
-    return fd;
 }
 
 /* ------------------------------------------------------------ events */
-
-static struct worker_slot *slot_of_pid(struct master *m, pid_t pid,
-                                       struct generation **gen, unsigned *idx)
-{
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-        struct generation *g = m->gens[i];
-        for (unsigned j = 0; g && j < g->nslots; j++) {
-            if (g->slots[j].pid == pid) {
-                *gen = g;
-                *idx = j;
-                return &g->slots[j];
-            }
-        }
-    }
-    return NULL;
-}
-
-static void note_fallback(struct master *m, const char *line)
-{
-    char model[64], reason[160];
-    const char *tab = strchr(line, '\t');
-    if (!tab)
-        return;
-    snprintf(model, sizeof(model), "%.*s", (int)(tab - line < 63 ? tab - line : 63), line);
-    snprintf(reason, sizeof(reason), "%.159s", tab + 1);
-    for (unsigned i = 0; i < MAX_FALLBACKS; i++) {
-        struct fallback *f = &m->stats.fallbacks[i];
-        if (f->model[0] == '\0') {
-            memcpy(f->model, model, sizeof(model));
-            memcpy(f->reason, reason, sizeof(reason));
-        }
-        if (strcmp(f->model, model) == 0 && strcmp(f->reason, reason) == 0) {
-            f->count++;
-            return;
-        }
-    }
-}
-
-/* A worker's report lines: "R<model>" = ready, "F<model>\t<reason>" = that
- * model was skipped for the next one of the list. */
-static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
-{
-    char buf[WORKER_REPORT_MAX + 1]; /* whole lines, however many wait */
-    ssize_t n;
-    while ((n = read(w->report_fd, buf, sizeof(buf) - 1)) > 0) {
-        buf[n] = '\0';
-        for (char *line = buf, *nl; *line; line = nl + 1) {
-            nl = strchr(line, '\n');
-            if (!nl)
-                break; /* the worker writes whole lines at once */
-            *nl = '\0';
-            if (line[0] == WORKER_FALLBACK_TAG) {
-                note_fallback(m, line + 1);
-            } else if (line[0] == WORKER_READY_TAG && !w->ready) {
-                snprintf(w->model, sizeof(w->model), "%.63s", line + 1);
-                w->ready = true;
-                log_debug("generation %u: worker pid %d ready (model %s)", g->id,
-                          (int)w->pid, w->model);
-            }
-        }
-    }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-        close(w->report_fd); /* the worker is exiting; SIGCHLD follows */
-        w->report_fd = -1;
-    }
-    if (g->state == GEN_STARTING) {
-        for (unsigned i = 0; i < g->nslots; i++)
-            if (!g->slots[i].ready)
-                return;
-        gen_activate(m, g);
-    }
-}
-
-static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64_t now)
-{
-    if (now - w->started_ms >= HEALTHY_UPTIME_MS)
-        w->backoff_ms = 0;
-    w->respawn_at_ms = now + w->backoff_ms;
-    if (w->respawn_at_ms == 0)
-        w->respawn_at_ms = 1;
-    log_info("generation %u: respawning worker in %u ms", g->id, w->backoff_ms);
-    w->backoff_ms = w->backoff_ms == 0 ? RESPAWN_BACKOFF_FIRST_MS
-                                       : (w->backoff_ms * 2 > RESPAWN_BACKOFF_MAX_MS
-                                              ? RESPAWN_BACKOFF_MAX_MS
-                                              : w->backoff_ms * 2);
-}
 
 static void reap_children(struct master *m)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        struct generation *g;
-        unsigned idx;
-        struct worker_slot *w = slot_of_pid(m, pid, &g, &idx);
-        if (!w)
-            continue;
-        if (w->report_fd >= 0) {
-            read_report(m, g, w);
-            if (w->report_fd >= 0) {
-                close(w->report_fd);
-                w->report_fd = -1;
-            }
-        }
-        char how[128];
-        describe_status(status, how, sizeof(how));
-        bool was_ready = w->ready;
-        w->pid = 0;
-        w->ready = false;
-        g->counters[idx].active = 0;
-
-        switch (g->state) {
-        case GEN_DRAINING:
-        case GEN_FAILED:
-            if (g->state == GEN_DRAINING &&
-                !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-                log_warn(0, "generation %u: worker pid %d %s while draining", g->id,
-                         (int)pid, how);
-            else
-                log_debug("generation %u: worker pid %d %s", g->id, (int)pid, how);
-            break;
-        case GEN_STARTING: {
-            char why[192];
-            snprintf(why, sizeof(why), "failed to start: worker pid %d %s%s", (int)pid,
-                     how, was_ready ? " after reporting ready" : " before it was ready");
-            log_error(0, "generation %u: worker pid %d %s", g->id, (int)pid, how);
-            gen_fail(m, g, why);
-            break;
-        }
-        case GEN_ACTIVE:
-            if (m->terminating) {
-                log_debug("generation %u: worker pid %d %s", g->id, (int)pid, how);
-                break;
-            }
-            log_error(0, "generation %u: worker %u (pid %d) %s", g->id, idx, (int)pid,
-                      how);
-            if (!m->terminating && !m->quitting)
-                schedule_respawn(g, w, clock_now_ms());
-            break;
-        }
-        if ((g->state == GEN_DRAINING || g->state == GEN_FAILED) && live_workers(g) == 0) {
-            if (g->state == GEN_DRAINING)
-                log_info("generation %u: drained", g->id);
-            gen_free(m, g);
-        }
-    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        on_gen_change(m, gen_worker_exited(m, pid, status));
 }
 
 static void do_reload(struct master *m)
@@ -243,16 +176,9 @@ static void do_reload(struct master *m)
         reload_failed(m);
         return;
     }
-    int fd;
-    if (active && m->socket_activated && strcmp(active->cfg->listen, cfg->listen) != 0)
-        log_warn(0, "reload: 'listen' changed, but the socket comes from systemd: kept");
-    if (active && (m->socket_activated || strcmp(active->cfg->listen, cfg->listen) == 0)) {
-        fd = fcntl(active->listen_fd, F_DUPFD_CLOEXEC, 3);
-        if (fd < 0)
-            snprintf(err, sizeof(err), "dup of the listening socket: %s", strerror(errno));
-    } else {
-        fd = master_bind(cfg, err, sizeof(err));
-    }
+    int fd = active ? listener_for_reload(active->listen_fd, active->cfg, cfg,
+                                          m->socket_activated, err, sizeof(err))
+                    : listener_bind(cfg, err, sizeof(err));
     if (fd < 0) {
         log_error(0, "reload failed: %s; keeping the current configuration", err);
         cfg_free(cfg);
@@ -280,15 +206,9 @@ static void on_signal(struct master *m, int sig)
         log_info("SIGQUIT: draining every generation, then exiting");
         sd_notify(0, "STOPPING=1\nSTATUS=draining");
         m->quitting = true;
-        for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-            struct generation *g = m->gens[i];
-            if (g && g->state == GEN_STARTING) {
-                g->state = GEN_FAILED;
-                signal_workers(g, SIGKILL);
-            } else if (g) {
-                gen_drain(g);
-            }
-        }
+        for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+            if (m->gens[i])
+                gen_drain(m, m->gens[i]);
         break;
     case SIGTERM:
     case SIGINT:
@@ -304,44 +224,18 @@ static void on_signal(struct master *m, int sig)
 static void check_timers(struct master *m)
 {
     uint64_t now = clock_now_ms();
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-        struct generation *g = m->gens[i];
-        if (!g)
-            continue;
-        if (g->state == GEN_STARTING && g->deadline_ms && now >= g->deadline_ms) {
-            gen_fail(m, g, "did not report ready in time");
-        } else if (g->state == GEN_DRAINING && g->deadline_ms && now >= g->deadline_ms) {
-            log_warn(0, "generation %u: drain_timeout passed, killing %u worker(s)", g->id,
-                     live_workers(g));
-            g->deadline_ms = 0;
-            signal_workers(g, SIGKILL);
-        }
-        if (g->state != GEN_ACTIVE || m->terminating || m->quitting)
-            continue;
-        for (unsigned j = 0; j < g->nslots; j++) {
-            struct worker_slot *w = &g->slots[j];
-            if (w->pid == 0 && w->respawn_at_ms && now >= w->respawn_at_ms) {
-                m->stats.worker_restarts++;
-                if (spawn_worker(m, g, j) != 0)
-                    w->respawn_at_ms = now + RESPAWN_BACKOFF_FIRST_MS;
-            }
-        }
-    }
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+        if (m->gens[i])
+            on_gen_change(m, gen_tick(m, m->gens[i], now));
 }
 
 static int next_timeout(const struct master *m)
 {
     uint64_t now = clock_now_ms(), best = UINT64_MAX;
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
-        const struct generation *g = m->gens[i];
-        if (!g)
-            continue;
-        if (g->deadline_ms && g->deadline_ms < best)
-            best = g->deadline_ms;
-        for (unsigned j = 0; j < g->nslots; j++)
-            if (g->slots[j].pid == 0 && g->slots[j].respawn_at_ms &&
-                g->slots[j].respawn_at_ms < best)
-                best = g->slots[j].respawn_at_ms;
+        uint64_t at = m->gens[i] ? gen_next_deadline(m->gens[i]) : 0;
+        if (at && at < best)
+            best = at;
     }
     if (m->terminating && m->kill_at_ms && m->kill_at_ms < best)
         best = m->kill_at_ms;
@@ -361,7 +255,7 @@ static bool any_generation(const struct master *m)
 static bool any_worker(const struct master *m)
 {
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-        if (m->gens[i] && live_workers(m->gens[i]))
+        if (m->gens[i] && gen_live_workers(m->gens[i]))
             return true;
     return false;
 }
@@ -374,45 +268,16 @@ static void terminate_step(struct master *m)
         m->kill_at_ms = now + STOP_KILL_AFTER_MS;
         for (unsigned i = 0; i < MAX_GENERATIONS; i++)
             if (m->gens[i])
-                signal_workers(m->gens[i], SIGTERM);
+                gen_signal_workers(m->gens[i], SIGTERM);
     } else if (now >= m->kill_at_ms) {
         for (unsigned i = 0; i < MAX_GENERATIONS; i++)
             if (m->gens[i])
-                signal_workers(m->gens[i], SIGKILL);
+                gen_signal_workers(m->gens[i], SIGKILL);
         m->kill_at_ms = now + STOP_KILL_AFTER_MS;
     }
 }
 
 /* --------------------------------------------------------------- run */
-
-/* Under systemd socket activation (LISTEN_FDS) the socket is handed over
- * already bound; otherwise bind cfg->listen. */
-static int open_listener(struct master *m, const struct ios_config *cfg, char *err,
-                         size_t errlen)
-{
-    int n = sd_listen_fds(1);
-    if (n < 0) {
-        snprintf(err, errlen, "sd_listen_fds: %s", strerror(-n));
-        return -1;
-    }
-    if (n == 0)
-        return master_bind(cfg, err, errlen);
-    int fd = SD_LISTEN_FDS_START;
-    if (n > 1)
-        log_warn(0, "systemd passed %d sockets; serving the first only", n);
-    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-        snprintf(err, errlen, "the socket systemd passed (fd %d) is not a listening "
-                 "stream socket", fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    m->socket_activated = true;
-    char addr[128];
-    addr_format_local(fd, addr, sizeof(addr));
-    log_info("socket activation: serving %s from systemd ('listen' is not used)", addr);
-    return fd;
-}
 
 static int setup_signals(struct master *m)
 {
@@ -446,8 +311,8 @@ static void run_loop(struct master *m)
             do_reload(m);
 
         struct pollfd pfds[MAX_POLL];
-        struct worker_slot *owners[MAX_POLL];
         struct generation *owner_gen[MAX_POLL];
+        unsigned owner_slot[MAX_POLL];
         nfds_t n = 0;
         pfds[n++] = (struct pollfd){.fd = m->sigfd, .events = POLLIN};
         for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
@@ -455,8 +320,8 @@ static void run_loop(struct master *m)
             for (unsigned j = 0; g && j < g->nslots; j++) {
                 if (g->slots[j].report_fd < 0)
                     continue;
-                owners[n] = &g->slots[j];
                 owner_gen[n] = g;
+                owner_slot[n] = j;
                 pfds[n++] = (struct pollfd){.fd = g->slots[j].report_fd, .events = POLLIN};
             }
         }
@@ -472,9 +337,16 @@ static void run_loop(struct master *m)
             log_error(errno, "poll");
             break;
         }
-        for (nfds_t i = 1; rc > 0 && i < status_at; i++)
-            if (pfds[i].revents && owners[i]->report_fd == pfds[i].fd)
-                read_report(m, owner_gen[i], owners[i]);
+        /* A change may free generations the rest of pfds points into:
+         * the others wait for the next round (poll is level-triggered). */
+        for (nfds_t i = 1; rc > 0 && i < status_at; i++) {
+            if (!pfds[i].revents)
+                continue;
+            enum gen_change change = gen_report_arrived(m, owner_gen[i], owner_slot[i]);
+            on_gen_change(m, change);
+            if (change != GEN_UNCHANGED)
+                break;
+        }
         status_handle(&m->status, pfds + status_at, n - status_at);
         if (rc > 0 && (pfds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
@@ -492,7 +364,7 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
     int fd = -1;
     status_init(&m.status, metrics_render, &m);
 
-    if ((fd = open_listener(&m, cfg, err, sizeof(err))) < 0 ||
+    if ((fd = listener_open(cfg, &m.socket_activated, err, sizeof(err))) < 0 ||
         status_configure(&m.status, cfg, err, sizeof(err)) != 0) {
         log_error(0, "%s", err);
         goto fail;
@@ -514,6 +386,12 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
         log_error(0, "%s", err);
         goto fail;
     }
+    m.user = cfg->user ? strdup(cfg->user) : NULL;
+    m.group = cfg->group ? strdup(cfg->group) : NULL;
+    if ((cfg->user && !m.user) || (cfg->group && !m.group)) {
+        log_error(ENOMEM, "master");
+        goto fail;
+    }
 
     struct generation *first = gen_start(&m, cfg, fd); /* takes cfg and fd */
     cfg = NULL;
@@ -532,6 +410,8 @@ fail:
         pidfile_remove(m.pid_file);
         free(m.pid_file);
     }
+    free(m.user);
+    free(m.group);
     status_fini(&m.status);
     if (m.sigfd >= 0)
         close(m.sigfd);

@@ -1,6 +1,6 @@
-/* The master's state, shared by its parts: master.c (events, reload,
- * signals), generation.c (starting, draining and ending generations of
- * workers) and metrics.c (what /metrics reports). */
+/* The master's state, shared by its parts: master.c (the loop, signals,
+ * reload), generation.c (a generation's life, from start to free) and
+ * metrics.c (what /metrics reports). */
 #ifndef IOSERVE_MASTER_STATE_H
 #define IOSERVE_MASTER_STATE_H
 
@@ -80,24 +80,40 @@ struct master {
     uint64_t kill_at_ms;
     int exit_code;
     char *pid_file;
+    char *user, *group;    /* what the master started with (privs_drop) */
     bool socket_activated; /* the listening socket came from systemd */
     struct status_server status;
     struct master_stats stats;
 };
 
-/* generation.c */
+/* generation.c: the state machine of a generation's life. */
+
+/* What an event did to a generation, for the master to act on. */
+enum gen_change {
+    GEN_UNCHANGED,
+    GEN_NOW_ACTIVE, /* every worker reported ready: it serves */
+    GEN_NOW_FAILED, /* it could not start (logged); it may be freed already */
+};
+
+/* Starts a generation on cfg (taken over) and listen_fd (taken over): it
+ * returns the generation with every worker forked, or NULL (logged) with
+ * nothing left behind. */
 struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd);
-void gen_drain(struct generation *g);
-void gen_fail(struct master *m, struct generation *g, const char *why);
-void gen_activate(struct master *m, struct generation *g);
+/* The master wants g gone: an active one drains, a starting one fails.
+ * Either is freed at once when no worker of it is alive. */
+void gen_drain(struct master *m, struct generation *g);
+/* Events.  Each may free the generation. */
+enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx);
+enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status);
+enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now);
+/* When g next needs a tick (a deadline or a respawn); 0 = never. */
+uint64_t gen_next_deadline(const struct generation *g);
+
+/* For the master's exit: frees g whatever its state. */
 void gen_free(struct master *m, struct generation *g);
 struct generation *gen_find(struct master *m, enum gen_state state);
-int spawn_worker(struct master *m, struct generation *g, unsigned idx);
-unsigned live_workers(const struct generation *g);
-void signal_workers(struct generation *g, int sig);
-void describe_status(int status, char *out, size_t outlen);
-void notify_serving(const struct master *m, const char *note);
-void reload_failed(struct master *m);
+unsigned gen_live_workers(const struct generation *g);
+void gen_signal_workers(struct generation *g, int sig);
 
 /* metrics.c: renders /metrics; ctx is the struct master. */
 void metrics_render(void *ctx, struct ios_buf *out);

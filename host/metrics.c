@@ -106,7 +106,7 @@ void metrics_render(void *ctx, struct ios_buf *out)
             continue;
         snprintf(labels, sizeof(labels), "generation=\"%u\",state=\"%s\"", g->id,
                  gen_state_names[g->state]);
-        metric_line(out, "ioserve_workers", labels, live_workers(g));
+        metric_line(out, "ioserve_workers", labels, gen_live_workers(g));
     }
     metric_head(out, "ioserve_reloads_total", "counter", "Reloads requested (SIGHUP).");
     metric_line(out, "ioserve_reloads_total", "", m->stats.reloads);

@@ -6,7 +6,7 @@
 #include "config.h"
 #include "ioserve/plugin.h"
 
-/* Exit codes the master tells apart. */
+/* Exit codes, as the master logs them. */
 #define WORKER_EXIT_OK 0
 #define WORKER_EXIT_FAILED 1      /* the model failed after it started */
 #define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */

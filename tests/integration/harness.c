@@ -663,6 +663,55 @@ int it_log_contains(const struct it_server *s, const char *needle)
     return hit;
 }
 
+size_t it_log_size(const struct it_server *s)
+{
+    struct stat st;
+    return stat(s->log, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+int it_wait_log(const struct it_server *s, size_t off, const char *needle,
+                int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        size_t len = 0;
+        char *text = it_read_file(s->log, &len);
+        const char *p = text && off <= len ? strstr(text + off, needle) : NULL;
+        int hit = p && strchr(p, '\n');
+        free(text);
+        if (hit)
+            return 1;
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(10);
+    }
+}
+
+int it_wait_exit(struct it_server *s, int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    while (it_server_alive(s)) {
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(10);
+    }
+    return 1;
+}
+
+pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        pid_t k[64];
+        int n = it_children(s->pid, k, 64);
+        if (n == 1 && k[0] != not)
+            return k[0];
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(5);
+    }
+}
+
 /* Port of "listening on HOST:PORT" once the whole number is written. */
 static int parse_listening(const char *log)
 {

@@ -93,6 +93,8 @@ int it_server_start(struct it_server *s, const char *cfg_path);
 int it_server_stop(struct it_server *s);
 /* 1 while the master is running (not exited). */
 int it_server_alive(struct it_server *s);
+/* Waits up to timeout_ms for the master to exit; 1 = exited (reaped). */
+int it_wait_exit(struct it_server *s, int timeout_ms);
 /* Current children of the master.  Count, or -1. */
 int it_children(pid_t master, pid_t *out, int max);
 /* VmRSS of pid in kB, or -1. */
@@ -101,6 +103,15 @@ long it_rss_kb(pid_t pid);
 void it_dump_log(const struct it_server *s);
 /* 1 if the log contains `needle`. */
 int it_log_contains(const struct it_server *s, const char *needle);
+/* The log's size now: an offset for it_wait_log. */
+size_t it_log_size(const struct it_server *s);
+/* Waits up to timeout_ms for a complete line holding `needle` after byte
+ * `off` of the log.  1 = found, 0 = not found. */
+int it_wait_log(const struct it_server *s, size_t off, const char *needle,
+                int timeout_ms);
+/* The master's only child once there is exactly one and it is not `not`;
+ * 0 if there is none such within timeout_ms. */
+pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms);
 
 /*
  * Runs argv (argv[0] a path) with stdout+stderr to a file, waiting up to

@@ -22,6 +22,9 @@ int it_run_metrics(void);
 int it_run_socket_activation(void);
 int it_run_sd_notify(void);
 
+/* sc_lifecycle.c: a generation's life, workers without their master */
+int it_run_lifecycle(void);
+
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
 int it_run_fork_refused(void);
@@ -56,6 +59,7 @@ static const struct scenario scenarios[] = {
     {"sd_notify", it_run_sd_notify},
     {"uring_unavailable", it_run_uring_unavailable},
     {"fork_refused", it_run_fork_refused},
+    {"lifecycle", it_run_lifecycle},
     {"slowloris", it_run_slowloris},
     {"emfile", it_run_emfile},
     {"many_conns", it_run_many_conns},

@@ -214,12 +214,6 @@ static int rs_test_teardown(void **state)
 
 /* ---------------------------------------------------------------- logs */
 
-static size_t rs_log_size(const struct it_server *s)
-{
-    struct stat st;
-    return stat(s->log, &st) == 0 ? (size_t)st.st_size : 0;
-}
-
 /* The log from byte `off` on (malloc'd; "" when unreadable). */
 static char *rs_log_since(const struct it_server *s, size_t off)
 {
@@ -238,24 +232,6 @@ static const char *rs_find_line(const char *seg, const char *needle)
 {
     const char *p = strstr(seg, needle);
     return p && strchr(p, '\n') ? p : NULL;
-}
-
-/* Waits up to timeout_ms for a complete log line holding `needle` after
- * byte `off`.  1 = found, 0 = not found. */
-static int rs_wait_log(const struct it_server *s, size_t off, const char *needle,
-                       int timeout_ms)
-{
-    int64_t end = it_now_ms() + timeout_ms;
-    for (;;) {
-        char *seg = rs_log_since(s, off);
-        int hit = rs_find_line(seg, needle) != NULL;
-        free(seg);
-        if (hit)
-            return 1;
-        if (it_now_ms() >= end)
-            return 0;
-        it_sleep_ms(10);
-    }
 }
 
 static void rs_print_segment(const char *what, const char *seg)
@@ -370,7 +346,7 @@ static void rs_reload(int i, const char *const *lines, int timeout_ms,
 {
     struct it_server *s = &rs_srv[i];
     memset(r, 0, sizeof *r);
-    size_t off = rs_log_size(s);
+    size_t off = it_log_size(s);
     if (lines) {
         char *cfg = it_write_config(rs_name[i], lines);
         if (!cfg || strcmp(cfg, s->cfg) != 0)
@@ -807,7 +783,7 @@ static void swap_through_models(void **state)
     for (int i = 0; !problem[0] && i + 1 < nserved; i++) {
         char want[64];
         snprintf(want, sizeof want, "generation %u: drained", served[i]);
-        if (!rs_wait_log(s, 0, want, 3000))
+        if (!it_wait_log(s, 0, want, 3000))
             snprintf(problem, sizeof problem,
                      "no \"%s\" within 3 s of its last client closing", want);
     }
@@ -948,7 +924,7 @@ static void bad_reloads_keep_serving(void **state)
                 break;
             /* a SIGHUP from elsewhere (e.g. kill -HUP): the master must
              * refuse the file and keep serving */
-            size_t off = rs_log_size(s);
+            size_t off = it_log_size(s);
             if (kill(s->pid, SIGHUP) != 0) {
                 snprintf(problem, sizeof problem, "kill(master, SIGHUP): %s",
                          strerror(errno));
@@ -1075,7 +1051,7 @@ static void drain_open_connection_survives(void **state)
 
     unsigned g = rs_must_reload(rs_index(s), NULL);
     IT_CHECK(g == 2, "expected generation 2 serving, got %u", g);
-    size_t off = rs_log_size(s);
+    size_t off = it_log_size(s);
 
     /* the old connection keeps working, several round trips */
     char buf[3000];
@@ -1093,13 +1069,13 @@ static void drain_open_connection_survives(void **state)
     IT_CHECK(b >= 0, "connect after the reload: %s", it_errbuf);
     IT_ECHO(b, "new connection", 14);
     it_close(b);
-    IT_CHECK(!rs_wait_log(s, 0, "generation 1: drained", 0),
+    IT_CHECK(!it_wait_log(s, 0, "generation 1: drained", 0),
              "generation 1 drained while a connection of it was open");
     IT_ECHO(a, "last one", 8);
 
     /* closing the client lets generation 1 finish */
     it_close(a);
-    IT_CHECK(rs_wait_log(s, off, "generation 1: drained", 3000),
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 3000),
              "generation 1 did not drain within 3 s of its last connection "
              "closing");
     rs_passed = 1;
@@ -1221,9 +1197,9 @@ static void listen_moves_to_new_port(void **state)
     IT_ECHO(b, "new port", 8);
     /* the connection to the old port is still served by generation 1 */
     IT_ECHO(a, "old port, after the reload", 26);
-    size_t off = rs_log_size(s);
+    size_t off = it_log_size(s);
     it_close(a);
-    IT_CHECK(rs_wait_log(s, off, "generation 1: drained", 3000),
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 3000),
              "generation 1 did not drain within 3 s of its last connection "
              "closing");
     IT_CHECK(rs_wait_refused(p1, 2000),
@@ -1290,21 +1266,6 @@ int it_run_listen_change(void)
 
 /* ================================================================== kill9 */
 
-/* The master's only child, once there is exactly one other than `not`. */
-static pid_t rs_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms)
-{
-    int64_t end = it_now_ms() + timeout_ms;
-    for (;;) {
-        pid_t k[64];
-        int n = it_children(s->pid, k, 64);
-        if (n == 1 && k[0] != not)
-            return k[0];
-        if (it_now_ms() >= end)
-            return 0;
-        it_sleep_ms(5);
-    }
-}
-
 /* Kills the worker, then measures until a request is served.  Returns
  * the milliseconds from the kill to the first reply, or -1. */
 static long rs_kill_and_serve(struct it_server *s, pid_t w, int limit_ms,
@@ -1334,7 +1295,7 @@ static long rs_kill_and_serve(struct it_server *s, pid_t w, int limit_ms,
         it_close(fd);
         if (rc == 0) {
             long took = (long)(it_now_ms() - t0);
-            *new_worker = rs_wait_new_worker(s, w, 1000);
+            *new_worker = it_wait_new_worker(s, w, 1000);
             return took;
         }
         snprintf(why, whylen, "round trip: %s", it_errbuf);
@@ -1355,7 +1316,7 @@ static void kill9_replaced(void **state)
     IT_ECHO(fd, "before", 6);
     it_close(fd);
 
-    size_t off = rs_log_size(s);
+    size_t off = it_log_size(s);
     char why[600];
     pid_t nw = 0;
     long took = rs_kill_and_serve(s, w, 2000, &nw, why, sizeof why);
@@ -1365,7 +1326,7 @@ static void kill9_replaced(void **state)
              "the request was served but the master has no single new worker");
     it_log("worker %d killed: replacement pid %d served after %ld ms", (int)w,
            (int)nw, took);
-    IT_CHECK(rs_wait_log(s, off, "was killed by signal 9 (SIGKILL)", 1000),
+    IT_CHECK(it_wait_log(s, off, "was killed by signal 9 (SIGKILL)", 1000),
              "the log does not say the worker \"was killed by signal 9 "
              "(SIGKILL)\"");
     IT_CHECK(it_server_alive(s), "the master exited");
@@ -1496,18 +1457,6 @@ int it_run_workers(void)
 
 /* ================================================================ signals */
 
-/* Waits up to timeout_ms for the master to exit; 1 = exited (reaped). */
-static int rs_wait_exit(struct it_server *s, int timeout_ms)
-{
-    int64_t end = it_now_ms() + timeout_ms;
-    while (it_server_alive(s)) {
-        if (it_now_ms() >= end)
-            return 0;
-        it_sleep_ms(10);
-    }
-    return 1;
-}
-
 static void signals_quit_drains(void **state)
 {
     (void)state;
@@ -1543,7 +1492,7 @@ static void signals_quit_drains(void **state)
     }
     IT_CHECK(it_server_alive(s), "the master exited while a connection was open");
     it_close(a);
-    IT_CHECK(rs_wait_exit(s, 3000),
+    IT_CHECK(it_wait_exit(s, 3000),
              "the master still runs 3 s after its last connection closed");
     rs_describe(s->status, how, sizeof how);
     IT_CHECK(WIFEXITED(s->status) && WEXITSTATUS(s->status) == 0,
@@ -1573,7 +1522,7 @@ static void signals_stop_now(void **state)
         fprintf(stderr, "----- output -----\n%s\n", out ? out : "");
     free(out);
     IT_CHECK(ok, "`ioserve -s stop`: %s", how);
-    IT_CHECK(rs_wait_exit(s, 2000),
+    IT_CHECK(it_wait_exit(s, 2000),
              "the master still runs 2 s after -s stop (with an open connection)");
     long took = (long)(it_now_ms() - t0);
     rs_describe(s->status, how, sizeof how);

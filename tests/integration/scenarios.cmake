@@ -37,4 +37,5 @@ set(IT_GLOBAL_SCENARIOS
   uring_unavailable
   fork_refused
   privdrop
+  lifecycle
 )

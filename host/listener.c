@@ -1,0 +1,107 @@
+/* The listening socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "listener.h"
+#include "log.h"
+
+static int fail(int err, char *msg, size_t msglen, const char *listen, const char *what)
+{
+    snprintf(msg, msglen, "listen %s: %s: %s", listen, what, strerror(err));
+    return -err;
+}
+
+int listener_bind(const struct ios_config *cfg, char *err, size_t errlen)
+{
+    int family = cfg->listen_addr.ss_family;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return fail(errno, err, errlen, cfg->listen, "socket");
+    int one = 1;
+    /* A restart must not wait for TIME_WAIT connections of the last run. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    const char *step = NULL;
+    if (bind(fd, (const struct sockaddr *)&cfg->listen_addr, cfg->listen_addrlen) != 0)
+        step = "bind";
+    else if (listen(fd, cfg->backlog) != 0)
+        step = "listen";
+    if (step) {
+        int e = errno;
+        close(fd);
+        return fail(e, err, errlen, cfg->listen, step);
+    }
+    return fd;
+}
+
+int listener_open(const struct ios_config *cfg, bool *socket_activated, char *err,
+                  size_t errlen)
+{
+    *socket_activated = false;
+    int n = sd_listen_fds(1);
+    if (n < 0) {
+        snprintf(err, errlen, "sd_listen_fds: %s", strerror(-n));
+        return n;
+    }
+    if (n == 0)
+        return listener_bind(cfg, err, errlen);
+    int fd = SD_LISTEN_FDS_START;
+    if (n > 1)
+        log_warn(0, "systemd passed %d sockets; serving the first only", n);
+    if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
+        snprintf(err, errlen, "the socket systemd passed (fd %d) is not a listening "
+                 "stream socket", fd);
+        return -ENOTSOCK;
+    }
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    *socket_activated = true;
+    char addr[128];
+    addr_format_local(fd, addr, sizeof(addr));
+    log_info("socket activation: serving %s from systemd ('listen' is not used)", addr);
+    return fd;
+}
+
+int listener_for_reload(int fd, const struct ios_config *serving,
+                        const struct ios_config *cfg, bool socket_activated, char *err,
+                        size_t errlen)
+{
+    bool same = strcmp(serving->listen, cfg->listen) == 0;
+    if (!same && !socket_activated)
+        return listener_bind(cfg, err, errlen);
+    if (!same)
+        log_warn(0, "reload: 'listen' changed, but the socket comes from systemd: kept");
+    int copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (copy < 0) {
+        int e = errno;
+        snprintf(err, errlen, "dup of the listening socket: %s", strerror(e));
+        return -e;
+    }
+    return copy;
+}
+
+void listener_apply_backlog(int fd, int was, int backlog, bool socket_activated)
+{
+    if (was == backlog)
+        return;
+    if (socket_activated) {
+        log_warn(0, "reload: 'backlog' changed, but the socket comes from systemd: "
+                 "set Backlog= in its .socket unit");
+        return;
+    }
+    /* Linux takes a new backlog from a second listen() on a listening
+     * socket. */
+    if (listen(fd, backlog) != 0)
+        log_warn(errno, "reload: backlog %d not applied, the socket keeps %d", backlog,
+                 was);
+    else
+        log_info("reload: backlog %d (was %d)", backlog, was);
+}

@@ -1,0 +1,217 @@
+/*
+ * A generation's life and a worker's life without its master.
+ *
+ * Global scenarios (run once, as it.<scenario>):
+ *   lifecycle  every state a generation leaves with no live worker:
+ *              serving (all workers waiting out their respawn delay) then
+ *              SIGQUIT or a reload; starting that fails; the slots of
+ *              ended generations are free again
+ *   restart_settings  a reload that changes backlog, user, group and
+ *              pid_file says which of them need a restart
+ * Per-model scenario (it.<model>.orphan):
+ *   orphan     kill -9 of the master while a client keeps a connection
+ *              busy: the workers stop accepting at once, end within
+ *              drain_timeout, and a new master binds the same port
+ *
+ * Each test starts its own servers; the teardown stops and reaps them,
+ * and ends (by pid) the workers of a master the test killed.
+ */
+#include "harness.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define LC_MAX_SERVERS 2
+static struct it_server lc_srv[LC_MAX_SERVERS];
+static int lc_nsrv;
+
+static struct it_server *lc_start(const char *name, const char *const *lines)
+{
+    if (lc_nsrv == LC_MAX_SERVERS)
+        IT_FAIL("more than %d servers in one test", LC_MAX_SERVERS);
+    char *cfg = it_write_config(name, lines);
+    IT_CHECK(cfg, "cannot write config %s", name);
+    struct it_server *s = &lc_srv[lc_nsrv++];
+    int rc = it_server_start(s, cfg);
+    free(cfg);
+    if (rc == 77)
+        skip();
+    IT_CHECK(rc == 0, "server %s did not start (see its log above)", name);
+    return s;
+}
+
+/* A process that exists and is not a zombie. */
+static int lc_running(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+}
+
+static int lc_setup(void **state)
+{
+    (void)state;
+    lc_nsrv = 0;
+    return 0;
+}
+
+static int lc_teardown(void **state)
+{
+    (void)state;
+    it_close_all();
+    for (int i = 0; i < lc_nsrv; i++) {
+        struct it_server *s = &lc_srv[i];
+        if (!it_server_alive(s)) /* a master the test killed: its orphans */
+            for (int j = 0; j < s->nworkers; j++)
+                if (lc_running(s->workers[j]))
+                    kill(s->workers[j], SIGKILL);
+        if (it_server_stop(s) != 0)
+            it_failed = 1;
+    }
+    lc_nsrv = 0;
+    return 0;
+}
+
+#define LC_TEST(f) cmocka_unit_test_setup_teardown(f, lc_setup, lc_teardown)
+
+/* Sends sig to the master: the log's size before, to wait on what it
+ * does. */
+static size_t lc_signal(struct it_server *s, int sig)
+{
+    size_t off = it_log_size(s);
+    IT_CHECK(kill(s->pid, sig) == 0, "kill(master, SIG%s): %s", sigabbrev_np(sig),
+             strerror(errno));
+    return off;
+}
+
+/*
+ * workers = 1: kills the worker until its respawn is `delay` away (the
+ * backoff goes 0, 1000, 2000 ms), so the serving generation has no live
+ * worker for that long.
+ */
+static void lc_kill_until_respawn_waits(struct it_server *s, const char *delay)
+{
+    pid_t w = s->workers[0];
+    for (int round = 0;; round++) {
+        size_t off = it_log_size(s);
+        IT_CHECK(kill(w, SIGKILL) == 0, "kill(worker %d): %s", (int)w, strerror(errno));
+        char line[64];
+        snprintf(line, sizeof line, "respawning worker in %s", delay);
+        if (it_wait_log(s, off, line, 1000))
+            return;
+        IT_CHECK(round < 3, "after %d kill -9 the log never said \"%s\"", round + 1, line);
+        w = it_wait_new_worker(s, w, 3000);
+        IT_CHECK(w > 0, "no worker respawned after kill -9");
+    }
+}
+
+/* ============================================================ lifecycle */
+
+static const char *const one_worker[] = {"workers = 1;", "drain_timeout = 30;", NULL};
+
+/* serving -> draining with 0 live workers: SIGQUIT ends the master at once
+ * instead of waiting for a respawn that draining cancelled. */
+static void quit_while_every_worker_waits_respawn(void **state)
+{
+    (void)state;
+    struct it_server *s = lc_start("quit_respawn", one_worker);
+    lc_kill_until_respawn_waits(s, "2000 ms");
+    int64_t t0 = it_now_ms();
+    size_t off = lc_signal(s, SIGQUIT);
+    IT_CHECK(it_wait_exit(s, 1500),
+             "the master still runs 1.5 s after SIGQUIT with no live worker");
+    IT_CHECK(WIFEXITED(s->status) && WEXITSTATUS(s->status) == 0,
+             "the master ended with status 0x%x after SIGQUIT", s->status);
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 0),
+             "the log does not say generation 1 drained");
+    it_log("master exited %lld ms after SIGQUIT", (long long)(it_now_ms() - t0));
+}
+
+/* serving -> draining with 0 live workers by a reload: the old generation
+ * ends at once (its slot, socket and counters freed), the new one serves. */
+static void reload_while_every_worker_waits_respawn(void **state)
+{
+    (void)state;
+    struct it_server *s = lc_start("reload_respawn", one_worker);
+    lc_kill_until_respawn_waits(s, "2000 ms");
+    size_t off = lc_signal(s, SIGHUP);
+    IT_CHECK(it_wait_log(s, off, "reload: generation 2 serving", 5000),
+             "the reload did not complete");
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 1000),
+             "generation 1 (no live worker) did not end when it began draining");
+    int fd = it_connect(s->port);
+    IT_CHECK(fd >= 0, "connect: %s", it_errbuf);
+    IT_ECHO(fd, "after", 5);
+    it_close(fd);
+    /* and SIGQUIT still ends everything */
+    lc_signal(s, SIGQUIT);
+    IT_CHECK(it_wait_exit(s, 5000), "the master still runs 5 s after SIGQUIT");
+}
+
+/* starting -> failed with 0 live workers, more times than there are
+ * generation slots: each failed generation ends, and a good reload still
+ * gets a slot. */
+static void failed_starts_end(void **state)
+{
+    (void)state;
+    struct it_server *s = lc_start("failed_starts", one_worker);
+    char bad[1024];
+    snprintf(bad, sizeof bad, "model = \"%s/bad_no_run.so\";",
+             it_env.bad_plugin_dir ? it_env.bad_plugin_dir : "/nonexistent");
+    const char *const bad_lines[] = {"workers = 1;", bad, NULL};
+    for (int i = 0; i < 18; i++) {
+        free(it_write_config("failed_starts", bad_lines));
+        size_t off = lc_signal(s, SIGHUP);
+        IT_CHECK(it_wait_log(s, off, "keeps serving", 5000),
+                 "bad reload %d: no \"reload failed ... keeps serving\"", i + 1);
+        char ended[64];
+        snprintf(ended, sizeof ended, "generation %d: ended", i + 2);
+        IT_CHECK(it_wait_log(s, off, ended, 2000), "bad reload %d: no \"%s\"", i + 1,
+                 ended);
+    }
+    free(it_write_config("failed_starts", one_worker));
+    size_t off = lc_signal(s, SIGHUP);
+    IT_CHECK(it_wait_log(s, off, "reload: generation 20 serving", 5000),
+             "a good reload after 18 failed ones did not complete");
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 5000),
+             "generation 1 did not drain after the good reload");
+}
+
+/* starting -> failed by SIGQUIT while the new generation starts: the
+ * master ends both generations and exits. */
+static void quit_while_starting(void **state)
+{
+    (void)state;
+    struct it_server *s = lc_start("quit_starting", one_worker);
+    size_t off = lc_signal(s, SIGHUP);
+    lc_signal(s, SIGQUIT);
+    IT_CHECK(it_wait_exit(s, 5000), "the master still runs 5 s after SIGQUIT");
+    IT_CHECK(WIFEXITED(s->status) && WEXITSTATUS(s->status) == 0,
+             "the master ended with status 0x%x after SIGQUIT", s->status);
+    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 0),
+             "the log does not say generation 1 drained");
+}
+
+int it_run_lifecycle(void)
+{
+    const struct CMUnitTest tests[] = {
+        LC_TEST(quit_while_every_worker_waits_respawn),
+        LC_TEST(reload_while_every_worker_waits_respawn),
+        LC_TEST(failed_starts_end),
+        LC_TEST(quit_while_starting),
+    };
+    return cmocka_run_group_tests_name("lifecycle", tests, NULL, NULL);
+}
