@@ -44,7 +44,8 @@ static void describe_status(int status, char *out, size_t outlen)
 
 /* In the child: only the three descriptors a worker needs survive, at
  * fixed numbers, so no other generation's pipes or sockets leak into it. */
-static void child_become_worker(struct generation *g, unsigned idx, int report_wr)
+static void child_become_worker(struct generation *g, unsigned idx, int report_wr,
+                                pid_t master_pid)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -74,6 +75,7 @@ static void child_become_worker(struct generation *g, unsigned idx, int report_w
         .report_fd = 5,
         .worker_id = idx,
         .counters = &g->counters[idx],
+        .master_pid = master_pid,
     };
     exit(worker_main(&args));
 }
@@ -87,6 +89,7 @@ static int spawn_worker(struct generation *g, unsigned idx)
         return -errno;
     }
     g->counters[idx].active = 0; /* a dead worker's connections died with it */
+    pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         int err = errno;
@@ -96,7 +99,7 @@ static int spawn_worker(struct generation *g, unsigned idx)
         return -err;
     }
     if (pid == 0)
-        child_become_worker(g, idx, rp[1]);
+        child_become_worker(g, idx, rp[1], master_pid);
     close(rp[1]);
     fcntl(rp[0], F_SETFL, O_NONBLOCK);
     w->pid = pid;

@@ -2,11 +2,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "handler.h"
@@ -220,6 +224,96 @@ int worker_check(const struct ios_config *cfg)
     return check_models_start(cfg);
 }
 
+/* ------------------------------------------------- the master's death */
+
+/*
+ * A dead master closes its end of the stop pipe, so the model drains as
+ * it would on a reload; what the master would have done besides is done
+ * here, by a thread that waits for the master to go:
+ *  - the port: every worker holds a copy of the listening socket, so the
+ *    socket (and its backlog of connections no one will accept) would live
+ *    as long as the slowest drain, and no new master could bind the port.
+ *    Each worker's copy is replaced by /dev/null (dup2, so the number the
+ *    model holds never names another file), and once the last copy goes
+ *    the kernel refuses the backlog and frees the port;
+ *  - the bound: the master kills a drain still running after
+ *    drain_timeout; the thread ends the worker then.
+ */
+struct orphan_watch {
+    pid_t master_pid;
+    int listen_fd;
+    int placeholder_fd; /* /dev/null, opened while descriptors are plentiful */
+    unsigned drain_timeout_ms;
+    const struct ios_counters *counters;
+};
+
+/* Blocks until the master is gone: a pidfd turns readable when it exits;
+ * without pidfd_open (before Linux 5.3) the parent is checked twice a
+ * second. */
+static void wait_master_gone(pid_t master_pid)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, master_pid, 0);
+    while (getppid() == master_pid) {
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        if (poll(&p, pidfd >= 0 ? 1 : 0, pidfd >= 0 ? -1 : 500) > 0)
+            break;
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+}
+
+static void *orphan_watch_main(void *arg)
+{
+    const struct orphan_watch *w = arg;
+    wait_master_gone(w->master_pid);
+    log_warn(0, "master pid %d is gone: no longer accepting, ending within "
+             "drain_timeout (%u ms)", (int)w->master_pid, w->drain_timeout_ms);
+    dup2(w->placeholder_fd, w->listen_fd);
+    struct timespec t = {.tv_sec = w->drain_timeout_ms / 1000,
+                         .tv_nsec = (long)(w->drain_timeout_ms % 1000) * 1000000};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+    log_warn(0, "drain_timeout passed without a master: exiting with %llu "
+             "connection(s) open",
+             (unsigned long long)__atomic_load_n(&w->counters->active, __ATOMIC_RELAXED));
+    _exit(WORKER_EXIT_FAILED);
+    return NULL;
+}
+
+/* Starts the watch (it lives as long as the worker).  0 or a negative
+ * errno (logged): a worker that cannot watch its master still serves. */
+static int watch_master(const struct worker_args *a, struct orphan_watch *w)
+{
+    *w = (struct orphan_watch){.master_pid = a->master_pid,
+                               .listen_fd = a->listen_fd,
+                               .placeholder_fd = open("/dev/null", O_RDONLY | O_CLOEXEC),
+                               .drain_timeout_ms = a->cfg->drain_timeout_ms,
+                               .counters = a->counters};
+    if (w->placeholder_fd < 0) {
+        int err = errno;
+        log_error(err, "worker: no watch for the master's death: /dev/null");
+        return -err;
+    }
+    /* The thread takes no signal: the model's (SIGIO, real-time signals)
+     * and the master's (SIGTERM) are the main thread's business. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, orphan_watch_main, w);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        log_error(rc, "worker: no watch for the master's death: pthread_create");
+        close(w->placeholder_fd);
+        return -rc;
+    }
+    return 0;
+}
+
 /* Tells the master why a model of the list was skipped (for /metrics). */
 static void report_fallback(int report_fd, const char *model, const char *reason)
 {
@@ -238,6 +332,9 @@ static void report_fallback(int report_fd, const char *model, const char *reason
 int worker_main(const struct worker_args *a)
 {
     const struct ios_config *cfg = a->cfg;
+    static struct orphan_watch watch; /* read by the watch thread till exit */
+    if (a->master_pid > 0)
+        watch_master(a, &watch);
 
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct plugin p;

@@ -3,6 +3,8 @@
 #ifndef IOSERVE_WORKER_H
 #define IOSERVE_WORKER_H
 
+#include <sys/types.h>
+
 #include "config.h"
 #include "ioserve/plugin.h"
 
@@ -28,6 +30,10 @@ struct worker_args {
     int report_fd; /* the ready report goes here; -1 = none */
     unsigned worker_id;
     struct ios_counters *counters;
+    /* The master that forked this worker: when it dies, the worker stops
+     * accepting and ends within cfg->drain_timeout_ms (0 = no master, as
+     * in the dry run). */
+    pid_t master_pid;
 };
 
 /* Runs the first model of cfg->models that starts.  Returns an exit code. */

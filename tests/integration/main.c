@@ -24,6 +24,7 @@ int it_run_sd_notify(void);
 
 /* sc_lifecycle.c: a generation's life, workers without their master */
 int it_run_lifecycle(void);
+int it_run_orphan(void);
 
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
@@ -60,6 +61,7 @@ static const struct scenario scenarios[] = {
     {"uring_unavailable", it_run_uring_unavailable},
     {"fork_refused", it_run_fork_refused},
     {"lifecycle", it_run_lifecycle},
+    {"orphan", it_run_orphan},
     {"slowloris", it_run_slowloris},
     {"emfile", it_run_emfile},
     {"many_conns", it_run_many_conns},

@@ -205,6 +205,94 @@ static void quit_while_starting(void **state)
              "the log does not say generation 1 drained");
 }
 
+/* =============================================================== orphan */
+
+#define ORPHAN_DRAIN_MS 2000
+
+/* A new client on port: refused, or answered (echoed or closed) within
+ * timeout_ms.  0, or -1 with the reason in why. */
+static int lc_not_left_hanging(int port, int timeout_ms, char *why, size_t whylen)
+{
+    int fd = it_connect_timeout(port, timeout_ms);
+    if (fd < 0) {
+        if (errno == ECONNREFUSED)
+            return 0;
+        snprintf(why, whylen, "connect: %s", strerror(errno));
+        return -1;
+    }
+    it_track(fd);
+    char got[8];
+    size_t n = 0;
+    int rc = 0;
+    if (it_send_all(fd, "new\n", 4, timeout_ms) == 0 &&
+        it_recv_exact(fd, got, 4, timeout_ms, &n) < 0 && errno == ETIMEDOUT) {
+        snprintf(why, whylen, "connected, and neither answered nor closed in %d ms",
+                 timeout_ms);
+        rc = -1;
+    }
+    it_close(fd);
+    return rc;
+}
+
+/* kill -9 of the master while a client keeps a connection busy (a line
+ * every 0.2 s): the orphaned workers stop accepting at once, end within
+ * their drain_timeout, and free the port for a new master. */
+static void orphan_drains_and_frees_port(void **state)
+{
+    (void)state;
+    const char *const lines[] = {"workers = 2;", "drain_timeout = 2;", NULL};
+    struct it_server *s = lc_start("orphan", lines);
+    int port = s->port;
+    int busy = it_connect(port);
+    IT_CHECK(busy >= 0, "connect: %s", it_errbuf);
+    IT_ECHO(busy, "busy\n", 5);
+
+    IT_CHECK(kill(s->pid, SIGKILL) == 0, "kill(master, SIGKILL): %s", strerror(errno));
+    IT_CHECK(it_wait_exit(s, 2000), "the master survived SIGKILL");
+    int64_t t0 = it_now_ms();
+
+    /* the busy client keeps going while a new one tries its luck */
+    int busy_open = 1;
+    char why[256] = "";
+    int hanging = -1;
+    while (it_now_ms() - t0 < ORPHAN_DRAIN_MS + 2000) {
+        int alive = 0;
+        for (int i = 0; i < s->nworkers; i++)
+            alive += lc_running(s->workers[i]);
+        if (!alive)
+            break;
+        if (busy_open && it_roundtrip(busy, "busy\n", 5, "busy\n", 5, 150) != 0)
+            busy_open = 0; /* closed by the drain's end */
+        if (hanging < 0 && it_now_ms() - t0 >= 300)
+            hanging = lc_not_left_hanging(port, 1000, why, sizeof why);
+        it_sleep_ms(200);
+    }
+    int64_t took = it_now_ms() - t0;
+    for (int i = 0; i < s->nworkers; i++)
+        IT_CHECK(!lc_running(s->workers[i]),
+                 "worker %d still runs %lld ms after its master died (drain_timeout %d ms)",
+                 (int)s->workers[i], (long long)took, ORPHAN_DRAIN_MS);
+    IT_CHECK(hanging == 0, "a new client after the master died: %s", why);
+    it_log("orphaned workers ended %lld ms after the master", (long long)took);
+    it_close(busy);
+
+    /* the port is free: a new master binds it */
+    char listen[64];
+    snprintf(listen, sizeof listen, "listen = \"127.0.0.1:%d\";", port);
+    const char *const again[] = {listen, NULL};
+    struct it_server *s2 = lc_start("orphan_next", again);
+    int fd = it_connect(s2->port);
+    IT_CHECK(fd >= 0, "connect to the new master: %s", it_errbuf);
+    IT_ECHO(fd, "again", 5);
+    it_close(fd);
+}
+
+int it_run_orphan(void)
+{
+    const struct CMUnitTest tests[] = {LC_TEST(orphan_drains_and_frees_port)};
+    return cmocka_run_group_tests_name("orphan", tests, NULL, NULL);
+}
+
 int it_run_lifecycle(void)
 {
     const struct CMUnitTest tests[] = {

@@ -21,6 +21,7 @@ set(IT_MODEL_SCENARIOS
   many_conns
   soak
   refusals
+  orphan
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
