@@ -25,6 +25,7 @@ int it_run_sd_notify(void);
 /* sc_lifecycle.c: a generation's life, workers without their master */
 int it_run_lifecycle(void);
 int it_run_orphan(void);
+int it_run_restart_settings(void);
 
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
@@ -62,6 +63,7 @@ static const struct scenario scenarios[] = {
     {"fork_refused", it_run_fork_refused},
     {"lifecycle", it_run_lifecycle},
     {"orphan", it_run_orphan},
+    {"restart_settings", it_run_restart_settings},
     {"slowloris", it_run_slowloris},
     {"emfile", it_run_emfile},
     {"many_conns", it_run_many_conns},

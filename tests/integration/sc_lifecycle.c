@@ -205,6 +205,55 @@ static void quit_while_starting(void **state)
              "the log does not say generation 1 drained");
 }
 
+/* ===================================================== restart_settings */
+
+/* A reload that changes backlog, user, group and pid_file: the backlog
+ * is applied to the kept socket, the others are named at warn as needing
+ * a restart, and the new generation serves. */
+static void reload_names_what_needs_restart(void **state)
+{
+    (void)state;
+    const char *const before[] = {"backlog = 128;", NULL};
+    struct it_server *s = lc_start("restart_settings", before);
+    char pid_line[600];
+    snprintf(pid_line, sizeof pid_line, "pid_file = \"%s/elsewhere.pid\";", it_tmpdir());
+    const char *const after[] = {"backlog = 64;", "user = \"nobody\";",
+                                 "group = \"nogroup\";", pid_line, NULL};
+    free(it_write_config("restart_settings", after));
+    size_t off = lc_signal(s, SIGHUP);
+    IT_CHECK(it_wait_log(s, off, "reload: generation 2 serving", 5000),
+             "the reload did not complete");
+    IT_CHECK(it_wait_log(s, off, "reload: backlog 64 (was 128)", 0),
+             "the new backlog was not applied to the kept socket");
+    static const char *const named[] = {
+        "[warn]", "'user' changed to 'nobody' but needs a restart",
+        "[warn]", "'group' changed to 'nogroup' but needs a restart",
+        "[warn]", "'pid_file' changed to",
+    };
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i += 2) {
+        size_t len = 0;
+        char *log = it_read_file(s->log, &len);
+        const char *hit = log && off <= len ? strstr(log + off, named[i + 1]) : NULL;
+        const char *bol = hit;
+        while (bol && bol > log + off && bol[-1] != '\n')
+            bol--;
+        const char *warn = bol ? strstr(bol, named[i]) : NULL;
+        int ok = hit && warn && warn < hit;
+        free(log);
+        IT_CHECK(ok, "no %s line saying \"%s\"", named[i], named[i + 1]);
+    }
+    int fd = it_connect(s->port);
+    IT_CHECK(fd >= 0, "connect: %s", it_errbuf);
+    IT_ECHO(fd, "kept", 4);
+    it_close(fd);
+}
+
+int it_run_restart_settings(void)
+{
+    const struct CMUnitTest tests[] = {LC_TEST(reload_names_what_needs_restart)};
+    return cmocka_run_group_tests_name("restart_settings", tests, NULL, NULL);
+}
+
 /* =============================================================== orphan */
 
 #define ORPHAN_DRAIN_MS 2000

@@ -39,4 +39,5 @@ set(IT_GLOBAL_SCENARIOS
   fork_refused
   privdrop
   lifecycle
+  restart_settings
 )
