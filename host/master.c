@@ -5,8 +5,10 @@
  * starts a new generation next to the serving one and only when every new
  * worker has reported ready does the old generation drain: the master
  * closes the write end of the old generation's stop pipe, which makes
- * stop_fd readable in each of its workers.  The same pipe drains workers
- * whose master died, so no worker outlives its master for long.
+ * stop_fd readable in each of its workers.  A generation's life (start,
+ * serve, drain, fail, end) is generation.c's; what serving means for the
+ * whole server (log level, status endpoint, systemd) is decided here.
+ * Workers whose master died drain on their own (see worker.c).
  */
 #include <errno.h>
 #include <fcntl.h>

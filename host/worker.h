@@ -8,7 +8,8 @@
 #include "config.h"
 #include "ioserve/plugin.h"
 
-/* Exit codes, as the master logs them. */
+/* Exit codes.  The master logs them; what it does next depends on the
+ * generation's state, not on the code. */
 #define WORKER_EXIT_OK 0
 #define WORKER_EXIT_FAILED 1      /* the model failed after it started */
 #define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */
