@@ -65,6 +65,15 @@ static bool same_string(const char *a, const char *b)
     return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+/* 'value', or unset: for a log line. */
+static const char *quoted(const char *value, char *buf, size_t len)
+{
+    if (!value)
+        return "unset";
+    snprintf(buf, len, "'%s'", value);
+    return buf;
+}
+
 /* Settings only a restart applies: the master took them when it started. */
 static void warn_restart_settings(const struct master *m, const struct ios_config *cfg)
 {
@@ -78,12 +87,14 @@ static void warn_restart_settings(const struct master *m, const struct ios_confi
         {"pid_file", m->pid_file, cfg->pid_file,
          "the master writes it when it starts and removes it when it exits"},
     };
-    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-        if (!same_string(fixed[i].running, fixed[i].wanted))
-            log_warn(0, "reload: '%s' changed to %s%s%s but needs a restart (still %s): %s",
-                     fixed[i].name, fixed[i].wanted ? "'" : "", fixed[i].wanted ? fixed[i].wanted : "unset",
-                     fixed[i].wanted ? "'" : "", fixed[i].running ? fixed[i].running : "unset",
-                     fixed[i].why);
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+        if (same_string(fixed[i].running, fixed[i].wanted))
+            continue;
+        char now[300], was[300];
+        log_warn(0, "reload: '%s' changed to %s but needs a restart (still %s): %s",
+                 fixed[i].name, quoted(fixed[i].wanted, now, sizeof(now)),
+                 quoted(fixed[i].running, was, sizeof(was)), fixed[i].why);
+    }
 }
 
 /* The newest active generation serves; any older one drains.  A
