@@ -134,6 +134,7 @@ static const char *reason_of(int status)
     case 400: return "Bad Request";
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
     case 501: return "Not Implemented";
     case 505: return "HTTP Version Not Supported";
@@ -248,20 +249,28 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
     size_t pos = skip_body(c, 0, len);
 
     while (pos < len) {
-        size_t start = pos + http_skip_empty_lines(in + pos, len - pos);
-        size_t avail = len - start;
-        /* No head may grow past the limit, so never look beyond it. */
+        /* The empty lines before a request line belong to the request: they
+         * count toward its size, and stay unconsumed until it is whole, so
+         * that the pump times them as an unfinished request
+         * (http.header_timeout) instead of seeing a connection at rest.
+         * No head may grow past the limit, so never look beyond it. */
+        size_t avail = len - pos;
         size_t window = avail < cfg->max_header_bytes ? avail
                                                       : cfg->max_header_bytes;
+        ssize_t empty = http_skip_empty_lines(in + pos, window);
+        if (empty < 0)
+            return send_error(c, out, 400, 0);
+        const char *start = in + pos + empty;
+        size_t head_window = window - (size_t)empty;
         size_t head;
-        int status = http_head_parse(&c->head, in + start, window, &head);
+        int status = http_head_parse(&c->head, start, head_window, &head);
         if (status == HTTP_HEAD_INCOMPLETE) {
-            if (avail >= cfg->max_header_bytes)
-                return send_error(c, out, 431, 0);
-            return (ssize_t)start; /* wait for the rest of this head */
+            if (avail < cfg->max_header_bytes)
+                return (ssize_t)pos; /* wait for the rest of this head */
+            status = http_head_overflow(&c->head, start, head_window);
         }
         const struct http_req *r = &c->head.req; /* until the next parse */
-        int is_head = !status && r->method == HTTP_M_HEAD;
+        int is_head = r->method == HTTP_M_HEAD;
         if (!status)
             status = refusal(r, cfg);
         if (status)
@@ -273,7 +282,7 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
         if (persist == PERSIST_CLOSE)
             return IOS_DATA_CLOSE_AFTER_WRITE;
         c->body_left = r->content_length;
-        pos = skip_body(c, start + head, len);
+        pos = skip_body(c, pos + (size_t)empty + head, len);
     }
     return (ssize_t)pos;
 }

@@ -59,6 +59,20 @@ static int values_ok(const char *p, size_t n)
     return n % 8 == 0 || word_ok(p + n - 8);
 }
 
+/* RFC 3986 unreserved and sub-delims: a reg-name's bytes besides "%XX",
+ * and (with ':') an IP-literal's between its brackets. */
+static const unsigned char host_char[256] = {
+    ['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+    ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+};
+
+static inline int is_hex(unsigned char c)
+{
+    return is_digit(c) || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
+}
+
 static inline int is_ows(unsigned char c)
 {
     return c == ' ' || c == '\t';
@@ -79,12 +93,19 @@ static int ieq(const char *s, size_t n, const char *lit, size_t litlen)
 
 #define IEQ(s, n, lit) ieq((s), (n), lit, sizeof(lit) - 1)
 
-size_t http_skip_empty_lines(const char *p, size_t len)
+ssize_t http_skip_empty_lines(const char *p, size_t len)
 {
     size_t i = 0;
-    while (i < len && (p[i] == '\r' || p[i] == '\n'))
-        i++;
-    return i;
+    for (int lines = 0;; lines++) {
+        size_t next = i;
+        if (next < len && p[next] == '\r')
+            next++;
+        if (next == len || p[next] != '\n')
+            return (ssize_t)i;
+        if (lines == HTTP_MAX_EMPTY_LINES)
+            return -1;
+        i = next + 1;
+    }
 }
 
 static enum http_method method_of(const char *m, size_t n)
@@ -134,23 +155,51 @@ static int parse_version(const char *v, size_t n, int *minor)
     return 505;
 }
 
-static int parse_request_line(const char *l, size_t n, struct http_req *r)
+/* Length of the method token that starts l[0, n). */
+static size_t method_len(const char *l, size_t n)
 {
     size_t i = 0;
     while (i < n && tchar[(unsigned char)l[i]])
         i++;
+    return i;
+}
+
+/* Length of the request-target that starts l[0, n): visible ASCII. */
+static size_t target_len(const char *l, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (unsigned char)l[i] > ' ' && l[i] != 0x7f)
+        i++;
+    return i;
+}
+
+static int parse_request_line(const char *l, size_t n, struct http_req *r)
+{
+    size_t i = method_len(l, n);
     if (i == 0 || i == n || l[i] != ' ')
         return 400;
     r->method = method_of(l, i);
 
     size_t t = ++i;
-    while (i < n && (unsigned char)l[i] > ' ' && l[i] != 0x7f)
-        i++;
+    i += target_len(l + i, n - i);
     if (i == t || i == n || l[i] != ' ')
         return 400;
 
     i++;
     return parse_version(l + i, n - i, &r->minor);
+}
+
+int http_head_overflow(struct http_head_parse *st, const char *p, size_t len)
+{
+    if (st->next_line > 0)
+        return 431;
+    size_t i = method_len(p, len);
+    if (i == 0 || i == len || p[i] != ' ')
+        return 400;
+    st->req.method = method_of(p, i);
+    size_t t = ++i;
+    i += target_len(p + i, len - i);
+    return i > t && i == len ? 414 : 400;
 }
 
 static int parse_connection(const char *v, size_t n, struct http_req *r)
@@ -201,6 +250,46 @@ static int parse_content_length(const char *v, size_t n, struct http_req *r)
     return 0;
 }
 
+/* Host = uri-host [ ":" port ] (RFC 9110 §7.2), empty allowed. */
+static int host_ok(const char *v, size_t n)
+{
+    size_t i = 0;
+    if (n > 0 && v[0] == '[') {
+        for (i = 1; i < n && v[i] != ']'; i++)
+            if (!host_char[(unsigned char)v[i]] && v[i] != ':')
+                return 0;
+        if (i == n || i == 1)
+            return 0;
+        i++;
+    } else {
+        while (i < n && v[i] != ':') {
+            if (v[i] == '%') {
+                if (n - i < 3 || !is_hex((unsigned char)v[i + 1]) ||
+                    !is_hex((unsigned char)v[i + 2]))
+                    return 0;
+                i += 3;
+            } else if (host_char[(unsigned char)v[i]]) {
+                i++;
+            } else {
+                return 0;
+            }
+        }
+    }
+    if (i < n && v[i++] != ':')
+        return 0;
+    while (i < n && is_digit((unsigned char)v[i]))
+        i++;
+    return i == n;
+}
+
+static int parse_host(const char *v, size_t n, struct http_req *r)
+{
+    if (r->has_host || !host_ok(v, n))
+        return 400;
+    r->has_host = 1;
+    return 0;
+}
+
 static int parse_header(const char *l, size_t n, struct http_req *r)
 {
     size_t i = 0;
@@ -226,6 +315,10 @@ static int parse_header(const char *l, size_t n, struct http_req *r)
     size_t vn = ve - vs;
 
     switch (name_len) {
+    case 4:
+        if (IEQ(name, name_len, "host"))
+            return parse_host(v, vn, r);
+        break;
     case 10:
         if (IEQ(name, name_len, "connection"))
             return parse_connection(v, vn, r);
@@ -262,12 +355,14 @@ int http_head_parse(struct http_head_parse *st, const char *p, size_t len,
         int rc;
         if (pos == 0) {
             rc = parse_request_line(line, n, &st->req);
-        } else if (n == 0) {
+        } else if (n > 0) {
+            rc = parse_header(line, n, &st->req);
+        } else if (st->req.minor == 1 && !st->req.has_host) {
+            rc = 400;
+        } else {
             *head_len = at + 1;
             st->next_line = 0;
             return 0;
-        } else {
-            rc = parse_header(line, n, &st->req);
         }
         if (rc) {
             st->next_line = 0;

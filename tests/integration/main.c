@@ -27,6 +27,9 @@ int it_run_lifecycle(void);
 int it_run_orphan(void);
 int it_run_restart_settings(void);
 
+/* sc_http_rfc.c: what RFC 9112 asks of the http handler */
+int it_run_http_rfc(void);
+
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
 int it_run_fork_refused(void);
@@ -44,6 +47,7 @@ static const struct scenario scenarios[] = {
     {"half_close", it_run_half_close},
     {"reset", it_run_reset},
     {"http", it_run_http},
+    {"http_rfc", it_run_http_rfc},
     {"max_conn", it_run_max_conn},
     {"idle", it_run_idle},
     {"bad_config", it_run_bad_config},

@@ -12,6 +12,7 @@ set(IT_MODEL_SCENARIOS
   half_close
   reset
   http
+  http_rfc
   max_conn
   idle
   kill9

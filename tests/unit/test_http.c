@@ -156,6 +156,7 @@ static void expect_output(struct fx *f, const char *want)
 #define E400 ERR_("400", "Bad Request", "16", "")
 #define E405 ERR_("405", "Method Not Allowed", "23", "Allow: GET, HEAD\r\n")
 #define E413 ERR_("413", "Content Too Large", "22", "")
+#define E414 ERR_("414", "URI Too Long", "17", "")
 #define E431 ERR_("431", "Request Header Fields Too Large", "36", "")
 #define E501 ERR_("501", "Not Implemented", "20", "")
 #define E505 ERR_("505", "HTTP Version Not Supported", "31", "")
@@ -240,7 +241,7 @@ static void test_head_parse_whole(void **st)
 static void test_head_parse_trickle(void **st)
 {
     (void)st;
-    const char *d = "GET / HTTP/1.1\r\nA: b\r\nContent-Length: 3\n\r\nX";
+    const char *d = "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\nContent-Length: 3\n\r\nX";
     size_t want = strlen(d) - 1;
     struct http_head_parse hp = {0};
     size_t head = 0, last_line = 0;
@@ -286,6 +287,119 @@ static void test_skip_empty_lines(void **st)
     assert_int_equal(http_skip_empty_lines("\r\n\nGET", 6), 3);
     assert_int_equal(http_skip_empty_lines("GET", 3), 0);
     assert_int_equal(http_skip_empty_lines("\r\n", 2), 2);
+    /* a CR that ends the bytes may be the start of a CRLF */
+    assert_int_equal(http_skip_empty_lines("\r\n\r", 3), 2);
+    /* a CR not followed by LF is no empty line: the request line's start */
+    assert_int_equal(http_skip_empty_lines("\r\r\n", 3), 0);
+    assert_int_equal(http_skip_empty_lines("\n\rGET", 5), 1);
+
+    char run[2 * HTTP_MAX_EMPTY_LINES + 8];
+    for (size_t i = 0; i < sizeof run; i += 2)
+        memcpy(run + i, "\r\n", 2);
+    assert_int_equal(http_skip_empty_lines(run, 2 * HTTP_MAX_EMPTY_LINES),
+                     2 * HTTP_MAX_EMPTY_LINES);
+    /* one more empty line than allowed, even unfinished, is too many */
+    assert_int_equal(http_skip_empty_lines(run, 2 * HTTP_MAX_EMPTY_LINES + 1),
+                     2 * HTTP_MAX_EMPTY_LINES);
+    assert_int_equal(http_skip_empty_lines(run, 2 * HTTP_MAX_EMPTY_LINES + 2),
+                     -1);
+    memset(run, '\n', sizeof run);
+    assert_int_equal(http_skip_empty_lines(run, HTTP_MAX_EMPTY_LINES + 1), -1);
+}
+
+/* RFC 9112 §3.2: exactly one valid Host in an HTTP/1.1 request, at most
+ * one (and valid) in any request. */
+static void test_parse_host(void **st)
+{
+    (void)st;
+    static const char *const good[] = {
+        "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n",
+        "GET / HTTP/1.1\r\nhOsT:example.com:8080 \r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [v1.fe80::a+en1]\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a%2Db_c~d!$&'()*+,;=\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x:\r\n\r\n",  /* port = *DIGIT */
+        "GET / HTTP/1.1\r\nHost:\r\n\r\n",     /* empty: no authority */
+        "GET / HTTP/1.0\r\n\r\n",                /* 1.0 needs none */
+        "GET / HTTP/1.0\r\nHost: x\r\n\r\n",
+    };
+    static const char *const bad[] = {
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nX-Host: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nhost: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost:\r\nHost:\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:80x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:8:0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a%2\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: []\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: [::1/8]\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a,b\tc\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n",
+        /* the rules on two Hosts and on their values hold for 1.0 too */
+        "GET / HTTP/1.0\r\nHost: x\r\nHost: x\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+    };
+    struct http_req r;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int got = parse(good[i], &r);
+        if (got != 0)
+            print_error("good head #%zu \"%s\"\n", i, good[i]);
+        assert_int_equal(got, 0);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int got = parse(bad[i], &r);
+        if (got != 400)
+            print_error("bad head #%zu \"%s\"\n", i, bad[i]);
+        assert_int_equal(got, 400);
+    }
+    /* the second Host is refused as soon as its line is whole */
+    struct http_head_parse hp = {0};
+    size_t head = 0;
+    const char *two = "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\nMore: coming";
+    assert_int_equal(http_head_parse(&hp, two, strlen(two), &head), 400);
+}
+
+/* A head that reaches the size limit unfinished: 414 while the request
+ * target is what is long, 431 once the request line is whole, 400 when what
+ * arrived is no request line at all. */
+static void test_head_overflow(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *p;
+        int want;
+        enum http_method method;
+    } cases[] = {
+        {"GET /aaaaaaaaaaaaaaaa", 414, HTTP_M_GET},
+        {"HEAD /aaaaaaaaaaaaaaa", 414, HTTP_M_HEAD},
+        {"BREW http://x/aaaaaa", 414, HTTP_M_UNKNOWN},
+        {"GET / HTTP/1.1111111", 400, HTTP_M_GET}, /* a long version */
+        {"GETGETGETGETGETGETGE", 400, HTTP_M_NONE}, /* a long method */
+        {"GET ", 400, HTTP_M_GET},                  /* no target yet */
+        {"GET /a\x01" "aaaaaaaaaaaa", 400, HTTP_M_GET},
+        {"G(T /aaaaaaaaaaaaaaaa", 400, HTTP_M_NONE},
+        {"GET / HTTP/1.1\r\nX: aa", 431, HTTP_M_GET},
+        {"HEAD / HTTP/1.1\r\nX: a", 431, HTTP_M_HEAD},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct http_head_parse hp = {0};
+        size_t head = 0, n = strlen(cases[i].p);
+        assert_int_equal(http_head_parse(&hp, cases[i].p, n, &head),
+                         HTTP_HEAD_INCOMPLETE);
+        int got = http_head_overflow(&hp, cases[i].p, n);
+        if (got != cases[i].want || hp.req.method != cases[i].method)
+            print_error("case #%zu \"%s\"\n", i, cases[i].p);
+        assert_int_equal(got, cases[i].want);
+        assert_int_equal(hp.req.method, cases[i].method);
+    }
 }
 
 static void test_parse_ok(void **st)
@@ -310,16 +424,16 @@ static void test_parse_ok(void **st)
     assert_true(r.has_length);
     assert_int_equal(r.content_length, 42);
 
-    assert_int_equal(parse("GET / HTTP/1.1\r\nContent-Length: 7, 7\r\n"
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 7, 7\r\n"
                            "Content-Length: 7\r\n\r\n", &r), 0);
     assert_int_equal(r.content_length, 7);
 
-    assert_int_equal(parse("GET / HTTP/1.1\r\n"
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\n"
                            "Content-Length: 99999999999999999999999\r\n\r\n",
                            &r), 0);
     assert_true(r.content_length == UINT64_MAX);
 
-    assert_int_equal(parse("GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+    assert_int_equal(parse("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
                            "\r\n", &r), 0);
     assert_true(r.has_te);
 
@@ -346,7 +460,7 @@ static void test_parse_methods(void **st)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
-        snprintf(buf, sizeof buf, "%s / HTTP/1.1\r\n\r\n", cases[i].m);
+        snprintf(buf, sizeof buf, "%s / HTTP/1.1\r\nHost: x\r\n\r\n", cases[i].m);
         struct http_req r;
         assert_int_equal(parse(buf, &r), 0);
         assert_int_equal(r.method, cases[i].want);
@@ -370,7 +484,7 @@ static void test_parse_versions(void **st)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
-        snprintf(buf, sizeof buf, "GET / %s\r\n\r\n", cases[i].v);
+        snprintf(buf, sizeof buf, "GET / %s\r\nHost: x\r\n\r\n", cases[i].v);
         struct http_req r;
         int got = parse(buf, &r);
         if (got != cases[i].want)
@@ -382,33 +496,33 @@ static void test_parse_versions(void **st)
 static const char *const bad_heads[] = {
     "GET\r\n\r\n",
     "GET /\r\n\r\n",
-    "GET  / HTTP/1.1\r\n\r\n",
-    "/ HTTP/1.1\r\n\r\n",
-    " GET / HTTP/1.1\r\n\r\n",
-    "GE(T / HTTP/1.1\r\n\r\n",
-    "GET\t/ HTTP/1.1\r\n\r\n",
-    "G\x80T / HTTP/1.1\r\n\r\n",
-    "GET /a\x01 HTTP/1.1\r\n\r\n",
-    "GET /a\x7f HTTP/1.1\r\n\r\n",
+    "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    " GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GE(T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET\t/ HTTP/1.1\r\nHost: x\r\n\r\n",
+    "G\x80T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /a\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+    "GET /a\x7f HTTP/1.1\r\nHost: x\r\n\r\n",
     "GET / HTTP/1.1\r\r\n\r\n",
     "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
     "GET / HTTP/1.1\r\nHost\t: x\r\n\r\n",
-    "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
-    "GET / HTTP/1.1\r\n: no-name\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: x\x01y\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: x\ry\r\n\r\n",
-    "GET / HTTP/1.1\r\nA: x\x7fy\r\n\r\n",
-    "GET / HTTP/1.1\r\nA(b: c\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length:\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: 5,\r\n\r\n",
-    "GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\n: no-name\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n folded\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: x\x01y\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: x\ry\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA: x\x7fy\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nA(b: c\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length:\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x10\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1 2\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5,\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
 };
 
 /* Header values are checked eight bytes at a time: a control byte or DEL
@@ -425,15 +539,15 @@ static void test_parse_long_values(void **st)
         memset(value, 'v', 24);
         value[24] = 0;
         value[pos] = '\t';
-        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
+        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: x\r\nA: x%sx\r\n\r\n", value);
         assert_int_equal(parse(head, &r), 0);
         value[pos] = (char)0xe9; /* obs-text */
-        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
+        snprintf(head, sizeof head, "GET / HTTP/1.1\r\nHost: x\r\nA: x%sx\r\n\r\n", value);
         assert_int_equal(parse(head, &r), 0);
         for (size_t b = 0; b < sizeof bad; b++) {
             size_t len = (size_t)snprintf(head, sizeof head,
-                                          "GET / HTTP/1.1\r\nA: x%sx\r\n\r\n", value);
-            head[strlen("GET / HTTP/1.1\r\nA: x") + pos] = bad[b];
+                                          "GET / HTTP/1.1\r\nHost: x\r\nA: x%sx\r\n\r\n", value);
+            head[strlen("GET / HTTP/1.1\r\nHost: x\r\nA: x") + pos] = bad[b];
             if (bad[b] == 0x0a) /* a bare LF ends the line: not this test */
                 continue;
             assert_int_equal(http_parse_head(head, len, &r), 400);
@@ -493,7 +607,7 @@ static void test_date_is_now(void **st)
 {
     struct fx *f = *st;
     time_t before = time(NULL);
-    exchange(f, "GET / HTTP/1.1\r\n\r\n", 18);
+    feed_str(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     time_t after = time(NULL);
     size_t n = ios_buf_pending(&f->out);
     char *s = malloc(n + 1);
@@ -518,7 +632,7 @@ static void test_head(void **st)
 {
     struct fx *f = *st;
     expect_reply(f, "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n", OK_HEAD, 0);
-    feed_str(f, "HEAD /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    feed_str(f, "HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     expect_output(f, OK_HEAD OK_HEAD_("Connection: close\r\n"));
     assert_int_equal(f->closed, IOS_DATA_CLOSE_AFTER_WRITE);
 }
@@ -533,16 +647,61 @@ static void test_bare_lf(void **st)
 static void test_leading_empty_lines(void **st)
 {
     struct fx *f = *st;
-    expect_reply(f, "\r\n\r\nGET / HTTP/1.1\r\n\r\n", OK, 0);
-    expect_reply(f, "\nGET / HTTP/1.1\r\n\r\n", OK, 0);
+    expect_reply(f, "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", OK, 0);
+    expect_reply(f, "\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", OK, 0);
     /* between pipelined requests too */
-    expect_reply(f, "GET / HTTP/1.1\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
                  OK OK, 0);
-    /* empty lines alone are consumed, not buffered */
+    expect_any_split(f, "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", OK, 0);
+    /* a stray CR is no empty line */
+    expect_reply(f, "\r\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", E400,
+                 IOS_DATA_CLOSE_AFTER_WRITE);
+}
+
+/* Empty lines before a request line belong to that request: they stay
+ * unconsumed until it is whole (the pump times an unfinished request by
+ * its unconsumed input: http.header_timeout), and a long run is refused. */
+static void test_empty_lines_are_the_request(void **st)
+{
+    struct fx *f = *st;
     exchange(f, "\r\n\r\n", 4);
-    assert_int_equal(ios_buf_pending(&f->in), 0);
+    assert_int_equal(ios_buf_pending(&f->in), 4);
     assert_int_equal(ios_buf_pending(&f->out), 0);
-    expect_any_split(f, "\r\n\r\nGET / HTTP/1.1\r\n\r\n", OK, 0);
+    feed_str(f, "\r\n");
+    assert_int_equal(ios_buf_pending(&f->in), 6);
+    feed_str(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n");
+    expect_output(f, OK);
+    /* the next request's empty line is its own, unconsumed */
+    assert_int_equal(ios_buf_pending(&f->in), 2);
+    assert_int_equal(f->closed, 0);
+
+    char run[2 * HTTP_MAX_EMPTY_LINES + 64];
+    size_t n = 0;
+    for (int i = 0; i < HTTP_MAX_EMPTY_LINES; i++)
+        n += (size_t)sprintf(run + n, "\r\n");
+    sprintf(run + n, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_any_split(f, run, OK, 0);
+    sprintf(run + n, "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_any_split(f, run, E400, IOS_DATA_CLOSE_AFTER_WRITE);
+    /* refused as soon as there is one line too many */
+    fx_open(f);
+    for (int i = 0; i <= HTTP_MAX_EMPTY_LINES && !f->closed; i++)
+        feed_str(f, "\r\n");
+    expect_output(f, E400);
+    assert_int_equal(f->closed, IOS_DATA_CLOSE_AFTER_WRITE);
+}
+
+static void test_host_required(void **st)
+{
+    struct fx *f = *st;
+    expect_reply(f, "GET / HTTP/1.1\r\n\r\n", E400, IOS_DATA_CLOSE_AFTER_WRITE);
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", E400,
+                 IOS_DATA_CLOSE_AFTER_WRITE);
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", E400,
+                 IOS_DATA_CLOSE_AFTER_WRITE);
+    expect_any_split(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
+                     OK E400, IOS_DATA_CLOSE_AFTER_WRITE);
+    expect_reply(f, "GET / HTTP/1.0\r\n\r\n", OK_CLOSE, IOS_DATA_CLOSE_AFTER_WRITE);
 }
 
 static void test_split_everywhere(void **st)
@@ -569,11 +728,11 @@ static void test_pipelined(void **st)
 
     /* a complete request followed by part of one: only the first is
      * consumed, the rest waits */
-    const char *two = "GET / HTTP/1.1\r\n\r\nGET / HTT";
+    const char *two = "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTT";
     exchange(f, two, strlen(two));
     expect_output(f, OK);
     assert_int_equal(ios_buf_pending(&f->in), strlen("GET / HTT"));
-    feed_str(f, "P/1.1\r\n\r\n");
+    feed_str(f, "P/1.1\r\nHost: x\r\n\r\n");
     expect_output(f, OK OK);
     assert_int_equal(ios_buf_pending(&f->in), 0);
 }
@@ -582,9 +741,9 @@ static void test_pipelined_close_stops(void **st)
 {
     struct fx *f = *st;
     expect_reply(f,
-                 "GET / HTTP/1.1\r\n\r\n"
-                 "GET / HTTP/1.1\r\nConnection: close\r\n\r\n"
-                 "GET / HTTP/1.1\r\n\r\n",
+                 "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                 "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                 "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                  OK OK_CLOSE, IOS_DATA_CLOSE_AFTER_WRITE);
 }
 
@@ -592,37 +751,37 @@ static void test_body_consumed(void **st)
 {
     struct fx *f = *st;
     expect_reply(f,
-                 "GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-                 "GET / HTTP/1.1\r\n\r\n",
+                 "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+                 "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
                  OK OK, 0);
     assert_int_equal(ios_buf_pending(&f->in), 0);
 
     /* a body that looks like a request is still just body */
     expect_any_split(f,
-                     "GET / HTTP/1.1\r\nContent-Length: 18\r\n\r\n"
-                     "GET / HTTP/1.1\r\n\r\n"
-                     "HEAD / HTTP/1.1\r\n\r\n",
+                     "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 27\r\n\r\n"
+                     "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                     "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
                      OK OK_HEAD, 0);
 
     /* a large body arrives in pieces and is never buffered */
     fx_open(f);
-    feed_str(f, "GET / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    feed_str(f, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
     char chunk[100];
     memset(chunk, 'b', sizeof chunk);
     for (int i = 0; i < 10; i++) {
         feed(f, chunk, sizeof chunk);
         assert_int_equal(ios_buf_pending(&f->in), 0);
     }
-    feed_str(f, "GET / HTTP/1.1\r\n\r\n");
+    feed_str(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     expect_output(f, OK OK);
     assert_int_equal(f->closed, 0);
 
     /* Content-Length: 0 is no body */
-    expect_reply(f, "GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"
-                    "GET / HTTP/1.1\r\n\r\n", OK OK, 0);
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                    "GET / HTTP/1.1\r\nHost: x\r\n\r\n", OK OK, 0);
     /* exactly the limit is allowed */
     fx_open(f);
-    feed_str(f, "GET / HTTP/1.1\r\nContent-Length: 1000\r\n\r\n");
+    feed_str(f, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
     expect_output(f, OK);
     assert_int_equal(f->closed, 0);
 }
@@ -630,19 +789,19 @@ static void test_body_consumed(void **st)
 static void test_connection_close(void **st)
 {
     struct fx *f = *st;
-    expect_reply(f, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n", OK_CLOSE,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", OK_CLOSE,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\nCONNECTION: Close\r\n\r\n", OK_CLOSE,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nCONNECTION: Close\r\n\r\n", OK_CLOSE,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\nConnection: Upgrade, cLoSe\r\n\r\n",
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, cLoSe\r\n\r\n",
                  OK_CLOSE, IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\nConnection: te\r\n"
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nConnection: te\r\n"
                     "connection: close\r\n\r\n",
                  OK_CLOSE, IOS_DATA_CLOSE_AFTER_WRITE);
     /* keep-alive is HTTP/1.1's default, saying it changes nothing */
-    expect_reply(f, "GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", OK,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n", OK,
                  0);
-    expect_any_split(f, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
+    expect_any_split(f, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
                      OK_CLOSE, IOS_DATA_CLOSE_AFTER_WRITE);
 }
 
@@ -669,10 +828,10 @@ static void test_400(void **st)
     for (size_t i = 0; i < sizeof bad_heads / sizeof bad_heads[0]; i++)
         expect_reply(f, bad_heads[i], E400, IOS_DATA_CLOSE_AFTER_WRITE);
     /* an error after good requests comes after their replies */
-    expect_reply(f, "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.x\r\n\r\n", OK E400,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.x\r\n\r\n", OK E400,
                  IOS_DATA_CLOSE_AFTER_WRITE);
     /* a NUL byte is a control character too */
-    static const char nul[] = "GET / HTTP/1.1\r\nA: x\0y\r\n\r\n";
+    static const char nul[] = "GET / HTTP/1.1\r\nHost: x\r\nA: x\0y\r\n\r\n";
     exchange(f, nul, sizeof nul - 1);
     expect_output(f, E400);
     assert_int_equal(f->closed, IOS_DATA_CLOSE_AFTER_WRITE);
@@ -691,23 +850,23 @@ static void test_405(void **st)
                  methods[i]);
         expect_reply(f, req, E405, IOS_DATA_CLOSE_AFTER_WRITE);
     }
-    expect_reply(f, "POST /form HTTP/1.1\r\nContent-Length: 3\r\n\r\na=b",
+    expect_reply(f, "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\na=b",
                  E405, IOS_DATA_CLOSE_AFTER_WRITE);
     /* the reply does not wait for the body */
-    expect_reply(f, "POST /form HTTP/1.1\r\nContent-Length: 300\r\n\r\n",
+    expect_reply(f, "POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 300\r\n\r\n",
                  E405, IOS_DATA_CLOSE_AFTER_WRITE);
 }
 
 static void test_413(void **st)
 {
     struct fx *f = *st;
-    expect_reply(f, "GET / HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", E413,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n", E413,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\nContent-Length: "
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: "
                     "184467440737095516160\r\n\r\n",
                  E413, IOS_DATA_CLOSE_AFTER_WRITE);
     /* the reply to HEAD has no body, errors included */
-    expect_reply(f, "HEAD / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n",
+    expect_reply(f, "HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
                  ERR_HEAD_("413", "Content Too Large", "22", ""),
                  IOS_DATA_CLOSE_AFTER_WRITE);
 }
@@ -715,7 +874,7 @@ static void test_413(void **st)
 /* A head of exactly n bytes: request line, one padding header, CRLF. */
 static char *head_of_size(size_t n)
 {
-    static const char start[] = "GET / HTTP/1.1\r\nX: ";
+    static const char start[] = "GET / HTTP/1.1\r\nHost: x\r\nX: ";
     static const char end[] = "\r\n\r\n";
     size_t fixed = sizeof start - 1 + sizeof end - 1;
     assert_true(n > fixed);
@@ -728,59 +887,116 @@ static char *head_of_size(size_t n)
     return s;
 }
 
-static void test_431(void **st)
+/* A head that starts with `start` and never ends: refused with `want` as
+ * soon as max_header_bytes of it are in, in one read or byte by byte, and
+ * waited for one byte before. */
+static void expect_overflow(struct fx *f, const char *start, const char *want)
 {
-    struct fx *f = *st;
-    char *exact = head_of_size(MAX_HEADER);
-    expect_reply(f, exact, OK, 0);
-    /* leading empty lines do not count */
-    fx_open(f);
-    feed_str(f, "\r\n\r\n\r\n");
-    feed_str(f, exact);
-    expect_output(f, OK);
-
-    char *big = head_of_size(MAX_HEADER + 1);
-    expect_reply(f, big, E431, IOS_DATA_CLOSE_AFTER_WRITE);
-
-    /* incomplete in one large read */
+    size_t n = strlen(start);
     char *huge = malloc(4 * MAX_HEADER);
     assert_non_null(huge);
-    memcpy(huge, "GET / HTTP/1.1\r\nX: ", 19);
-    memset(huge + 19, 'a', 4 * MAX_HEADER - 19);
+    memcpy(huge, start, n);
+    memset(huge + n, 'a', 4 * MAX_HEADER - n);
     exchange(f, huge, 4 * MAX_HEADER);
-    expect_output(f, E431);
+    expect_output(f, want);
     assert_int_equal(f->closed, IOS_DATA_CLOSE_AFTER_WRITE);
 
-    /* incomplete, byte by byte: refused as soon as the limit is reached */
     fx_open(f);
     size_t fed = 0;
     while (!f->closed && fed < 4 * MAX_HEADER)
         feed(f, huge + fed++, 1);
     assert_int_equal(fed, MAX_HEADER);
-    expect_output(f, E431);
+    expect_output(f, want);
     assert_int_equal(f->closed, IOS_DATA_CLOSE_AFTER_WRITE);
 
-    /* one byte under the limit and incomplete: still waiting */
     exchange(f, huge, MAX_HEADER - 1);
     assert_int_equal(f->closed, 0);
     assert_int_equal(ios_buf_pending(&f->out), 0);
-
     free(huge);
+}
+
+static void test_431(void **st)
+{
+    struct fx *f = *st;
+    char *exact = head_of_size(MAX_HEADER);
+    expect_reply(f, exact, OK, 0);
+    /* leading empty lines count: they are held like the head */
+    fx_open(f);
+    feed_str(f, "\r\n\r\n\r\n");
+    feed_str(f, exact);
+    expect_output(f, E431);
+    char *fits = head_of_size(MAX_HEADER - 6);
+    fx_open(f);
+    feed_str(f, "\r\n\r\n\r\n");
+    feed_str(f, fits);
+    expect_output(f, OK);
+    free(fits);
+
+    char *big = head_of_size(MAX_HEADER + 1);
+    expect_reply(f, big, E431, IOS_DATA_CLOSE_AFTER_WRITE);
+
+    expect_overflow(f, "GET / HTTP/1.1\r\nX: ", E431);
     free(big);
     free(exact);
+}
+
+/* A request line that reaches max_header_bytes unfinished: 414. */
+static void test_414(void **st)
+{
+    struct fx *f = *st;
+    expect_overflow(f, "GET /", E414);
+
+    /* a target that fits is served */
+    char req[MAX_HEADER];
+    size_t n = (size_t)sprintf(req, "GET /");
+    memset(req + n, 'a', MAX_HEADER - 40);
+    n += MAX_HEADER - 40;
+    sprintf(req + n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect_reply(f, req, OK, 0);
+}
+
+/* Every error reply to a HEAD request is a head alone (RFC 9110 §9.3.2). */
+static void test_errors_to_head(void **st)
+{
+    struct fx *f = *st;
+    static const struct {
+        const char *req;
+        const char *want;
+    } cases[] = {
+        {"HEAD / HTTP/1.1\r\n\r\n", ERR_HEAD_("400", "Bad Request", "16", "")},
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n",
+         ERR_HEAD_("400", "Bad Request", "16", "")},
+        {"HEAD /\x01 HTTP/1.1\r\nHost: x\r\n\r\n",
+         ERR_HEAD_("400", "Bad Request", "16", "")},
+        {"HEAD / HTTP/1.x\r\nHost: x\r\n\r\n",
+         ERR_HEAD_("400", "Bad Request", "16", "")},
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+         ERR_HEAD_("413", "Content Too Large", "22", "")},
+        {"HEAD / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+         ERR_HEAD_("501", "Not Implemented", "20", "")},
+        {"HEAD / HTTP/2.0\r\nHost: x\r\n\r\n",
+         ERR_HEAD_("505", "HTTP Version Not Supported", "31", "")},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_any_split(f, cases[i].req, cases[i].want, IOS_DATA_CLOSE_AFTER_WRITE);
+
+    /* and the two that only the size limit decides */
+    expect_overflow(f, "HEAD /", ERR_HEAD_("414", "URI Too Long", "17", ""));
+    expect_overflow(f, "HEAD / HTTP/1.1\r\nHost: x\r\nX: ",
+                    ERR_HEAD_("431", "Request Header Fields Too Large", "36", ""));
 }
 
 static void test_501(void **st)
 {
     struct fx *f = *st;
-    expect_reply(f, "BREW /pot HTTP/1.1\r\n\r\n", E501,
+    expect_reply(f, "BREW /pot HTTP/1.1\r\nHost: x\r\n\r\n", E501,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "get / HTTP/1.1\r\n\r\n", E501,
+    expect_reply(f, "get / HTTP/1.1\r\nHost: x\r\n\r\n", E501,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
                     "5\r\nhello\r\n0\r\n\r\n",
                  E501, IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n"
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\ntransfer-encoding: gzip, chunked\r\n"
                     "Content-Length: 3\r\n\r\nabc",
                  E501, IOS_DATA_CLOSE_AFTER_WRITE);
 }
@@ -794,7 +1010,7 @@ static void test_505(void **st)
     /* the HTTP/2 connection preface */
     expect_reply(f, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", E505,
                  IOS_DATA_CLOSE_AFTER_WRITE);
-    expect_reply(f, "GET / HTTP/1.1\r\n\r\nGET / HTTP/1.2\r\n\r\n", OK E505,
+    expect_reply(f, "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.2\r\n\r\n", OK E505,
                  IOS_DATA_CLOSE_AFTER_WRITE);
 }
 
@@ -804,7 +1020,7 @@ static void test_content_type(void **st)
     struct fx f2;
     assert_int_equal(fx_setup_with(&f2, "text/html; charset=utf-8"), 0);
     fx_open(&f2);
-    feed_str(&f2, "GET / HTTP/1.1\r\n\r\n");
+    feed_str(&f2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     expect_output(&f2, "HTTP/1.1 200 OK\r\nServer: ioserve\r\n" DATE
                        "Content-Type: text/html; charset=utf-8\r\n"
                        "Content-Length: 16\r\n\r\n" BODY);
@@ -828,6 +1044,8 @@ int main(void)
         cmocka_unit_test(test_head_parse_trickle),
         cmocka_unit_test(test_head_parse_early_error),
         cmocka_unit_test(test_skip_empty_lines),
+        cmocka_unit_test(test_parse_host),
+        cmocka_unit_test(test_head_overflow),
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_methods),
         cmocka_unit_test(test_parse_versions),
@@ -841,6 +1059,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bare_lf, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leading_empty_lines, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_empty_lines_are_the_request,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_required, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_everywhere, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_pipelined, setup, teardown),
@@ -854,6 +1075,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_405, setup, teardown),
         cmocka_unit_test_setup_teardown(test_413, setup, teardown),
         cmocka_unit_test_setup_teardown(test_431, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_414, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_to_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_501, setup, teardown),
         cmocka_unit_test_setup_teardown(test_505, setup, teardown),
         cmocka_unit_test(test_content_type),
