@@ -157,6 +157,8 @@ static void conn_read(struct status_server *s, struct status_conn *c)
     c->in[c->inlen] = '\0';
     if (strstr(c->in, "\r\n\r\n") || strstr(c->in, "\n\n"))
         answer(s, c);
+    else if (c->inlen == sizeof(c->in) - 1 && !memchr(c->in, '\n', c->inlen))
+        respond(c, 414, "URI Too Long", "text/plain", NULL, false);
     else if (c->inlen == sizeof(c->in) - 1)
         respond(c, 431, "Request Header Fields Too Large", "text/plain", NULL, false);
 }
@@ -175,21 +177,41 @@ static void conn_write(struct status_conn *c)
         conn_close(c);
 }
 
+/* A free slot; else the slot of the oldest connection not being answered,
+ * closed: a scraper must not be locked out by connections that hold a
+ * slot and say nothing.  NULL when every slot is sending an answer. */
+static struct status_conn *free_slot(struct status_server *s)
+{
+    struct status_conn *oldest_idle = NULL;
+    for (int i = 0; i < STATUS_MAX_CONNS; i++) {
+        struct status_conn *c = &s->conns[i];
+        if (c->fd < 0)
+            return c;
+        if (!ios_buf_pending(&c->out) &&
+            (!oldest_idle || c->accepted < oldest_idle->accepted))
+            oldest_idle = c;
+    }
+    if (oldest_idle) {
+        log_debug("status: %d connections open, closing the oldest idle one",
+                  STATUS_MAX_CONNS);
+        conn_close(oldest_idle);
+    }
+    return oldest_idle;
+}
+
 static void accept_all(struct status_server *s)
 {
     for (;;) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct status_conn *slot = NULL;
-        for (int i = 0; i < STATUS_MAX_CONNS && !slot; i++)
-            if (s->conns[i].fd < 0)
-                slot = &s->conns[i];
-        if (!slot) { /* scrapers are few; more than this is abuse */
+        struct status_conn *slot = free_slot(s);
+        if (!slot) { /* every slot is being answered: come back later */
             close(fd);
             continue;
         }
         slot->fd = fd;
+        slot->accepted = s->accepts++;
         slot->inlen = 0;
         slot->deadline_ms = clock_now_ms() + STATUS_CONN_TIMEOUT_MS;
     }

@@ -1,6 +1,8 @@
 /* The master's status endpoint: GET /metrics in Prometheus text format.
  * Served from the master's own poll loop, non-blocking, a few connections
- * at a time, so a stuck scraper can never stall supervision. */
+ * at a time, so a stuck scraper can never stall supervision; when they are
+ * all taken, the oldest connection not being answered makes room, so idle
+ * ones cannot lock scrapers out. */
 #ifndef IOSERVE_STATUS_H
 #define IOSERVE_STATUS_H
 
@@ -19,6 +21,7 @@ struct status_conn {
     size_t inlen;
     struct ios_buf out;
     uint64_t deadline_ms;
+    uint64_t accepted;    /* accept order: the oldest idle one yields first */
 };
 
 /* Writes the metrics page into out. */
@@ -28,6 +31,7 @@ struct status_server {
     int listen_fd; /* -1: off */
     char *listen;  /* as configured */
     struct status_conn conns[STATUS_MAX_CONNS];
+    uint64_t accepts; /* connections accepted so far */
     status_render_fn render;
     void *ctx;
 };
