@@ -4,28 +4,22 @@
 
 #include "handler.h"
 
+/* Same order as hnd_names: the config's list of choices. */
+static const struct hnd_protocol *const protocols[] = {&hnd_echo, &hnd_upper, &hnd_http};
 const char *const hnd_names[] = {"echo", "upper", "http", NULL};
 
-/* Same order as hnd_names. */
-static int (*const hnd_setups[])(struct ios_handler *) = {
-    hnd_echo_setup,
-    hnd_upper_setup,
-    hnd_http_setup,
-};
+_Static_assert(sizeof protocols / sizeof protocols[0] + 1 ==
+                   sizeof hnd_names / sizeof hnd_names[0],
+               "a name for every protocol");
 
-static int hnd_index(const char *name)
+static const struct hnd_protocol *protocol_named(const char *name)
 {
     if (!name)
-        return -1;
-    for (int i = 0; hnd_names[i]; i++)
-        if (strcmp(hnd_names[i], name) == 0)
-            return i;
-    return -1;
-}
-
-int hnd_known(const char *name)
-{
-    return hnd_index(name) >= 0;
+        return NULL;
+    for (size_t i = 0; i < sizeof protocols / sizeof protocols[0]; i++)
+        if (strcmp(protocols[i]->name, name) == 0)
+            return protocols[i];
+    return NULL;
 }
 
 int hnd_setup(struct ios_handler *h, const struct ios_config *cfg)
@@ -35,15 +29,17 @@ int hnd_setup(struct ios_handler *h, const struct ios_config *cfg)
     /* Before any failure, so that hnd_teardown is always safe. */
     struct hnd_host *hh = hnd_host(h);
     hh->cfg = cfg;
-    hh->http = NULL;
-    int i = hnd_index(cfg->handler);
-    if (i < 0)
+    hh->protocol = protocol_named(cfg->handler);
+    hh->protocol_data = NULL;
+    if (!hh->protocol)
         return -EINVAL;
-    return hnd_setups[i](h);
+    h->protocol = hh->protocol->name;
+    return hh->protocol->setup(h);
 }
 
 void hnd_teardown(struct ios_handler *h)
 {
-    if (h->host)
-        hnd_http_teardown(h);
+    const struct hnd_host *hh = h->host;
+    if (hh && hh->protocol && hh->protocol->teardown)
+        hh->protocol->teardown(h);
 }

@@ -1,5 +1,5 @@
 /* echo and upper: stateless, every byte answered as soon as it arrives. */
-#include "handler.h"
+#include "handler_protocol.h"
 
 static int echo_open(const struct ios_handler *h, void *state)
 {
@@ -44,24 +44,26 @@ static ssize_t upper_data(const struct ios_handler *h, void *state,
     return (ssize_t)len;
 }
 
-static void stateless_setup(struct ios_handler *h, const char *name)
+static void stateless_setup(struct ios_handler *h)
 {
-    h->protocol = name;
     h->conn_state_size = 0;
     h->open = echo_open;
     h->close = echo_close;
 }
 
-int hnd_echo_setup(struct ios_handler *h)
+static int echo_setup(struct ios_handler *h)
 {
-    stateless_setup(h, "echo");
+    stateless_setup(h);
     h->data = echo_data;
     return 0;
 }
 
-int hnd_upper_setup(struct ios_handler *h)
+static int upper_setup(struct ios_handler *h)
 {
-    stateless_setup(h, "upper");
+    stateless_setup(h);
     h->data = upper_data;
     return 0;
 }
+
+const struct hnd_protocol hnd_echo = {"echo", echo_setup, NULL};
+const struct hnd_protocol hnd_upper = {"upper", upper_setup, NULL};

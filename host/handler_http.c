@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "handler.h"
+#include "handler_protocol.h"
 #include "http_parse.h"
 
 /* Which Connection header a 200 carries. */
@@ -33,7 +33,7 @@ struct http_resp {
     size_t len;      /* what GET gets: head and body */
 };
 
-/* Per-config, read-only after set-up: hnd_host(h)->http. */
+/* Per-config, read-only after set-up: hnd_host(h)->protocol_data. */
 struct http_cache {
     struct http_resp ok[PERSIST_COUNT];
 };
@@ -85,16 +85,16 @@ static int build_ok(struct http_resp *r, const struct cfg_http *cfg,
     return 0;
 }
 
-void hnd_http_teardown(struct ios_handler *h)
+static void http_teardown(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
-    struct http_cache *c = hh->http;
+    struct http_cache *c = hh->protocol_data;
     if (!c)
         return;
     for (int i = 0; i < PERSIST_COUNT; i++)
         free(c->ok[i].bytes);
     free(c);
-    hh->http = NULL;
+    hh->protocol_data = NULL;
 }
 
 /* ------------------------------------------------------- connections */
@@ -244,7 +244,7 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
                          const char *in, size_t len, struct ios_buf *out)
 {
     struct http_conn *c = state;
-    const struct http_cache *hc = hnd_host(h)->http;
+    const struct http_cache *hc = hnd_host(h)->protocol_data;
     const struct cfg_http *cfg = &hnd_config(h)->http;
     size_t pos = skip_body(c, 0, len);
 
@@ -287,7 +287,7 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
     return (ssize_t)pos;
 }
 
-int hnd_http_setup(struct ios_handler *h)
+static int http_setup(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
     const struct cfg_http *cfg = &hh->cfg->http;
@@ -297,15 +297,14 @@ int hnd_http_setup(struct ios_handler *h)
     struct http_cache *hc = calloc(1, sizeof *hc);
     if (!hc)
         return -ENOMEM;
-    hh->http = hc;
+    hh->protocol_data = hc;
     for (int i = 0; i < PERSIST_COUNT; i++) {
         int rc = build_ok(&hc->ok[i], cfg, (enum http_persist)i);
         if (rc) {
-            hnd_http_teardown(h);
+            http_teardown(h);
             return rc;
         }
     }
-    h->protocol = "http";
     /* A half-received head is the slowloris' weapon: its time is bounded. */
     h->request_timeout_ms = cfg->header_timeout_ms;
     h->conn_state_size = sizeof(struct http_conn);
@@ -314,3 +313,5 @@ int hnd_http_setup(struct ios_handler *h)
     h->close = http_close;
     return 0;
 }
+
+const struct hnd_protocol hnd_http = {"http", http_setup, http_teardown};

@@ -589,7 +589,7 @@ static void test_setup_fields(void **st)
     assert_non_null(f->h.open);
     assert_non_null(f->h.data);
     assert_non_null(f->h.close);
-    assert_non_null(f->host.http);
+    assert_non_null(f->host.protocol_data);
     assert_ptr_equal(hnd_config(&f->h), &f->cfg);
 }
 
@@ -1033,7 +1033,7 @@ static void test_content_type(void **st)
     /* a CR LF in the content type would inject headers */
     struct fx f3;
     assert_int_equal(fx_setup_with(&f3, "text/plain\r\nX-Evil: 1"), -EINVAL);
-    assert_null(f3.host.http);
+    assert_null(f3.host.protocol_data);
     cfg_free(&f3.cfg);
 }
 
