@@ -35,9 +35,23 @@ struct it_env {
 };
 extern struct it_env it_env;
 
-/* Set when the model cannot run here (exit 77). */
+/* Set when the scenario cannot run here (exit 77, the reason printed). */
 extern int it_skip;
 extern char it_skip_reason[1024];
+/* Marks the scenario skipped with its reason.  Returns 0 (for a group
+ * setup: every test then skips). */
+int it_skip_scenario(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Whether `model` (a name in IOSERVE_PLUGIN_DIR, or a path to a .so) can
+ * run on this machine, decided by probing the machine, never from what a
+ * server logged: 0 = it can; 1 = it cannot, with the reason in why: its
+ * plugin is not built, or the kernel refuses what it needs (io_uring_setup
+ * failing with ENOSYS or EPERM, as with kernel.io_uring_disabled or a
+ * seccomp filter).  Anything else that keeps a model from starting is a
+ * failure of the test.
+ */
+int it_model_unavailable(const char *model, char *why, size_t len);
 /* Set by harness checks that cmocka cannot see (teardown problems...). */
 extern int it_failed;
 
@@ -84,8 +98,9 @@ struct it_server {
 
 /*
  * Starts `ioserve -c cfg` with stdout+stderr to a log file, and waits up to
- * 10 s for "listening on HOST:PORT".  0 = listening; 77 = the model is
- * unavailable (it_skip set); -1 = failed (reason printed, log dumped).
+ * 10 s for "listening on HOST:PORT".  0 = listening; -1 = failed (reason
+ * printed, log dumped): a model this machine cannot run was skipped before
+ * (it_model_unavailable), so a server that does not start is a failure.
  */
 int it_server_start(struct it_server *s, const char *cfg_path);
 /* SIGTERM, waitpid up to 5 s, then SIGKILL.  Also waits for the workers
@@ -144,7 +159,7 @@ int it_test_teardown(void **state);
 #define IT_TEST(f) \
     cmocka_unit_test_setup_teardown(f, it_test_setup, it_test_teardown)
 
-/* Skips the test when the group found the model unavailable. */
+/* Skips the test when the group setup skipped the scenario. */
 #define IT_BEGIN()              \
     do {                        \
         if (it_skip)            \

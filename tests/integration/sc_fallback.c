@@ -6,6 +6,7 @@
  *       workers: it says so and exits 1 at once, leaving nothing behind. */
 #include "harness.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +18,26 @@ static char g_wrapper[1024];
 
 /* A script that runs the real ioserve under tests/tools/deny_syscall.c
  * refusing `what`; exec keeps the pid, so the harness still sees the
- * master it started.  0, 77 (cannot be done here) or -1. */
+ * master it started.  0; 77 when it cannot be done here (the scenario is
+ * skipped, with the reason); -1. */
 static int use_deny_wrapper(const char *what)
 {
     const char *deny = getenv("IOSERVE_DENY_SYSCALL");
     if (!deny || access(deny, X_OK) != 0) {
-        it_log("SKIP: the deny-syscall wrapper was not built");
+        it_skip_scenario("the deny-syscall wrapper was not built (IOSERVE_DENY_SYSCALL=%s)",
+                         deny ? deny : "unset");
         return 77;
     }
+    /* It exits 77 where no seccomp filter can be installed. */
+    char *probe[] = {(char *)deny, (char *)what, "/bin/true", NULL};
+    char *out = NULL;
+    int st = it_run(probe, 10000, NULL, &out, NULL);
+    int cannot = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 77;
+    if (cannot)
+        it_skip_scenario("deny-syscall cannot refuse %s here: %s", what, out);
+    free(out);
+    if (cannot)
+        return 77;
     snprintf(g_wrapper, sizeof g_wrapper, "%s/no-%s-ioserve.sh", it_tmpdir(), what);
     char text[3000];
     snprintf(text, sizeof text, "#!/bin/sh\nexec '%s' %s '%s' \"$@\"\n", deny, what,
@@ -39,7 +52,7 @@ static int use_no_uring(void)
     char so[1024];
     snprintf(so, sizeof so, "%s/uring.so", it_env.plugin_dir);
     if (access(so, R_OK) != 0) {
-        it_log("SKIP: uring plugin not built");
+        it_skip_scenario("the uring plugin is not built (%s)", so);
         return 77;
     }
     int rc = use_deny_wrapper("uring");
@@ -52,10 +65,8 @@ static int fallback_setup(void **state)
 {
     (void)state;
     int rc = use_no_uring();
-    if (rc == 77) {
-        it_skip = 1;
-        return 0;
-    }
+    if (rc == 77)
+        return 0; /* every test skips */
     if (rc)
         return -1;
     static const char *const lines[] = {"model = [\"uring\", \"epoll\"];",
@@ -103,6 +114,30 @@ static void test_uring_alone_fails_once(void **state)
     free(cfg);
 }
 
+/* The harness itself, under the same refusal, skips the uring model with
+ * the probe's reason instead of failing on the server's error. */
+static void test_harness_skips_refused_uring(void **state)
+{
+    (void)state;
+    if (it_skip)
+        skip();
+    char self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    IT_CHECK(n > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[n] = 0;
+    char *argv[] = {getenv("IOSERVE_DENY_SYSCALL"), "uring", self, "echo", "uring", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 30000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 77,
+             "`ioserve-it echo uring` with io_uring refused: expected exit 77 (skip), "
+             "got status %d:\n%s",
+             st, out);
+    IT_CHECK(strstr(out, "SKIP: model uring cannot run on this machine: io_uring_setup: "
+                         "Operation not permitted"),
+             "the skip does not give the probe's reason:\n%s", out);
+    free(out);
+}
+
 /* -t starts each model in a dry run, so it reports the same reason. */
 static void test_check_reports_the_reason(void **state)
 {
@@ -147,6 +182,7 @@ int it_run_uring_unavailable(void)
         IT_TEST(test_list_falls_back_with_reason),
         cmocka_unit_test(test_uring_alone_fails_once),
         cmocka_unit_test(test_check_reports_the_reason),
+        cmocka_unit_test(test_harness_skips_refused_uring),
     };
     return cmocka_run_group_tests_name("uring_unavailable", tests, fallback_setup,
                                        it_group_teardown);
@@ -159,7 +195,7 @@ static void test_no_workers_exits(void **state)
     (void)state;
     int rc = use_deny_wrapper("fork");
     if (rc == 77)
-        skip();
+        skip(); /* the scenario exits 77, with the reason */
     assert_int_equal(rc, 0);
     char *cfg = it_write_config("fork-refused", NULL);
     assert_non_null(cfg);

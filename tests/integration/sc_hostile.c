@@ -270,20 +270,6 @@ int hx_read_response(struct hx_reader *r, int head_only, int64_t deadline,
     return 0;
 }
 
-/* Exit code 77 for a scenario that cannot run here, with the reason. */
-static int skip_scenario(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-static int skip_scenario(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(it_skip_reason, sizeof it_skip_reason, fmt, ap);
-    va_end(ap);
-    it_skip = 1;
-    it_log("SKIP: %s", it_skip_reason);
-    return 0;
-}
-
 /* ============================================================= slowloris */
 
 #define HEADER_TIMEOUT_S 2
@@ -583,7 +569,7 @@ static int many_setup(void **state)
     (void)state;
     rlim_t lim = hx_raise_nofile(MANY + 1024);
     if (lim < MANY + 200) {
-        skip_scenario("RLIMIT_NOFILE is %llu and cannot be raised to %d",
+        it_skip_scenario("RLIMIT_NOFILE is %llu and cannot be raised to %d",
                       (unsigned long long)lim, MANY + 200);
         return 0;
     }
@@ -857,14 +843,14 @@ static int privdrop_setup(void **state)
 {
     (void)state;
     if (geteuid() != 0)
-        return skip_scenario("not running as root: no privileges to drop");
+        return it_skip_scenario("not running as root: no privileges to drop");
     struct passwd *pw = getpwnam("nobody");
     if (!pw)
-        return skip_scenario("no user 'nobody' on this machine");
+        return it_skip_scenario("no user 'nobody' on this machine");
     g_nobody_uid = pw->pw_uid;
     g_nobody_gid = pw->pw_gid;
     if (!others_can_reach(it_env.plugin_dir))
-        return skip_scenario("%s is not readable by others: a worker running "
+        return it_skip_scenario("%s is not readable by others: a worker running "
                              "as nobody could not load its plugin",
                              it_env.plugin_dir);
     static const char *const lines[] = {"handler = \"echo\";",

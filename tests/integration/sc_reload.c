@@ -44,8 +44,9 @@
 
 #define RS_MAX_MODELS 16
 
-/* The models of IOSERVE_MODELS (";" or "," separated, from CMake) whose
- * plugin is built.  Falls back to the scenario's model alone. */
+/* The models of IOSERVE_MODELS (";" or "," separated, from CMake) that
+ * this machine can run (it_model_unavailable).  Falls back to the
+ * scenario's model alone. */
 static int rs_models(char names[][64], int max)
 {
     const char *env = getenv("IOSERVE_MODELS");
@@ -59,38 +60,19 @@ static int rs_models(char names[][64], int max)
     while (*p && n < max) {
         size_t len = strcspn(p, ";, ");
         if (len > 0 && len < 64) {
-            char name[64];
+            char name[64], why[1024];
             memcpy(name, p, len);
             name[len] = 0;
-            char path[1024];
-            snprintf(path, sizeof path, "%s/%s.so", it_env.plugin_dir, name);
-            if (access(path, R_OK) == 0)
+            if (!it_model_unavailable(name, why, sizeof why))
                 snprintf(names[n++], 64, "%s", name);
             else
-                it_log("model %s: no plugin %s (not built): skipped", name,
-                       path);
+                it_log("left out: %s", why);
         }
         p += len;
         while (*p == ';' || *p == ',' || *p == ' ')
             p++;
     }
     return n;
-}
-
-static int rs_plugin_built(const char *model)
-{
-    char path[1024];
-    if (strchr(model, '/')) /* a path to a .so, as the host takes it */
-        return access(model, R_OK) == 0;
-    snprintf(path, sizeof path, "%s/%s.so", it_env.plugin_dir, model);
-    return access(path, R_OK) == 0;
-}
-
-/* A log (segment) that says the model cannot run on this machine. */
-static int rs_says_unavailable(const char *text)
-{
-    return text && (strstr(text, "unavailable") || strstr(text, "not supported") ||
-                    strstr(text, "did not start"));
 }
 
 /* ============================================================== servers */
@@ -103,16 +85,11 @@ static int rs_passed; /* the test reached its end: no log dump */
 
 static void rs_stop_load(void);
 
-/*
- * Writes config `name` with `lines` and starts a server on it.
- * Returns the server, or NULL with *unavail set when the model cannot run
- * here (the caller decides whether that is a skip).  Fails the test on
- * any other error.
- */
-static struct it_server *rs_start_ex(const char *name, const char *const *lines,
-                                     int *unavail)
+/* Writes config `name` with `lines` and starts a server on it; a server
+ * that does not start fails the test (the models this machine cannot run
+ * were skipped before, by probing it). */
+static struct it_server *rs_start(const char *name, const char *const *lines)
 {
-    *unavail = 0;
     if (rs_nsrv == RS_MAX_SERVERS)
         IT_FAIL("rs_start: more than %d servers in one test", RS_MAX_SERVERS);
     char *cfg = it_write_config(name, lines);
@@ -121,48 +98,11 @@ static struct it_server *rs_start_ex(const char *name, const char *const *lines,
     struct it_server *s = &rs_srv[rs_nsrv];
     snprintf(rs_name[rs_nsrv], sizeof rs_name[0], "%s", name);
     rs_nsrv++; /* counted first: the teardown stops what was started */
-    int failed_before = it_failed;
     int rc = it_server_start(s, cfg);
     free(cfg);
-    if (rc == 0)
-        return s;
-    char *log = it_read_file(s->log, NULL);
-    int un = rc == 77 || rs_says_unavailable(log);
-    free(log);
-    if (un) {
-        it_skip = 0; /* the caller decides */
-        it_failed = failed_before;
-        *unavail = 1;
-        return NULL;
-    }
-    IT_FAIL("server %s did not start (see its log above)", name);
-    return NULL;
-}
-
-/* Like rs_start_ex; an unavailable model skips the test (exit 77). */
-static struct it_server *rs_start(const char *name, const char *const *lines)
-{
-    int unavail;
-    struct it_server *s = rs_start_ex(name, lines, &unavail);
-    if (!s) {
-        it_skip = 1;
-        snprintf(it_skip_reason, sizeof it_skip_reason,
-                 "model %s cannot run on this machine", it_env.model);
-        skip();
-    }
+    if (rc != 0)
+        IT_FAIL("server %s did not start (see its log above)", name);
     return s;
-}
-
-static int rs_group_setup(void **state)
-{
-    (void)state;
-    if (!rs_plugin_built(it_env.model)) {
-        it_skip = 1;
-        snprintf(it_skip_reason, sizeof it_skip_reason,
-                 "model %s: no plugin %s/%s.so (not built)", it_env.model,
-                 it_env.plugin_dir, it_env.model);
-    }
-    return 0;
 }
 
 static int rs_test_setup(void **state)
@@ -205,12 +145,6 @@ static int rs_test_teardown(void **state)
 }
 
 #define RS_TEST(f) cmocka_unit_test_setup_teardown(f, rs_test_setup, rs_test_teardown)
-
-#define RS_BEGIN()     \
-    do {               \
-        if (it_skip)   \
-            skip();    \
-    } while (0)
 
 /* ---------------------------------------------------------------- logs */
 
@@ -662,30 +596,18 @@ static long rs_load_report(void)
 static void swap_through_models(void **state)
 {
     (void)state;
-    RS_BEGIN();
     char models[RS_MAX_MODELS][64];
     int nm = rs_models(models, RS_MAX_MODELS);
     if (nm == 0)
-        IT_FAIL("no model of IOSERVE_MODELS has a built plugin");
+        IT_FAIL("no model of IOSERVE_MODELS can run here");
 
-    /* the first model that runs here serves first */
+    /* the first model serves first */
     int64_t t_begin = it_now_ms();
-    struct it_server *s = NULL;
-    int first = 0;
+    const int first = 0;
     char mline[128];
-    for (; first < nm && !s; first++) {
-        snprintf(mline, sizeof mline, "model = \"%.63s\";", models[first]);
-        const char *const lines[] = {mline, "drain_timeout = 60;", NULL};
-        int unavail;
-        s = rs_start_ex("swap", lines, &unavail);
-        if (!s) {
-            it_log("model %s cannot run here: not part of the swap", models[first]);
-            rs_nsrv--; /* nothing left running for that slot */
-        }
-    }
-    if (!s)
-        IT_FAIL("none of the %d models could start", nm);
-    first--;
+    snprintf(mline, sizeof mline, "model = \"%.63s\";", models[first]);
+    const char *const start_lines[] = {mline, "drain_timeout = 60;", NULL};
+    struct it_server *s = rs_start("swap", start_lines);
     int idx = rs_index(s);
 
     /* the order: every other model, then back to the first */
@@ -709,7 +631,7 @@ static void swap_through_models(void **state)
     unsigned served[RS_MAX_MODELS + 2];
     int nserved = 0;
     served[nserved++] = 1;
-    int done = 0, skipped = 0;
+    int done = 0;
     for (int k = 0; k < no && !problem[0]; k++) {
         const char *m = models[order[k]];
         int64_t left = SWAP_BUDGET_MS - (it_now_ms() - t_begin);
@@ -726,15 +648,6 @@ static void swap_through_models(void **state)
         struct rl_result r;
         rs_reload(idx, lines, (int)(left < 10000 ? left : 10000), &r);
         int64_t took = it_now_ms() - t0;
-        if (r.outcome == RL_FAILED && rs_says_unavailable(r.seg) &&
-            order[k] != first) {
-            it_log("reload to %s failed because the model cannot run here: "
-                   "skipped",
-                   m);
-            skipped++;
-            rl_free(&r);
-            continue;
-        }
         if (r.outcome != RL_OK) {
             rs_print_segment("the reload", r.seg);
             snprintf(problem, sizeof problem, "reload %d to model %s: %s %s", k + 1,
@@ -776,8 +689,8 @@ static void swap_through_models(void **state)
     }
     rs_stop_load();
     long bad = rs_load_report();
-    it_log("reload_swap: %d reloads completed, %d skipped, in %lld ms", done,
-           skipped, (long long)(it_now_ms() - t_begin));
+    it_log("reload_swap: %d reloads completed in %lld ms", done,
+           (long long)(it_now_ms() - t_begin));
     /* with every client gone, each replaced generation finishes draining
      * (drain_timeout is 60 s: only closed connections can end them) */
     for (int i = 0; !problem[0] && i + 1 < nserved; i++) {
@@ -792,7 +705,7 @@ static void swap_through_models(void **state)
              "client errors above; the first is the one that matters)",
              bad);
     IT_CHECK(!problem[0], "%s", problem);
-    IT_CHECK(done == no - skipped, "%d of %d reloads completed", done, no - skipped);
+    IT_CHECK(done == no, "%d of %d reloads completed", done, no);
     IT_CHECK(it_now_ms() - t_begin <= SWAP_BUDGET_MS + 6000,
              "reload_swap took %lld ms", (long long)(it_now_ms() - t_begin));
     rs_passed = 1;
@@ -803,7 +716,7 @@ int it_run_reload_swap(void)
     const struct CMUnitTest tests[] = {
         RS_TEST(swap_through_models),
     };
-    return cmocka_run_group_tests_name("reload_swap", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("reload_swap", tests, NULL, NULL);
 }
 
 /* ============================================================= reload_bad */
@@ -862,7 +775,6 @@ struct bad_reload {
 static void bad_reloads_keep_serving(void **state)
 {
     (void)state;
-    RS_BEGIN();
     char mline[128];
     snprintf(mline, sizeof mline, "model = \"%s\";", it_env.model);
     const char *const good[] = {mline, "drain_timeout = 60;", NULL};
@@ -1015,7 +927,7 @@ int it_run_reload_bad(void)
     const struct CMUnitTest tests[] = {
         RS_TEST(bad_reloads_keep_serving),
     };
-    return cmocka_run_group_tests_name("reload_bad", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("reload_bad", tests, NULL, NULL);
 }
 
 /* ================================================================== drain */
@@ -1041,7 +953,6 @@ static unsigned rs_must_reload(int i, const char *const *lines)
 static void drain_open_connection_survives(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 30;", NULL};
     struct it_server *s = rs_start("drain_open", lines);
     int a;
@@ -1084,7 +995,6 @@ static void drain_open_connection_survives(void **state)
 static void drain_idle_connection_closed(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 1;", NULL};
     struct it_server *s = rs_start("drain_idle", lines);
     int idle;
@@ -1139,7 +1049,7 @@ int it_run_drain(void)
         RS_TEST(drain_open_connection_survives),
         RS_TEST(drain_idle_connection_closed),
     };
-    return cmocka_run_group_tests_name("drain", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("drain", tests, NULL, NULL);
 }
 
 /* ========================================================== listen_change */
@@ -1166,7 +1076,6 @@ static int rs_wait_refused(int port, int timeout_ms)
 static void listen_moves_to_new_port(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 30;", NULL};
     struct it_server *s = rs_start("listen", lines);
     int p1 = s->port;
@@ -1218,7 +1127,6 @@ static void listen_moves_to_new_port(void **state)
 static void listen_on_busy_port_fails(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 30;", NULL};
     struct it_server *s = rs_start("listen_busy", lines);
     /* a port someone else listens on */
@@ -1261,7 +1169,7 @@ int it_run_listen_change(void)
         RS_TEST(listen_moves_to_new_port),
         RS_TEST(listen_on_busy_port_fails),
     };
-    return cmocka_run_group_tests_name("listen_change", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("listen_change", tests, NULL, NULL);
 }
 
 /* ================================================================== kill9 */
@@ -1307,7 +1215,6 @@ static long rs_kill_and_serve(struct it_server *s, pid_t w, int limit_ms,
 static void kill9_replaced(void **state)
 {
     (void)state;
-    RS_BEGIN();
     struct it_server *s = rs_start("kill9", NULL);
     IT_CHECK(s->nworkers == 1, "expected 1 worker, found %d", s->nworkers);
     pid_t w = s->workers[0];
@@ -1336,7 +1243,6 @@ static void kill9_replaced(void **state)
 static void kill9_backoff(void **state)
 {
     (void)state;
-    RS_BEGIN();
     struct it_server *s = rs_start("kill9_backoff", NULL);
     pid_t w = s->workers[0];
     char why[600];
@@ -1365,7 +1271,7 @@ int it_run_kill9(void)
         RS_TEST(kill9_replaced),
         RS_TEST(kill9_backoff),
     };
-    return cmocka_run_group_tests_name("kill9", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("kill9", tests, NULL, NULL);
 }
 
 /* ================================================================ workers */
@@ -1405,7 +1311,6 @@ static void rs_many_clients(int port, int n, uint64_t tag)
 static void workers_two(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"workers = 2;", "drain_timeout = 10;", NULL};
     struct it_server *s = rs_start("workers", lines);
     pid_t k0[64];
@@ -1452,7 +1357,7 @@ int it_run_workers(void)
     const struct CMUnitTest tests[] = {
         RS_TEST(workers_two),
     };
-    return cmocka_run_group_tests_name("workers", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("workers", tests, NULL, NULL);
 }
 
 /* ================================================================ signals */
@@ -1460,7 +1365,6 @@ int it_run_workers(void)
 static void signals_quit_drains(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 10;", NULL};
     struct it_server *s = rs_start("quit", lines);
     char pidfile[600];
@@ -1506,7 +1410,6 @@ static void signals_quit_drains(void **state)
 static void signals_stop_now(void **state)
 {
     (void)state;
-    RS_BEGIN();
     const char *const lines[] = {"drain_timeout = 30;", NULL};
     struct it_server *s = rs_start("stop", lines);
     int a = it_connect(s->port);
@@ -1558,7 +1461,6 @@ static void rs_expect_refusal(const char *cfg, const char *what, const char *nee
 static void signals_missing_pid_file(void **state)
 {
     (void)state;
-    RS_BEGIN();
     char *cfg = it_write_config("nopid", NULL);
     IT_CHECK(cfg != NULL, "cannot write config");
     char pidfile[600];
@@ -1581,7 +1483,6 @@ static void signals_missing_pid_file(void **state)
 static void signals_stale_pid_file(void **state)
 {
     (void)state;
-    RS_BEGIN();
     char *cfg = it_write_config("stale", NULL);
     IT_CHECK(cfg != NULL, "cannot write config");
     /* a pid that is certainly not running: a child of ours, reaped */
@@ -1613,7 +1514,6 @@ static void signals_stale_pid_file(void **state)
 static void signals_pid_of_another_program(void **state)
 {
     (void)state;
-    RS_BEGIN();
     pid_t p = fork(); /* named like this harness, not like ioserve */
     IT_CHECK(p >= 0, "fork: %s", strerror(errno));
     if (p == 0) {
@@ -1652,5 +1552,5 @@ int it_run_signals(void)
         RS_TEST(signals_stale_pid_file),
         RS_TEST(signals_pid_of_another_program),
     };
-    return cmocka_run_group_tests_name("signals", tests, rs_group_setup, NULL);
+    return cmocka_run_group_tests_name("signals", tests, NULL, NULL);
 }
