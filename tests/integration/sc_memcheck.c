@@ -35,9 +35,7 @@ static int write_wrapper(void)
     if (!vg || !*vg)
         vg = "/usr/bin/valgrind";
     if (access(vg, X_OK) != 0) {
-        snprintf(it_skip_reason, sizeof it_skip_reason,
-                 "valgrind not found (%s; set IOSERVE_VALGRIND)", vg);
-        it_skip = 1;
+        it_skip_scenario("valgrind not found (%s; set IOSERVE_VALGRIND)", vg);
         return 77;
     }
     if (!g_real_bin[0])

@@ -311,7 +311,7 @@ static void test_socket_activation(void **state)
     (void)state;
     const char *activate = "/usr/bin/systemd-socket-activate";
     if (access(activate, X_OK) != 0) {
-        it_log("SKIP: %s not installed (Debian package systemd)", activate);
+        it_skip_scenario("%s not installed (Debian package systemd)", activate);
         skip();
     }
     /* `listen` names a port nobody serves: the passed socket must win. */

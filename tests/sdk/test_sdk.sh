@@ -72,6 +72,8 @@ if command -v systemd-analyze >/dev/null 2>&1; then
           systemd-analyze verify ./ioserve.service ./ioserve.socket 2>&1) ||
         fail "systemd-analyze verify failed: $out"
     [ -z "$out" ] || fail "systemd-analyze verify: $out"
+else
+    skipped="systemd-analyze is not installed (Debian package systemd): the units were not verified"
 fi
 
 # ---------------------------------------------------- 2. build the example
@@ -176,12 +178,16 @@ server_pid=
 
 # ------------------------------------------- 5. the integration scenarios
 it=$build/tests/ioserve-it
-if [ -x "$it" ]; then
-    for scenario in echo half_close; do
-        step "ioserve-it $scenario $plugindir/ppoll.so"
-        IOSERVE_BIN=$ioserve IOSERVE_PLUGIN_DIR=$plugindir \
-            "$it" "$scenario" "$plugindir/ppoll.so" >"$tmp/it.log" 2>&1 ||
-            { cat "$tmp/it.log" >&2; fail "ioserve-it $scenario failed with ppoll.so"; }
-    done
+[ -x "$it" ] || fail "$it is not built"
+for scenario in echo half_close; do
+    step "ioserve-it $scenario $plugindir/ppoll.so"
+    IOSERVE_BIN=$ioserve IOSERVE_PLUGIN_DIR=$plugindir \
+        "$it" "$scenario" "$plugindir/ppoll.so" >"$tmp/it.log" 2>&1 ||
+        { cat "$tmp/it.log" >&2; fail "ioserve-it $scenario failed with ppoll.so"; }
+done
+# Everything else was checked; ctest reports the part that was not (77).
+if [ -n "${skipped-}" ]; then
+    echo "SKIP: $skipped"
+    exit 77
 fi
 echo "ok"

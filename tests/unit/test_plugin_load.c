@@ -1,4 +1,5 @@
 /* The plugin loader refuses, with a clear message, what must not run. */
+#include <dlfcn.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -105,11 +106,11 @@ static void test_not_a_plugin(void **state)
 {
     (void)state;
     struct plugin p;
-    /* A real shared object without the descriptor. */
-    const char *libc = "/lib/x86_64-linux-gnu/libc.so.6";
-    if (access(libc, R_OK) != 0)
-        skip();
-    assert_int_equal(plugin_open(&p, libc, err, sizeof(err)), -1);
+    /* A real shared object without the descriptor: the C library this
+     * test runs on, wherever this system keeps it. */
+    Dl_info libc;
+    assert_true(dladdr((void *)printf, &libc) && libc.dli_fname);
+    assert_int_equal(plugin_open(&p, libc.dli_fname, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "ios_model"));
 }
 
