@@ -18,11 +18,15 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
+# Every ctest run leaves its results in <tree>/ctest-results.xml (JUnit,
+# with each test's output): tools/ci-check-skips reads the skips there.
+CTEST = ctest --output-on-failure --output-junit ctest-results.xml
+
 run: build
 	$(BUILD)/ioserve -c etc/ioserve.cfg
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+	cd $(BUILD) && $(CTEST) -j$(JOBS)
 
 # The whole suite again under AddressSanitizer + UBSan, in its own tree.
 test-asan:
@@ -33,7 +37,7 @@ test-asan:
 TSAN_TESTS ?= ^(unit\.|fuzz\.|it\.blocking\.)
 test-tsan:
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DIOSERVE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
-	cd build-tsan && ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
+	cd build-tsan && $(CTEST) -j$(JOBS) -R '$(TSAN_TESTS)'
 
 # libFuzzer targets (tests/fuzz/), built by clang in build-fuzz, each run for
 # FUZZ_SECONDS from its seed corpus; a crash fails and leaves its input in
@@ -45,14 +49,14 @@ fuzz:
 	@./tools/install-deps fuzz
 	@test -f build-fuzz/CMakeCache.txt || cmake -S . -B build-fuzz $(FUZZ_CMAKE_FLAGS)
 	cmake --build build-fuzz -j$(JOBS) --target fuzzers
-	cd build-fuzz && FUZZ_SECONDS=$(FUZZ_SECONDS) ctest --output-on-failure -L fuzz
+	cd build-fuzz && FUZZ_SECONDS=$(FUZZ_SECONDS) $(CTEST) -L fuzz
 
 # valgrind memcheck: one scenario per model, the server under valgrind and
 # stopped with SIGQUIT; any invalid access or definite leak fails.
 valgrind:
 	@./tools/install-deps valgrind
 	$(MAKE) build BUILD=build-valgrind CMAKE_FLAGS="-DIOSERVE_VALGRIND=ON"
-	cd build-valgrind && ctest --output-on-failure -j$(JOBS) -L memcheck
+	cd build-valgrind && $(CTEST) -j$(JOBS) -L memcheck
 
 # The benchmark lab (tests/bench/run): every model, the hand-written
 # baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
