@@ -26,8 +26,10 @@
  *
  * Output: one line of key=value pairs (default) or CSV (-o csv; -o csvh adds
  * the header line).  Exit 0 when the run completed, 1 on usage or setup
- * errors, 2 when the hard alarm fired.  Errors and bad replies are reported,
- * not turned into an exit status, except with -x (strict: exit 3 if any).
+ * errors, 2 when the hard alarm fired, 4 when no reply came in the measured
+ * window (a server that accepts and never answers measured nothing).
+ * Errors and bad replies are reported, not turned into an exit status,
+ * except with -x (strict: exit 3 if any).
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -832,7 +834,9 @@ static void usage(FILE *f)
         "  -o FORMAT   kv | csv | csvh (csv with a header line); default kv\n"
         "  -l LABEL    a label copied into the output\n"
         "  -A SECS     hard time limit (default warm-up + duration + 60)\n"
-        "  -x          exit 3 if any error or bad reply was seen\n");
+        "  -x          exit 3 if any error or bad reply was seen\n"
+        "exit status: 0 done, 1 usage or setup error, 2 hard time limit,\n"
+        "  3 an error or bad reply (-x), 4 no reply at all in the measured window\n");
 }
 
 static double parse_num(const char *s, const char *what, double lo, double hi)
@@ -1001,6 +1005,13 @@ int main(int argc, char **argv)
     run(g);
     report(g);
     int rc = g->o.strict && (g->errors || g->bad || g->connect_errors || g->idle_lost) ? 3 : 0;
+    if (!g->replies) {
+        fprintf(stderr,
+                "ioserve-load: no reply in the %.2f s measured window (%d of %d "
+                "connections open): the server answered nothing\n",
+                (double)(g->t_end_ns - g->t_start_ns) / 1e9, up, g->o.conns);
+        rc = 4;
+    }
     lg_free(g);
     return rc;
 }
