@@ -170,6 +170,10 @@ static struct proc_ent g_procs[MAX_PROCS];
 
 static void reg_proc(pid_t pid, int own_child, unsigned long long start)
 {
+    for (int i = 0; i < MAX_PROCS; i++)
+        if (g_procs[i].pid == pid && g_procs[i].own_child == own_child &&
+            g_procs[i].start == start)
+            return; /* seen again */
     for (int i = 0; i < MAX_PROCS; i++) {
         if (g_procs[i].pid == 0) {
             g_procs[i].own_child = own_child;
@@ -489,7 +493,9 @@ char *it_write_config(const char *name, const char *const *lines)
 
 /* ------------------------------------------------------------ processes */
 
-static pid_t spawn(char *const argv[], const char *outpath)
+/* Forks and execs argv with stdout+stderr to outpath; with listen_fd >= 0,
+ * that socket is passed the way systemd passes one (sd_listen_fds(3)). */
+static pid_t spawn(char *const argv[], const char *outpath, int listen_fd)
 {
     fflush(stdout);
     fflush(stderr);
@@ -510,6 +516,14 @@ static pid_t spawn(char *const argv[], const char *outpath)
             close(in);
         if (out > 2)
             close(out);
+        if (listen_fd >= 0) {
+            static char pid_env[32];
+            if (dup2(listen_fd, 3) != 3 || fcntl(3, F_SETFD, 0) != 0)
+                _exit(127);
+            snprintf(pid_env, sizeof pid_env, "LISTEN_PID=%d", (int)getpid());
+            putenv(pid_env);
+            putenv("LISTEN_FDS=1");
+        }
         /* Default dispositions for the server, whatever ours are. */
         signal(SIGPIPE, SIG_DFL);
         signal(SIGALRM, SIG_DFL);
@@ -557,11 +571,17 @@ static void describe_status(int st, char *buf, size_t len)
 int it_run(char *const argv[], int timeout_ms, const char *stop_on,
            char **out, int64_t *elapsed_ms)
 {
+    return it_run_activated(argv, -1, timeout_ms, stop_on, out, elapsed_ms);
+}
+
+int it_run_activated(char *const argv[], int listen_fd, int timeout_ms,
+                     const char *stop_on, char **out, int64_t *elapsed_ms)
+{
     static int seq;
     char outpath[512];
     snprintf(outpath, sizeof outpath, "%s/cmd%d.out", it_tmpdir(), ++seq);
     int64_t t0 = it_now_ms();
-    pid_t pid = spawn(argv, outpath);
+    pid_t pid = spawn(argv, outpath, listen_fd);
     int status = -1;
     if (pid > 0) {
         int64_t end = t0 + timeout_ms;
@@ -848,7 +868,8 @@ int it_server_start(struct it_server *s, const char *cfg_path)
     }
     argv[argc] = NULL;
     int64_t t0 = it_now_ms();
-    s->pid = spawn(argv, s->log);
+    int expect_workers = 1;
+    s->pid = spawn(argv, s->log, -1);
     free(set);
     if (s->pid <= 0) {
         s->pid = 0;
@@ -858,6 +879,10 @@ int it_server_start(struct it_server *s, const char *cfg_path)
         char *log = it_read_file(s->log, NULL);
         int port = log ? parse_listening(log) : 0;
         if (port > 0) {
+            /* "listening on ADDR (model M, handler H, N workers, ...)" */
+            const char *n = strstr(strstr(log, "listening on "), ", handler ");
+            n = n ? strstr(n, ", ") : NULL;
+            expect_workers = n ? atoi(n + 2) : 1;
             free(log);
             s->port = port;
             break;
@@ -893,13 +918,15 @@ int it_server_start(struct it_server *s, const char *cfg_path)
         }
         it_sleep_ms(10);
     }
-    /* The master prints the line once the first worker is ready; with
-     * several workers give the rest a moment to appear. */
+    /* The master prints the line once every worker is ready: each is its
+     * child by now, though /proc may show it a moment later. */
     record_workers(s);
-    if (s->nworkers == 0) {
-        it_sleep_ms(50);
+    for (int64_t end = it_now_ms() + 2000; s->nworkers < expect_workers && it_now_ms() < end;) {
+        it_sleep_ms(5);
         record_workers(s);
     }
+    if (s->nworkers < expect_workers)
+        it_log("the master says %d workers, /proc shows %d", expect_workers, s->nworkers);
     it_log("server pid %d listening on 127.0.0.1:%d (%d worker%s) in %lld ms",
            (int)s->pid, s->port, s->nworkers, s->nworkers == 1 ? "" : "s",
            (long long)(it_now_ms() - t0));
@@ -1127,7 +1154,7 @@ int it_connect_nb(int port)
     return fd;
 }
 
-int it_connect_timeout(int port, int timeout_ms)
+static int connect_ipv4(struct in_addr ip, int port, int timeout_ms)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -1136,7 +1163,7 @@ int it_connect_timeout(int port, int timeout_ms)
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_addr = ip;
     if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         if (errno != EINPROGRESS) {
             int e = errno;
@@ -1166,31 +1193,85 @@ int it_connect_timeout(int port, int timeout_ms)
     return fd;
 }
 
-int it_free_port(void)
+int it_connect_timeout(int port, int timeout_ms)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    return connect_ipv4((struct in_addr){htonl(INADDR_LOOPBACK)}, port, timeout_ms);
 }
 
-int it_connect(int port)
+int it_connect_to(const char *ip, int port)
 {
-    int fd = it_connect_timeout(port, 5000);
+    struct in_addr a;
+    if (inet_pton(AF_INET, ip, &a) != 1) {
+        set_err("not an IPv4 address: %s", ip);
+        return -1;
+    }
+    int fd = connect_ipv4(a, port, 5000);
     if (fd < 0) {
-        set_err("connect 127.0.0.1:%d: %s", port,
+        set_err("connect %s:%d: %s", ip, port,
                 errno == ETIMEDOUT ? "timed out" : strerror(errno));
         return -1;
     }
     it_track(fd);
     return fd;
+}
+
+int it_connect(int port)
+{
+    return it_connect_to("127.0.0.1", port);
+}
+
+/* 1 if inode is among the socket inodes of /proc/pid/fd. */
+static int holds_socket(pid_t pid, unsigned long inode)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int found = 0;
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        char link[400], target[64];
+        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = 0;
+        unsigned long ino;
+        found = sscanf(target, "socket:[%lu]", &ino) == 1 && ino == inode;
+    }
+    closedir(d);
+    return found;
+}
+
+int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
+{
+    char *text = it_read_file("/proc/net/tcp", NULL);
+    if (!text)
+        return -1;
+    int n = 0;
+    /* "sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...",
+     * addresses as hex in network byte order, the port in host order */
+    for (char *line = strchr(text, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        unsigned addr, port, state;
+        unsigned long inode;
+        if (sscanf(line + 1, " %*d: %8X:%4X %*X:%*X %2X %*X:%*X %*X:%*X %*X %*u %*u %lu",
+                   &addr, &port, &state, &inode) != 4 || inode == 0)
+            continue;
+        if (pid > 0 && !holds_socket(pid, inode))
+            continue;
+        if (n < max) {
+            memset(&out[n], 0, sizeof out[n]);
+            out[n].local.sin_family = AF_INET;
+            out[n].local.sin_addr.s_addr = addr;
+            out[n].local.sin_port = htons((uint16_t)port);
+            out[n].listening = state == 0x0A; /* TCP_LISTEN */
+            out[n].inode = inode;
+        }
+        n++;
+    }
+    free(text);
+    return n;
 }
 
 static int poll_fd(int fd, short events, int64_t deadline)

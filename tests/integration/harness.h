@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <sys/types.h>
 
 #include <cmocka.h>
@@ -137,6 +138,11 @@ pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms);
  */
 int it_run(char *const argv[], int timeout_ms, const char *stop_on,
            char **out, int64_t *elapsed_ms);
+/* Like it_run, handing listen_fd (a listening socket the caller holds, so
+ * no other program can take its port meanwhile) to the command as systemd
+ * does: as fd 3, with LISTEN_FDS=1 and LISTEN_PID set to its pid. */
+int it_run_activated(char *const argv[], int listen_fd, int timeout_ms,
+                     const char *stop_on, char **out, int64_t *elapsed_ms);
 
 /* -------------------------------------------------- the scenario's server */
 
@@ -201,12 +207,23 @@ int it_test_teardown(void **state);
 /* Connects (blocking, with timeout) to 127.0.0.1:port.  The fd is tracked:
  * the test teardown closes it if the test did not.  -1 on error. */
 int it_connect(int port);
-/* A loopback TCP port free right now (bound and released), or -1. */
-int it_free_port(void);
+/* Like it_connect, to another IPv4 address (e.g. "127.0.0.2"). */
+int it_connect_to(const char *ip, int port);
 /* Connects to 127.0.0.1:port within timeout_ms; a non-blocking, untracked
  * fd with TCP_NODELAY, or -1 with errno (ETIMEDOUT at the deadline).
  * Thread-safe: touches no harness state. */
 int it_connect_timeout(int port, int timeout_ms);
+
+/* An IPv4 TCP socket, as /proc/net/tcp lists it.  The inode names that
+ * very socket: a port can be bound again by anyone once it is closed. */
+struct it_sock {
+    struct sockaddr_in local;
+    int listening;
+    unsigned long inode;
+};
+/* The IPv4 TCP sockets process `pid` holds (pid 0: every one of this
+ * network namespace).  The count (at most `max` stored), or -1. */
+int it_tcp_sockets(pid_t pid, struct it_sock *out, int max);
 /* Non-blocking connect: returns the fd at once (connect in progress). */
 int it_connect_nb(int port);
 /* Closes a tracked fd.  With rst, SO_LINGER {1,0} first (sends RST). */

@@ -187,13 +187,36 @@ static void http_traffic(void **state)
     it_close_rst(fd);
 }
 
+/* 1 once no worker holds a TCP socket but its listening one: it has seen
+ * every client close.  0 at the deadline. */
+static int workers_idle(int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < it_srv->nworkers; i++) {
+            struct it_sock socks[64];
+            int n = it_tcp_sockets(it_srv->workers[i], socks, 64);
+            for (int k = 0; k < n && k < 64; k++)
+                busy += !socks[k].listening;
+        }
+        if (!busy)
+            return 1;
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(20);
+    }
+}
+
 /* Graceful stop, then every valgrind report must be clean. */
 static void quit_and_check(void **state)
 {
     (void)state;
     IT_BEGIN();
     it_close_all();
-    it_sleep_ms(300);
+    /* the connections end as clients ended them, not by the stop */
+    IT_CHECK(workers_idle(20000), "the workers still hold client connections 20 s after "
+                                  "the clients closed them");
     pid_t master = it_srv->pid;
     IT_CHECK(kill(master, SIGQUIT) == 0, "kill(SIGQUIT): %s", strerror(errno));
     int64_t end = it_now_ms() + 60000;
