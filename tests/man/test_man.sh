@@ -11,7 +11,7 @@
 # the plugin declares them, are the ones the man page states and its value
 # in etc/ioserve.cfg is that default; that man/ioserve.8 names every option
 # of `ioserve -h`; and, when groff is installed, that both render with
-# `groff -ww` silently.
+# `groff -ww` silently (without groff: exit 77, a skip, once the rest passed).
 set -u
 src=$1 bin=$2 plugins=$3
 man8=$src/man/ioserve.8 man5=$src/man/ioserve.cfg.5
