@@ -1220,32 +1220,34 @@ int it_connect(int port)
     return it_connect_to("127.0.0.1", port);
 }
 
-/* 1 if inode is among the socket inodes of /proc/pid/fd. */
-static int holds_socket(pid_t pid, unsigned long inode)
+/* The inodes of the sockets among /proc/pid/fd (at most max).  Count. */
+static int socket_inodes(pid_t pid, unsigned long *inodes, int max)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
     DIR *d = opendir(path);
     if (!d)
         return 0;
-    int found = 0;
+    int n = 0;
     struct dirent *e;
-    while (!found && (e = readdir(d))) {
+    while (n < max && (e = readdir(d))) {
         char link[400], target[64];
         snprintf(link, sizeof link, "%s/%s", path, e->d_name);
-        ssize_t n = readlink(link, target, sizeof target - 1);
-        if (n <= 0)
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
             continue;
-        target[n] = 0;
-        unsigned long ino;
-        found = sscanf(target, "socket:[%lu]", &ino) == 1 && ino == inode;
+        target[len] = 0;
+        if (sscanf(target, "socket:[%lu]", &inodes[n]) == 1)
+            n++;
     }
     closedir(d);
-    return found;
+    return n;
 }
 
 int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
 {
+    static unsigned long held[4096];
+    int nheld = pid > 0 ? socket_inodes(pid, held, 4096) : 0;
     char *text = it_read_file("/proc/net/tcp", NULL);
     if (!text)
         return -1;
@@ -1258,7 +1260,10 @@ int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
         if (sscanf(line + 1, " %*d: %8X:%4X %*X:%*X %2X %*X:%*X %*X:%*X %*X %*u %*u %lu",
                    &addr, &port, &state, &inode) != 4 || inode == 0)
             continue;
-        if (pid > 0 && !holds_socket(pid, inode))
+        int mine = pid == 0;
+        for (int i = 0; !mine && i < nheld; i++)
+            mine = held[i] == inode;
+        if (!mine)
             continue;
         if (n < max) {
             memset(&out[n], 0, sizeof out[n]);

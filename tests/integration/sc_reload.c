@@ -1057,16 +1057,21 @@ int it_run_drain(void)
 /* A port that was free a moment ago (bind port 0, read it, close). */
 /* Connects to port expecting a refusal within timeout_ms (a listening
  * socket that closes).  1 = refused. */
-/* The inode of the listening socket `pid` holds on 127.0.0.1:port, or 0. */
+/* The inode of the listening socket `pid` holds on 127.0.0.1:port, or 0.
+ * Asked again for a while: /proc/net/tcp, read while other tests open and
+ * close sockets, may miss an entry. */
 static unsigned long rs_listener(pid_t pid, int port)
 {
-    struct it_sock socks[64];
-    int n = it_tcp_sockets(pid, socks, 64);
-    for (int i = 0; i < n && i < 64; i++)
-        if (socks[i].listening && ntohs(socks[i].local.sin_port) == port &&
-            socks[i].local.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
-            return socks[i].inode;
-    return 0;
+    for (int64_t end = it_now_ms() + 2000;; it_sleep_ms(10)) {
+        struct it_sock socks[64];
+        int n = it_tcp_sockets(pid, socks, 64);
+        for (int i = 0; i < n && i < 64; i++)
+            if (socks[i].listening && ntohs(socks[i].local.sin_port) == port &&
+                socks[i].local.sin_addr.s_addr == htonl(INADDR_LOOPBACK))
+                return socks[i].inode;
+        if (it_now_ms() >= end)
+            return 0;
+    }
 }
 
 /* Waits up to timeout_ms for the socket `inode` to be closed by every
