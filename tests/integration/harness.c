@@ -1244,10 +1244,20 @@ static int socket_inodes(pid_t pid, unsigned long *inodes, int max)
     return n;
 }
 
+int it_holds_socket(pid_t pid, unsigned long inode)
+{
+    static unsigned long held[4096];
+    int n = socket_inodes(pid, held, 4096);
+    for (int i = 0; i < n; i++)
+        if (held[i] == inode)
+            return 1;
+    return 0;
+}
+
 int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
 {
     static unsigned long held[4096];
-    int nheld = pid > 0 ? socket_inodes(pid, held, 4096) : 0;
+    int nheld = socket_inodes(pid, held, 4096);
     char *text = it_read_file("/proc/net/tcp", NULL);
     if (!text)
         return -1;
@@ -1260,7 +1270,7 @@ int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
         if (sscanf(line + 1, " %*d: %8X:%4X %*X:%*X %2X %*X:%*X %*X:%*X %*X %*u %*u %lu",
                    &addr, &port, &state, &inode) != 4 || inode == 0)
             continue;
-        int mine = pid == 0;
+        int mine = 0;
         for (int i = 0; !mine && i < nheld; i++)
             mine = held[i] == inode;
         if (!mine)

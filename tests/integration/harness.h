@@ -221,9 +221,11 @@ struct it_sock {
     int listening;
     unsigned long inode;
 };
-/* The IPv4 TCP sockets process `pid` holds (pid 0: every one of this
- * network namespace).  The count (at most `max` stored), or -1. */
+/* The IPv4 TCP sockets process `pid` holds.  The count (at most `max`
+ * stored), or -1. */
 int it_tcp_sockets(pid_t pid, struct it_sock *out, int max);
+/* 1 if process `pid` has the socket `inode` open. */
+int it_holds_socket(pid_t pid, unsigned long inode);
 /* Non-blocking connect: returns the fd at once (connect in progress). */
 int it_connect_nb(int port);
 /* Closes a tracked fd.  With rst, SO_LINGER {1,0} first (sends RST). */

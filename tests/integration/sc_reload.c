@@ -1074,23 +1074,24 @@ static unsigned long rs_listener(pid_t pid, int port)
     }
 }
 
-/* Waits up to timeout_ms for the socket `inode` to be closed by every
- * process (it is no longer in /proc/net/tcp).  1 = closed.  Asked of that
+/* Waits up to timeout_ms for the socket `inode` to be closed by the master
+ * and every worker (only they ever have it).  1 = closed.  Asked of that
  * very socket: its port, once free, may be anyone's. */
-static int rs_wait_socket_closed(unsigned long inode, int timeout_ms)
+static int rs_wait_socket_closed(const struct it_server *s, unsigned long inode,
+                                 int timeout_ms)
 {
     int64_t end = it_now_ms() + timeout_ms;
     for (;;) {
-        static struct it_sock socks[4096];
-        int n = it_tcp_sockets(0, socks, 4096);
-        int open = n < 0 || n > 4096;
+        pid_t kids[64];
+        int n = it_children(s->pid, kids, 64);
+        int open = it_holds_socket(s->pid, inode);
         for (int i = 0; !open && i < n; i++)
-            open = socks[i].inode == inode;
+            open = it_holds_socket(kids[i], inode);
         if (!open)
             return 1;
         if (it_now_ms() >= end)
             return 0;
-        it_sleep_ms(50);
+        it_sleep_ms(20);
     }
 }
 
@@ -1130,7 +1131,7 @@ static void listen_moves_to_new_port(void **state)
     IT_CHECK(it_wait_log(s, off, "generation 1: drained", 3000),
              "generation 1 did not drain within 3 s of its last connection "
              "closing");
-    IT_CHECK(rs_wait_socket_closed(old_listener, 2000),
+    IT_CHECK(rs_wait_socket_closed(s, old_listener, 2000),
              "the listening socket on the old port %d is still open 2 s after its "
              "generation drained",
              p1);
