@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench
+.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench tour
 
 all: build
 
@@ -67,6 +67,12 @@ bench: build
 	@./tools/install-deps bench || echo "bench: going on without what could not be installed"
 	BUILD=$(BUILD) MODELS="$(MODELS)" CONNS="$(CONNS)" ROUNDS="$(ROUNDS)" \
 	DURATION="$(DURATION)" ./tests/bench/run
+
+# The lesson's four claims about I/O models, each measured here in under two
+# minutes (tools/tour): build/tour/report.md, results.tsv and syscalls.svg.
+tour: build
+	@./tools/install-deps bench || echo "tour: going on without what could not be installed"
+	./tools/tour --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-valgrind

@@ -15,6 +15,14 @@
  * Idle connections (-i) are opened first and never used, to expose costs
  * that grow with the number of connections rather than with traffic.
  *
+ * A think time (-t) makes each connection pause between a reply and its
+ * next request, as an occasional client does: the server is idle when the
+ * request comes, so what it costs to wake up shows in the latency (make
+ * tour measures the nonblocking model's nap this way).  Each pause is drawn
+ * from 0 to twice the think time and timed by a timerfd, to the
+ * microsecond: pauses of whole milliseconds would lock into step with a
+ * server that sleeps whole milliseconds too.
+ *
  * Bounded: a warm-up (-w) then a measured window (-d), and a hard alarm
  * that ends the process whatever happens.  Latencies go into a log-linear
  * histogram (32 sub-buckets per power of two: ~3 % resolution).
@@ -51,6 +59,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,6 +137,7 @@ struct conn {
     bool connected;
     unsigned outstanding;  /* replies still expected for the batch */
     uint64_t sent_ns;      /* when the batch was written */
+    uint64_t send_at_ns;   /* think time: when to write the next one; 0 = none */
     size_t wpos;           /* bytes of the batch written so far */
     /* echo: offset into the batch of the next expected reply byte */
     size_t rpos;
@@ -149,6 +159,7 @@ struct opts {
     double duration, warmup;
     size_t size;
     unsigned depth;
+    uint64_t think_ns;      /* pause between a reply and the next request */
     const char *out;        /* "kv", "csv", "csvh" */
     int alarm_s;
     bool strict;
@@ -169,6 +180,8 @@ struct sample {
 struct lg {
     struct opts o;
     int ep;
+    int think_fd;        /* timerfd of the next think-time pause to end */
+    uint64_t think_rng;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     struct conn *c;      /* active first, then idle */
@@ -622,6 +635,17 @@ static bool http_feed(struct lg *g, struct conn *c, const char *p, size_t n,
     return true;
 }
 
+/* A pause drawn uniformly from [0, 2 x think time) (xorshift64). */
+static uint64_t think_pause(struct lg *g)
+{
+    uint64_t x = g->think_rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    g->think_rng = x;
+    return x % (2 * g->o.think_ns);
+}
+
 static void on_readable(struct lg *g, struct conn *c)
 {
     for (;;) {
@@ -638,7 +662,10 @@ static void on_readable(struct lg *g, struct conn *c)
             if (c->outstanding == 0) {
                 if (g->o.mode == MODE_HTTP && (c->partlen || c->in_body))
                     { fail_conn(g, c, true); return; } /* bytes beyond the replies */
-                send_batch(g, c);
+                if (g->o.think_ns)
+                    c->send_at_ns = t + think_pause(g);
+                else
+                    send_batch(g, c);
                 return;
             }
             if ((size_t)n < RBUF_SIZE)
@@ -653,6 +680,28 @@ static void on_readable(struct lg *g, struct conn *c)
             { fail_conn(g, c, false); return; }
         }
     }
+}
+
+/* Think time: writes the batches that are due; returns the earlier of
+ * `until` and the next one due, and sets the timer to it. */
+static uint64_t send_thought(struct lg *g, uint64_t t, uint64_t until)
+{
+    for (int i = 0; i < g->o.conns; i++) {
+        struct conn *c = &g->c[i];
+        if (!c->send_at_ns || c->fd < 0)
+            continue;
+        if (c->send_at_ns <= t) {
+            c->send_at_ns = 0;
+            send_batch(g, c);
+        } else if (c->send_at_ns < until) {
+            until = c->send_at_ns;
+        }
+    }
+    struct itimerspec at = {.it_value = {.tv_sec = (time_t)(until / 1000000000u),
+                                         .tv_nsec = (long)(until % 1000000000u)}};
+    if (timerfd_settime(g->think_fd, TFD_TIMER_ABSTIME, &at, NULL) != 0)
+        die("timerfd_settime");
+    return until;
 }
 
 static void run(struct lg *g)
@@ -691,7 +740,9 @@ static void run(struct lg *g)
             }
         }
         uint64_t until = g->measuring ? t_stop : t_measure;
-        int ms = (int)((until - t) / 1000000u) + 1;
+        if (g->o.think_ns)
+            until = send_thought(g, t, until);
+        int ms = (int)((until - t + 999999u) / 1000000u);
         if (ms > 100)
             ms = 100;
         int n = epoll_wait(g->ep, evs, 512, ms);
@@ -703,6 +754,12 @@ static void run(struct lg *g)
         for (int i = 0; i < n; i++) {
             struct conn *c = evs[i].data.ptr;
             uint32_t e = evs[i].events;
+            if (!c) { /* the think-time timer: the next pass sends what is due */
+                uint64_t expirations;
+                if (read(g->think_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+                    die("timerfd read");
+                continue;
+            }
             if (c->fd < 0)
                 continue;
             if (c->idle) {
@@ -830,6 +887,7 @@ static void usage(FILE *f)
         "  -w SECS     warm-up before measuring (default 1)\n"
         "  -s BYTES    echo message size (default 128)\n"
         "  -P DEPTH    requests per write, pipelined (default 1)\n"
+        "  -t USECS    think time: pause between a reply and the next request (default 0)\n"
         "  -S PID,...  sample CPU/RSS of these server processes over the window\n"
         "  -o FORMAT   kv | csv | csvh (csv with a header line); default kv\n"
         "  -l LABEL    a label copied into the output\n"
@@ -881,6 +939,8 @@ static void lg_free(struct lg *g)
     free(g->http_req);
     if (g->ep >= 0)
         close(g->ep);
+    if (g->think_fd >= 0)
+        close(g->think_fd);
     free(g);
 }
 
@@ -893,7 +953,7 @@ int main(int argc, char **argv)
                          .duration = 5, .warmup = 1, .size = 128, .depth = 1,
                          .out = "kv", .alarm_s = -1};
     int opt;
-    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:S:o:l:A:xh")) != -1) {
+    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:t:S:o:l:A:xh")) != -1) {
         switch (opt) {
         case 'm':
             if (!strcmp(optarg, "echo")) g->o.mode = MODE_ECHO;
@@ -909,6 +969,7 @@ int main(int argc, char **argv)
         case 'w': g->o.warmup = parse_num(optarg, "-w", 0, 3600); break;
         case 's': g->o.size = (size_t)parse_num(optarg, "-s", 1, 16 << 20); break;
         case 'P': g->o.depth = (unsigned)parse_num(optarg, "-P", 1, MAX_DEPTH); break;
+        case 't': g->o.think_ns = (uint64_t)(parse_num(optarg, "-t", 0, 10e6) * 1e3); break;
         case 'A': g->o.alarm_s = (int)parse_num(optarg, "-A", 1, 86400); break;
         case 'o':
             if (strcmp(optarg, "kv") && strcmp(optarg, "csv") && strcmp(optarg, "csvh")) {
@@ -958,8 +1019,16 @@ int main(int argc, char **argv)
     g->c = calloc((size_t)g->nconn, sizeof *g->c);
     g->rbuf = malloc(RBUF_SIZE);
     g->ep = epoll_create1(EPOLL_CLOEXEC);
+    g->think_fd = -1;
     if (!g->c || !g->rbuf || g->ep < 0)
         die("setup");
+    if (g->o.think_ns) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+        g->think_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (g->think_fd < 0 || epoll_ctl(g->ep, EPOLL_CTL_ADD, g->think_fd, &ev) != 0)
+            die("timerfd");
+        g->think_rng = now_ns() | 1;
+    }
     for (int i = 0; i < g->nconn; i++) {
         struct conn *c = &g->c[i];
         c->fd = -1;
