@@ -57,7 +57,7 @@ done
 
 for k in threads_per_conn epoll_threads rss_kib_per_conn_blocking rss_kib_per_conn_epoll; do number a $k; done
 for k in spin_cpu_pct spin_runnable_pct nap_cpu_pct epoll_cpu_pct nap_p50_us epoll_p50_us; do number b $k; done
-for k in select_syscalls_per_req blocking_syscalls_per_req select_threads_busy epoll_threads_busy \
+for k in select_syscalls_per_req blocking_syscalls_per_req select_threads_added_busy epoll_threads_added_busy \
          poll_idle_ratio epoll_idle_ratio select_idle_refused; do number c $k; done
 models="blocking nonblocking select poll epoll sigio"
 if [ $uring_ok = 1 ]; then
