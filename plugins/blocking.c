@@ -275,18 +275,16 @@ int model_run(int listen_fd, const struct ios_handler *h)
             ioc_drain_begin(&m.acceptor);
             break;
         }
+        /* One per wake-up, as ioc_accept_next explains; back to poll
+         * after it, where a drain is noticed between clients. */
         struct ioc_conn *c;
         int got;
-        while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) >= 0) {
-            if (got == 0)
-                continue;
-            if (threaded) {
-                blocking_dispatch(&m, c, &attr);
-            } else {
-                blocking_serve(&m.acceptor, c); /* the next client waits */
-                break; /* back to poll: a drain is noticed between clients */
-            }
-        }
+        while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) == 0)
+            ; /* refused: the next one */
+        if (got == 1 && threaded)
+            blocking_dispatch(&m, c, &attr);
+        else if (got == 1)
+            blocking_serve(&m.acceptor, c); /* the next client waits */
     }
 
     /* Drain: the open connections finish on their threads. */

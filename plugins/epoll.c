@@ -78,7 +78,7 @@ static void epoll_added(struct ioc_loop *loop, struct ioc_conn *c)
 
 static void epoll_accept(struct epoll_model *m)
 {
-    ioc_accept_pending(&m->loop, m->listen_fd, epoll_added);
+    ioc_accept_next(&m->loop, m->listen_fd, epoll_added);
     /* Out of descriptors: stop watching the socket until the pause ends,
      * or level-triggered readiness would spin. */
     if (!ioc_accepting(&m->loop))

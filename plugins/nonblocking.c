@@ -49,7 +49,7 @@ static uint64_t nonblocking_progress(const struct ios_counters *c)
 static void nonblocking_pass(struct nonblocking_model *m)
 {
     struct ioc_loop *loop = &m->loop;
-    ioc_accept_pending(loop, m->listen_fd, NULL); /* does nothing once draining */
+    ioc_accept_next(loop, m->listen_fd, NULL); /* does nothing once draining */
     ioc_service_all(loop, IOC_READABLE | IOC_WRITABLE);
 }
 

@@ -104,7 +104,7 @@ static void poll_dispatch(struct poll_model *m)
         m->fds[SLOT_STOP].fd = -1;
         m->fds[SLOT_LISTEN].fd = -1;
     } else if (m->fds[SLOT_LISTEN].revents) {
-        ioc_accept_pending(&m->loop, m->listen_fd, poll_added);
+        ioc_accept_next(&m->loop, m->listen_fd, poll_added);
     }
 }
 

@@ -89,7 +89,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
             if (!m.loop.draining && FD_ISSET(h->stop_fd, &rd))
                 ioc_drain_begin(&m.loop);
             else if (!m.loop.draining && FD_ISSET(listen_fd, &rd))
-                ioc_accept_pending(&m.loop, listen_fd, NULL);
+                ioc_accept_next(&m.loop, listen_fd, NULL);
         }
         ioc_tick(&m.loop);
     }

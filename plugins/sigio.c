@@ -167,7 +167,7 @@ static int sigio_loop(struct sigio_model *m)
         if (nfds > 1 && p[1].revents)
             ioc_drain_begin(&m->loop);
         else if (nfds > 2 && p[2].revents)
-            ioc_accept_pending(&m->loop, m->listen_fd, sigio_watch);
+            ioc_accept_next(&m->loop, m->listen_fd, sigio_watch);
         ioc_tick(&m->loop);
     }
     return 0;

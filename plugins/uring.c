@@ -2,7 +2,7 @@
  * uring — asynchronous I/O with io_uring (liburing).
  *
  * Shows: the program never asks "is it ready?".  It submits the operations
- * themselves (accept, recv, send, a poll on stop_fd) to a submission queue
+ * themselves (recv, send, and polls on the listening socket and stop_fd) to a submission queue
  * shared with the kernel, and later reaps their results from a completion
  * queue.  One io_uring_enter both submits and waits, so a busy server makes
  * far fewer system calls than one readiness call plus one read and one write
@@ -12,8 +12,8 @@
  *   - setup flags SINGLE_ISSUER|DEFER_TASKRUN (6.1), else COOP_TASKRUN
  *     (5.19), else none: completions are processed when we wait, not by
  *     interrupting the worker;
- *   - multishot accept (5.19): one submission keeps accepting; else one
- *     accept at a time, re-armed after each completion;
+ *   - the listening socket is watched with a poll operation (5.1) and
+ *     accepted from with accept4, not with io_uring's accept: see below;
  *   - multishot recv (6.0) into a provided-buffer ring (5.19): the kernel
  *     picks a buffer from a shared pool only when bytes arrive, so an idle
  *     connection pins no buffer.  Without the ring, each connection owns a
@@ -45,8 +45,18 @@
  * would drop IOC_READABLE from its interest; it is re-armed when the output
  * drains.
  *
+ * Why no accept operation: the listening socket is shared by every worker.
+ * io_uring's accept waits on it exclusively (one waiter woken per
+ * connection) and a multishot accept stays first in the socket's wait
+ * queue, so one ring took every connection; worse, the wake-up goes to a
+ * ring whether or not its task runs, so a stopped or busy worker swallowed
+ * wake-ups while the others slept and the connection sat in the queue.
+ * EPOLLEXCLUSIVE skips an epoll whose task is not waiting; io_uring cannot.
+ * A plain (non-exclusive) poll wakes every idle worker, and whichever runs
+ * first accepts: a stalled worker delays nobody.
+ *
  * If io_uring is unavailable (kernel.io_uring_disabled, a seccomp filter, a
- * kernel before 5.1) model_run logs why and returns without calling
+ * kernel before 5.5, whose rings have no IORING_SETUP_CQSIZE) model_run logs why and returns without calling
  * h->ready, so the host can fall back to the next model of the list.
  */
 #include <errno.h>
@@ -64,7 +74,7 @@ static const struct ios_knob uring_knobs[] = {
     {"entries", IOS_KNOB_INT, 1024, NULL, 16, 32768,
      "submission queue entries (the completion queue gets four times as many)"},
     {"multishot", IOS_KNOB_BOOL, 1, NULL, 0, 1,
-     "multishot accept and recv; false = one operation per completion"},
+     "multishot recv; false = one recv per completion"},
     {"buffer_ring", IOS_KNOB_BOOL, 1, NULL, 0, 1,
      "recv into a provided-buffer ring; false = a buffer per connection"},
     {"buffers", IOS_KNOB_INT, 64, NULL, 1, 32768,
@@ -72,10 +82,10 @@ static const struct ios_knob uring_knobs[] = {
     IOS_KNOB_END,
 };
 
-IOS_MODEL("uring", "asynchronous accept/recv/send with io_uring", uring_knobs);
+IOS_MODEL("uring", "asynchronous recv/send with io_uring", uring_knobs);
 
 /* Operations, in the low bits of user_data (pointers are 8-aligned). */
-enum uring_op { OP_ACCEPT = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND };
+enum uring_op { OP_LISTEN = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND };
 #define OP_MASK 7u
 
 #define BUF_GROUP 1
@@ -83,7 +93,7 @@ enum uring_op { OP_ACCEPT = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND };
 
 struct uring_conn {
     struct ioc_conn *conn; /* NULL once closed: waiting for its last CQEs */
-    unsigned ops;          /* operations in flight, plus one while handled */
+    unsigned ops;          /* recv and send operations in flight */
     bool recv_armed, recv_cancelled, send_busy;
     struct ios_buf side;   /* replies made while conn->out is being sent */
     struct ios_buf orphan; /* a closed connection's buffer still being sent */
@@ -96,10 +106,14 @@ struct uring_model {
     struct io_uring ring;
     int listen_fd;
     bool ring_ok, closing;
-    bool multishot_accept, multishot_recv;
-    bool accept_seen, recv_seen; /* a multishot op has worked once */
-    bool accept_armed, stop_armed;
-    unsigned inflight;           /* every operation, for the final wait */
+    bool multishot_recv;
+    bool recv_seen;              /* a multishot recv has worked once */
+    bool listen_armed, stop_armed;
+    /* recv and send operations in flight: they use memory of ours, which
+     * must outlive them.  The polls and cancels use none and are not
+     * counted, nor is what liburing submits for its own wait timeout on a
+     * kernel without IORING_FEAT_EXT_ARG; io_uring_queue_exit ends them. */
+    unsigned inflight;
     int error;                   /* -errno that ends the loop, or 0 */
 
     struct io_uring_buf_ring *br; /* NULL: a buffer per connection */
@@ -118,11 +132,9 @@ static struct io_uring_sqe *uring_sqe(struct uring_model *m)
     return sqe;
 }
 
-static void uring_tag(struct uring_model *m, struct io_uring_sqe *sqe, void *ptr,
-                      enum uring_op op)
+static void uring_tag(struct io_uring_sqe *sqe, void *ptr, enum uring_op op)
 {
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)ptr | op);
-    m->inflight++;
 }
 
 /* Cancels the operation (ptr, op).  Its own completion still arrives. */
@@ -132,23 +144,20 @@ static int uring_cancel(struct uring_model *m, void *ptr, enum uring_op op)
     if (!sqe)
         return -EBUSY;
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)ptr | op, 0);
-    uring_tag(m, sqe, NULL, OP_CANCEL);
+    uring_tag(sqe, NULL, OP_CANCEL);
     return 0;
 }
 
-static int uring_arm_accept(struct uring_model *m)
+/* A one-shot poll: re-armed after each accepting pass, it reports a
+ * socket that is still readable at once (level-triggered, in effect). */
+static int uring_arm_listen(struct uring_model *m)
 {
     struct io_uring_sqe *sqe = uring_sqe(m);
     if (!sqe)
         return -EBUSY;
-    if (m->multishot_accept)
-        io_uring_prep_multishot_accept(sqe, m->listen_fd, NULL, NULL,
-                                       SOCK_CLOEXEC | SOCK_NONBLOCK);
-    else
-        io_uring_prep_accept(sqe, m->listen_fd, NULL, NULL,
-                             SOCK_CLOEXEC | SOCK_NONBLOCK);
-    uring_tag(m, sqe, NULL, OP_ACCEPT);
-    m->accept_armed = true;
+    io_uring_prep_poll_add(sqe, m->listen_fd, POLLIN);
+    uring_tag(sqe, NULL, OP_LISTEN);
+    m->listen_armed = true;
     return 0;
 }
 
@@ -181,8 +190,9 @@ static int uring_arm_recv(struct uring_model *m, struct uring_conn *uc)
         sqe->flags |= IOSQE_BUFFER_SELECT;
         sqe->buf_group = BUF_GROUP;
     }
-    uring_tag(m, sqe, uc, OP_RECV);
+    uring_tag(sqe, uc, OP_RECV);
     uc->ops++;
+    m->inflight++;
     uc->recv_armed = true;
     uc->recv_cancelled = false;
     return 0;
@@ -196,8 +206,9 @@ static int uring_arm_send(struct uring_model *m, struct uring_conn *uc)
         return -EBUSY;
     io_uring_prep_send(sqe, c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
                        MSG_NOSIGNAL);
-    uring_tag(m, sqe, uc, OP_SEND);
+    uring_tag(sqe, uc, OP_SEND);
     uc->ops++;
+    m->inflight++;
     uc->send_busy = true;
     return 0;
 }
@@ -277,8 +288,10 @@ static void uring_update(struct uring_model *m, struct uring_conn *uc)
     }
 }
 
-static void uring_open(struct uring_model *m, struct ioc_conn *c)
+/* ioc_accept_next's hook for each new connection. */
+static void uring_open(struct ioc_loop *loop, struct ioc_conn *c)
 {
+    struct uring_model *m = loop->model;
     struct uring_conn *uc = calloc(1, sizeof(*uc));
     if (!uc) {
         m->h->log(m->h, IOS_LOG_WARN, ENOMEM, "io_uring: new connection");
@@ -291,26 +304,6 @@ static void uring_open(struct uring_model *m, struct ioc_conn *c)
 }
 
 /* ------------------------------------------------------- completions */
-
-static void uring_accepted(struct uring_model *m, int res)
-{
-    if (res >= 0) {
-        struct ioc_conn *c;
-        m->accept_seen = true;
-        /* While closing down the loop is gone; in a drain, connections
-         * the kernel accepted before the cancel are still served. */
-        if (m->closing)
-            close(res);
-        else if (ioc_accepted(&m->loop, res, &c) == 1)
-            uring_open(m, c);
-    } else if (res == -EINVAL && m->multishot_accept && !m->accept_seen) {
-        m->h->log(m->h, IOS_LOG_INFO, 0,
-                  "multishot accept unsupported by this kernel: one at a time");
-        m->multishot_accept = false;
-    } else if (res != -ECANCELED && !m->closing) {
-        ioc_accept_failed(&m->loop, m->listen_fd, -res);
-    }
-}
 
 static void uring_recycle(struct uring_model *m, unsigned bid)
 {
@@ -378,17 +371,23 @@ static void uring_sent(struct uring_model *m, struct uring_conn *uc, int res)
 
 static void uring_complete(struct uring_model *m, const struct io_uring_cqe *cqe)
 {
+    /* liburing's own wait timeout (LIBURING_UDATA_TIMEOUT) has none of
+     * our operation tags; it must not be taken for one. */
+    if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
+        return;
     enum uring_op op = (enum uring_op)(cqe->user_data & OP_MASK);
     struct uring_conn *uc = (struct uring_conn *)(uintptr_t)(cqe->user_data & ~(uint64_t)OP_MASK);
     bool last = !(cqe->flags & IORING_CQE_F_MORE);
-    if (last)
-        m->inflight--;
 
     switch (op) {
-    case OP_ACCEPT:
-        if (last)
-            m->accept_armed = false;
-        uring_accepted(m, cqe->res);
+    case OP_LISTEN:
+        m->listen_armed = false;
+        /* While closing down the loop is gone; in a drain, a cancelled
+         * or late poll only means "stop watching". */
+        if (cqe->res > 0 && !m->closing)
+            ioc_accept_next(&m->loop, m->listen_fd, uring_open);
+        else if (cqe->res < 0 && cqe->res != -ECANCELED && !m->closing)
+            m->h->log(m->h, IOS_LOG_WARN, -cqe->res, "io_uring poll(listen)");
         break;
     case OP_STOP:
         m->stop_armed = false;
@@ -400,8 +399,11 @@ static void uring_complete(struct uring_model *m, const struct io_uring_cqe *cqe
             break;
         }
         ioc_drain_begin(&m->loop);
-        if (m->accept_armed)
-            uring_cancel(m, NULL, OP_ACCEPT);
+        /* Best effort: the drain waits for no poll, and a poll that still
+         * reports the listener after the drain began accepts nothing
+         * (ioc_accept_next does nothing while draining). */
+        if (m->listen_armed)
+            uring_cancel(m, NULL, OP_LISTEN);
         break;
     case OP_RECV:
     case OP_SEND:
@@ -411,8 +413,10 @@ static void uring_complete(struct uring_model *m, const struct io_uring_cqe *cqe
             uring_received(m, uc, cqe);
         else
             uring_sent(m, uc, cqe->res);
-        if (last)
+        if (last) {
             uc->ops--;
+            m->inflight--;
+        }
         uring_release(uc);
         break;
     case OP_CANCEL:
@@ -453,9 +457,9 @@ static int uring_wait(struct uring_model *m, int timeout_ms)
 static int uring_loop(struct uring_model *m)
 {
     while (!ioc_drained(&m->loop) || m->inflight > 0) {
-        if (!m->loop.draining && !m->accept_armed && ioc_accepting(&m->loop) &&
-            uring_arm_accept(m) != 0) {
-            m->h->log(m->h, IOS_LOG_ERROR, EBUSY, "io_uring: queueing accept");
+        if (!m->loop.draining && !m->listen_armed && ioc_accepting(&m->loop) &&
+            uring_arm_listen(m) != 0) {
+            m->h->log(m->h, IOS_LOG_ERROR, EBUSY, "io_uring: queueing poll(listen)");
             return -EBUSY;
         }
         int rc = uring_wait(m, ioc_timeout_ms(&m->loop));
@@ -563,7 +567,7 @@ static int uring_watch_stop(struct uring_model *m)
     if (!sqe)
         return -EBUSY;
     io_uring_prep_poll_add(sqe, m->h->stop_fd, POLLIN);
-    uring_tag(m, sqe, NULL, OP_STOP);
+    uring_tag(sqe, NULL, OP_STOP);
     m->stop_armed = true;
     return 0;
 }
@@ -574,8 +578,8 @@ static void uring_teardown(struct uring_model *m)
 {
     m->closing = true;
     if (m->ring_ok) {
-        if (m->accept_armed)
-            uring_cancel(m, NULL, OP_ACCEPT);
+        if (m->listen_armed)
+            uring_cancel(m, NULL, OP_LISTEN);
         if (m->stop_armed)
             uring_cancel(m, NULL, OP_STOP);
     }
@@ -604,7 +608,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     h->knob_int(h, "buffers", &nbufs);
     h->knob_bool(h, "multishot", &multishot);
     h->knob_bool(h, "buffer_ring", &buffer_ring);
-    m.multishot_accept = m.multishot_recv = multishot;
+    m.multishot_recv = multishot;
 
     int rc = ioc_loop_init(&m.loop, h);
     if (rc != 0)
@@ -617,8 +621,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         (rc = uring_watch_stop(&m)) == 0) {
         /* Multishot recv needs the buffer ring. */
         m.multishot_recv = m.multishot_recv && m.br;
-        h->log(h, IOS_LOG_DEBUG, 0, "%s accept, %s recv, %s",
-               m.multishot_accept ? "multishot" : "single-shot",
+        h->log(h, IOS_LOG_DEBUG, 0, "%s recv, %s",
                m.multishot_recv ? "multishot" : "single-shot",
                m.br ? "provided-buffer ring" : "a buffer per connection");
         h->ready(h);

@@ -167,13 +167,20 @@ bool ioc_accepting(const struct ioc_loop *loop);
 int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
                struct ioc_conn **conn);
 
-/* Called with each connection ioc_accept_pending accepted; may close it. */
+/* Called with the connection ioc_accept_next accepted; may close it. */
 typedef void (*ioc_accept_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
 
-/* Accepts every pending connection (until EAGAIN or a failure ioc_accept
- * reports), each with interest IOC_READABLE, and hands each to `added`
- * (may be NULL) — the accept loop of a readiness model. */
-void ioc_accept_pending(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added);
+/*
+ * Accepts the next pending connection (refusing on the way those a limit
+ * refuses) with interest IOC_READABLE, and hands it to `added` (may be
+ * NULL) — the accept step of a readiness model, after listen_fd was
+ * reported readable.  One per call, as nginx does without multi_accept:
+ * every worker waits on the same socket, and the one that runs first would
+ * otherwise take the whole queue; the listener stays readable while
+ * connections wait, so the next wait of whichever worker is free takes the
+ * next one.  Does nothing while draining or paused.
+ */
+void ioc_accept_next(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added);
 
 /*
  * The two halves of ioc_accept, for a model whose kernel accepts for it

@@ -164,13 +164,13 @@ int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
     return ioc_accepted(loop, fd, conn);
 }
 
-void ioc_accept_pending(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added)
+void ioc_accept_next(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added)
 {
     struct ioc_conn *c;
     int rc;
-    while ((rc = ioc_accept(loop, listen_fd, false, &c)) >= 0) {
-        if (rc == 0)
-            continue;
+    while ((rc = ioc_accept(loop, listen_fd, false, &c)) == 0)
+        ; /* refused: the next one */
+    if (rc == 1) {
         c->interest = IOC_READABLE;
         if (added)
             added(loop, c);

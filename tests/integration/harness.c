@@ -1627,3 +1627,59 @@ int it_has_number_token(const char *s, const char *num)
     }
     return 0;
 }
+
+/* ----------------------------------------------------- the status endpoint */
+
+/* The port of "status: metrics on http://127.0.0.1:PORT/metrics". */
+int it_status_port(const struct it_server *s)
+{
+    char *log = it_read_file(s->log, NULL);
+    int port = 0;
+    const char *p = log ? strstr(log, "metrics on http://127.0.0.1:") : NULL;
+    if (p)
+        port = atoi(p + strlen("metrics on http://127.0.0.1:"));
+    free(log);
+    return port;
+}
+
+/* GET path from the status endpoint; returns the whole response. */
+char *it_http_get(int port, const char *path)
+{
+    int fd = it_connect(port);
+    if (fd < 0)
+        return NULL;
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+    static char buf[1 << 17];
+    size_t got = 0;
+    if (it_send_all(fd, req, (size_t)n, 5000) != 0 ||
+        it_recv_until_eof(fd, buf, sizeof buf - 1, 5000, &got) != 0) {
+        it_close(fd);
+        return NULL;
+    }
+    it_close(fd);
+    buf[got] = '\0';
+    return buf;
+}
+
+/* Sum of every sample of `family` (optionally only those whose labels
+ * contain `label`). */
+unsigned long long it_metric_sum(const char *body, const char *family, const char *label)
+{
+    unsigned long long sum = 0;
+    size_t flen = strlen(family);
+    for (const char *l = body; *l; l = strchr(l, '\n') + 1) {
+        const char *end = strchr(l, '\n');
+        if (!end)
+            break;
+        if (strncmp(l, family, flen) == 0 && (l[flen] == '{' || l[flen] == ' ')) {
+            const char *sp = memchr(l, ' ', (size_t)(end - l));
+            char labels[512];
+            snprintf(labels, sizeof labels, "%.*s", (int)(end - l), l);
+            if (sp && (!label || strstr(labels, label)))
+                sum += strtoull(sp + 1, NULL, 10);
+        }
+    }
+    return sum;
+}
+

@@ -293,6 +293,17 @@ long it_first_diff(const void *a, const void *b, size_t n);
 /* Whole-word search for a decimal number token in s. */
 int it_has_number_token(const char *s, const char *num);
 
+/* ---------------------------------------------------- the status endpoint */
+
+/* The port of the server's "metrics on http://127.0.0.1:PORT" line, or 0. */
+int it_status_port(const struct it_server *s);
+/* GET path from the status endpoint: the whole response (a static buffer,
+ * valid until the next call), or NULL. */
+char *it_http_get(int port, const char *path);
+/* Sum of every sample of `family` in a /metrics body (only those whose
+ * labels contain `label`, when not NULL). */
+unsigned long long it_metric_sum(const char *body, const char *family, const char *label);
+
 /* ------------------------------------------------------------- scenarios */
 
 int it_run_echo(void);

@@ -34,6 +34,9 @@ int it_run_http_rfc(void);
 int it_run_uring_unavailable(void);
 int it_run_fork_refused(void);
 
+/* sc_spread.c: several workers on one socket */
+int it_run_spread(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -75,6 +78,7 @@ static const struct scenario scenarios[] = {
     {"privdrop", it_run_privdrop},
     {"memcheck", it_run_memcheck},
     {"refusals", it_run_refusals},
+    {"spread", it_run_spread},
 };
 
 static void usage(void)

@@ -19,38 +19,6 @@
 
 /* ================================================================ metrics */
 
-/* The port of "status: metrics on http://127.0.0.1:PORT/metrics". */
-static int status_port(const struct it_server *s)
-{
-    char *log = it_read_file(s->log, NULL);
-    int port = 0;
-    const char *p = log ? strstr(log, "metrics on http://127.0.0.1:") : NULL;
-    if (p)
-        port = atoi(p + strlen("metrics on http://127.0.0.1:"));
-    free(log);
-    return port;
-}
-
-/* GET path from the status endpoint; returns the whole response. */
-static char *http_get(int port, const char *path)
-{
-    int fd = it_connect(port);
-    if (fd < 0)
-        return NULL;
-    char req[256];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-    static char buf[1 << 17];
-    size_t got = 0;
-    if (it_send_all(fd, req, (size_t)n, 5000) != 0 ||
-        it_recv_until_eof(fd, buf, sizeof buf - 1, 5000, &got) != 0) {
-        it_close(fd);
-        return NULL;
-    }
-    it_close(fd);
-    buf[got] = '\0';
-    return buf;
-}
-
 static int name_char(char c, int first)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
@@ -123,27 +91,6 @@ static void check_exposition(const char *body)
     }
 }
 
-/* Sum of every sample of `family` (optionally only those whose labels
- * contain `label`). */
-static unsigned long long metric_sum(const char *body, const char *family, const char *label)
-{
-    unsigned long long sum = 0;
-    size_t flen = strlen(family);
-    for (const char *l = body; *l; l = strchr(l, '\n') + 1) {
-        const char *end = strchr(l, '\n');
-        if (!end)
-            break;
-        if (strncmp(l, family, flen) == 0 && (l[flen] == '{' || l[flen] == ' ')) {
-            const char *sp = memchr(l, ' ', (size_t)(end - l));
-            char labels[512];
-            snprintf(labels, sizeof labels, "%.*s", (int)(end - l), l);
-            if (sp && (!label || strstr(labels, label)))
-                sum += strtoull(sp + 1, NULL, 10);
-        }
-    }
-    return sum;
-}
-
 static int metrics_setup(void **state)
 {
     (void)state;
@@ -155,9 +102,9 @@ static void wait_metric(int port, const char *family, unsigned long long want)
 {
     unsigned long long got = 0;
     for (int i = 0; i < 200; i++) {
-        char *body = http_get(port, "/metrics");
+        char *body = it_http_get(port, "/metrics");
         const char *b = body ? strstr(body, "\r\n\r\n") : NULL;
-        got = b ? metric_sum(b + 4, family, NULL) : 0;
+        got = b ? it_metric_sum(b + 4, family, NULL) : 0;
         if (got == want)
             return;
         it_sleep_ms(20);
@@ -169,7 +116,7 @@ static void test_metrics_counts_a_known_load(void **state)
 {
     (void)state;
     IT_BEGIN();
-    int port = status_port(it_srv);
+    int port = it_status_port(it_srv);
     IT_CHECK(port > 0, "no \"metrics on\" line in the log");
 
     char msg[100];
@@ -182,21 +129,21 @@ static void test_metrics_counts_a_known_load(void **state)
     }
     wait_metric(port, "ioserve_connections_closed_total", 5);
 
-    char *resp = http_get(port, "/metrics");
+    char *resp = it_http_get(port, "/metrics");
     IT_CHECK(resp && strncmp(resp, "HTTP/1.1 200", 12) == 0, "GET /metrics: %s",
              resp ? resp : "no answer");
     IT_CHECK(strstr(resp, "Content-Type: text/plain; version=0.0.4"), "content type: %s", resp);
     const char *body = strstr(resp, "\r\n\r\n") + 4;
     check_exposition(body);
-    assert_int_equal(metric_sum(body, "ioserve_connections_accepted_total", NULL), 5);
-    assert_int_equal(metric_sum(body, "ioserve_received_bytes_total", NULL), 500);
-    assert_int_equal(metric_sum(body, "ioserve_sent_bytes_total", NULL), 500);
-    assert_int_equal(metric_sum(body, "ioserve_connections_active", NULL), 0);
-    assert_int_equal(metric_sum(body, "ioserve_workers", "state=\"active\""), 1);
-    assert_int_equal(metric_sum(body, "ioserve_reloads_total", NULL), 0);
+    assert_int_equal(it_metric_sum(body, "ioserve_connections_accepted_total", NULL), 5);
+    assert_int_equal(it_metric_sum(body, "ioserve_received_bytes_total", NULL), 500);
+    assert_int_equal(it_metric_sum(body, "ioserve_sent_bytes_total", NULL), 500);
+    assert_int_equal(it_metric_sum(body, "ioserve_connections_active", NULL), 0);
+    assert_int_equal(it_metric_sum(body, "ioserve_workers", "state=\"active\""), 1);
+    assert_int_equal(it_metric_sum(body, "ioserve_reloads_total", NULL), 0);
     IT_CHECK(strstr(body, "model=\"" ) && strstr(body, it_env.model), "no model label");
 
-    resp = http_get(port, "/nothing");
+    resp = it_http_get(port, "/nothing");
     IT_CHECK(resp && strncmp(resp, "HTTP/1.1 404", 12) == 0, "GET /nothing: %s",
              resp ? resp : "no answer");
 }
@@ -207,7 +154,7 @@ static void test_metrics_across_reloads(void **state)
 {
     (void)state;
     IT_BEGIN();
-    int port = status_port(it_srv);
+    int port = it_status_port(it_srv);
     char *argv[] = {(char *)it_env.bin, "-c", it_srv->cfg, "-s", "reload", NULL};
     char *out = NULL;
     int st = it_run(argv, 5000, NULL, &out, NULL);

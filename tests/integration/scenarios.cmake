@@ -23,6 +23,7 @@ set(IT_MODEL_SCENARIOS
   soak
   refusals
   orphan
+  spread
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
