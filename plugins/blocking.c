@@ -10,7 +10,8 @@
  * The acceptor waits in poll(2) on the listening socket and stop_fd, since
  * a thread blocked in accept(2) could not notice a drain.  Idle connections
  * are closed through SO_RCVTIMEO/SO_SNDTIMEO (idle_timeout), and so is a
- * request that takes too long to arrive (request_timeout_ms).
+ * request that takes too long to arrive (request_timeout_ms); the output is
+ * sent by the pump's own ioc_flush, on a blocking socket.
  */
 #include <errno.h>
 #include <poll.h>
@@ -55,39 +56,62 @@ struct blocking_job {
     struct blocking_job *next_ended;
 };
 
-static void set_timeout(int fd, int opt, unsigned ms)
+/* A socket timeout is changed only when it is off by more than this: most
+ * calls find it right, and a setsockopt per request would cost a system
+ * call for nothing. */
+#define TIMEOUT_SLACK_MS 50
+
+/* Sets SO_RCVTIMEO/SO_SNDTIMEO to ms unless *now is already close to it. */
+static void blocking_timeout(int fd, int opt, unsigned *now, unsigned ms)
 {
+    if (*now && ms <= *now && *now - ms <= TIMEOUT_SLACK_MS)
+        return;
     struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
     setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv));
+    *now = ms;
 }
 
-/* How long the next recv may block: idle_timeout, or less while a request
- * is unfinished (request_timeout_ms, the slowloris defence: no ioc_tick
- * runs on a connection thread, so the socket timeout enforces it).
- * 0 = the deadline has passed. */
-static unsigned recv_timeout_ms(const struct ioc_loop *loop, const struct ioc_conn *c)
+/* Milliseconds until the connection is due to close — idle_timeout after
+ * its last activity, or request_timeout_ms after its unfinished request
+ * began, whichever is first: no ioc_tick runs on a connection thread, so
+ * socket timeouts enforce both.  0 = due now; *why says which. */
+static unsigned blocking_left_ms(const struct ioc_loop *loop, const struct ioc_conn *c,
+                                 const char **why)
 {
-    const struct ios_handler *h = loop->h;
-    if (!ioc_request_pending(c))
-        return h->idle_timeout_ms;
-    uint64_t due = c->request_started_ms + loop->request_timeout_ms;
+    uint64_t due = c->last_active_ms + loop->h->idle_timeout_ms;
+    *why = "idle timeout";
+    if (ioc_request_pending(c) && c->request_started_ms + loop->request_timeout_ms < due) {
+        due = c->request_started_ms + loop->request_timeout_ms;
+        *why = "request unfinished at request_timeout";
+    }
     uint64_t now = ioc_now_ms();
-    uint64_t left = due > now ? due - now : 0;
-    return left < h->idle_timeout_ms ? (unsigned)left : h->idle_timeout_ms;
+    return due > now ? (unsigned)(due - now) : 0;
 }
 
-/* Sends everything queued; a blocking send may still return short. */
-static int send_all(struct ioc_loop *loop, struct ioc_conn *c)
+/*
+ * Sends everything queued, blocking.  Bytes that move are activity, as in
+ * the other models, so a peer that stops reading is cut idle_timeout after
+ * the last bytes went.  A blocking send that returns short after waiting
+ * does not say when its bytes went, so each send waits at most an eighth of
+ * idle_timeout: the cut comes within that much of the deadline.
+ * 0, -ETIMEDOUT, or -errno of a failed send.
+ */
+static int blocking_flush(struct ioc_loop *loop, struct ioc_conn *c, unsigned *snd_ms)
 {
+    unsigned idle = loop->h->idle_timeout_ms;
+    unsigned slice = idle / 8 ? idle / 8 : 1;
     while (ios_buf_pending(&c->out)) {
-        ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
-                         MSG_NOSIGNAL);
-        if (n > 0)
-            ioc_sent(loop, c, (size_t)n);
-        else if (n < 0 && errno == EINTR)
-            continue;
-        else
-            return n < 0 ? -errno : -EPIPE; /* EAGAIN here = SO_SNDTIMEO */
+        uint64_t now = ioc_now_ms(), due = c->last_active_ms + idle;
+        if (now >= due)
+            return -ETIMEDOUT;
+        blocking_timeout(c->fd, SO_SNDTIMEO, snd_ms,
+                         due - now < slice ? (unsigned)(due - now) : slice);
+        bool moved = false;
+        int rc = ioc_flush(loop, c, &moved);
+        if (rc < 0)
+            return rc;
+        if (moved)
+            ioc_touch(loop, c);
     }
     return 0;
 }
@@ -96,18 +120,15 @@ static int send_all(struct ioc_loop *loop, struct ioc_conn *c)
 static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
 {
     const struct ios_handler *h = loop->h;
-    unsigned rcv_ms = h->idle_timeout_ms;
-    set_timeout(c->fd, SO_RCVTIMEO, rcv_ms);
-    set_timeout(c->fd, SO_SNDTIMEO, h->idle_timeout_ms);
+    unsigned rcv_ms = 0, snd_ms = 0;
     for (;;) {
-        unsigned want = recv_timeout_ms(loop, c);
-        if (want == 0) {
-            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: request unfinished after %u ms, closing",
-                   c->fd, loop->request_timeout_ms);
+        const char *why;
+        unsigned left = blocking_left_ms(loop, c, &why);
+        if (left == 0) {
+            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: %s, closing", c->fd, why);
             break;
         }
-        if (want != rcv_ms) /* only while a request spans reads */
-            set_timeout(c->fd, SO_RCVTIMEO, rcv_ms = want);
+        blocking_timeout(c->fd, SO_RCVTIMEO, &rcv_ms, left);
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
             ioc_received(loop, c, (size_t)n);
@@ -115,28 +136,24 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
                 break;
         } else if (n == 0) {
             ioc_eof(loop, c);
-        } else if (errno == EINTR) {
-            continue;
+        } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+            continue; /* SO_RCVTIMEO: the deadline above decides */
         } else {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                h->log(h, IOS_LOG_DEBUG, 0, "fd %d: %s timeout", c->fd,
-                       rcv_ms < h->idle_timeout_ms ? "request" : "idle");
-            else
-                ioc_log_conn_error(loop, "recv", errno);
+            ioc_log_conn_error(loop, "recv", errno);
             break;
         }
-        int rc = send_all(loop, c);
-        if (rc == -EAGAIN || rc == -EWOULDBLOCK) {
+        int rc = blocking_flush(loop, c, &snd_ms);
+        if (rc == -ETIMEDOUT) {
             /* a reader that stopped reading, like an idle one: routine */
-            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: send timeout", c->fd);
+            h->log(h, IOS_LOG_DEBUG, 0, "fd %d: send timeout, closing", c->fd);
             break;
         }
         if (rc < 0) {
             ioc_log_conn_error(loop, "send", -rc);
             break;
         }
-        if (ioc_finished(c))
-            break;
+        if (ioc_finished(c) && ioc_end(loop, c) == IOC_CLOSED)
+            return;
     }
     ioc_close(loop, c);
 }

@@ -266,10 +266,8 @@ static void uring_update(struct uring_model *m, struct uring_conn *uc)
     struct ioc_conn *c = uc->conn;
     if (!uc->send_busy && !ios_buf_pending(&c->out) && ios_buf_pending(&uc->side))
         uring_swap(&c->out, &uc->side);
-    if (ioc_finished(c)) {
-        ioc_close(&m->loop, c);
+    if (ioc_finished(c) && ioc_end(&m->loop, c) == IOC_CLOSED)
         return;
-    }
     bool read = (ioc_interest(&m->loop, c) & IOC_READABLE) &&
                 uring_queued(uc) < m->h->output_high_water;
     int rc = 0;

@@ -223,6 +223,13 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
 /*
  * The pieces of ioc_service, for models that do their own I/O (blocking
  * sockets, io_uring):
+ *  ioc_flush  — sends conn->out until it is empty or the socket is full
+ *               (EAGAIN; on a blocking socket, its SO_SNDTIMEO ran out);
+ *               *moved is set when bytes went.  0, or -errno of a failed
+ *               send.
+ *  ioc_end    — call once ioc_finished: closes the connection (IOC_CLOSED),
+ *               or, while the peer may still be sending, starts a lingering
+ *               close (IOC_READABLE; see below).
  *  ioc_feed   — n bytes arrived: run the handler (with any bytes kept from
  *               before); replies are appended to conn->out.  0, or -1 when
  *               the connection must close once conn->out is sent (the
@@ -236,6 +243,17 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
  */
 int ioc_feed(struct ioc_loop *loop, struct ioc_conn *conn, const char *data,
              size_t n);
+int ioc_flush(struct ioc_loop *loop, struct ioc_conn *conn, bool *moved);
+/*
+ * A lingering close (as httpd's and nginx's): a connection closed on our
+ * side (the handler's close-after-write, or max_input) while the peer still
+ * sends would be reset by the kernel on close(), and a reset throws away
+ * the reply the peer has not read yet.  So, after the reply is sent:
+ * shutdown(SHUT_WR), then read and discard until EOF, for idle_timeout_ms
+ * from the shutdown at most (what arrives meanwhile is no activity, so a
+ * client that keeps sending does not keep the connection), then close.
+ */
+unsigned ioc_end(struct ioc_loop *loop, struct ioc_conn *conn);
 void ioc_eof(struct ioc_loop *loop, struct ioc_conn *conn);
 /* n bytes were received (counters, idle timer). */
 void ioc_received(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);

@@ -6,6 +6,8 @@
 
 #define IOC_F_EOF 0x1u     /* the peer shut its write side */
 #define IOC_F_CLOSING 0x2u /* close once the output is sent */
+#define IOC_F_LINGER 0x4u  /* output sent and write side shut: discarding
+                              input until EOF (ioc_end) */
 
 int ioc_track(struct ioc_loop *loop, struct ioc_conn *c);
 void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c);

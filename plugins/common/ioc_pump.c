@@ -22,8 +22,18 @@ bool ioc_output_full(const struct ioc_loop *loop, const struct ioc_conn *c)
 
 bool ioc_finished(const struct ioc_conn *c)
 {
-    return (c->flags & (IOC_F_EOF | IOC_F_CLOSING)) &&
-           ios_buf_pending(&c->out) == 0;
+    if (ios_buf_pending(&c->out))
+        return false;
+    return (c->flags & IOC_F_EOF) ||
+           (c->flags & (IOC_F_CLOSING | IOC_F_LINGER)) == IOC_F_CLOSING;
+}
+
+/* Input is still wanted: for the handler, or to be discarded while
+ * lingering. */
+static bool reading(const struct ioc_conn *c)
+{
+    return !(c->flags & IOC_F_EOF) &&
+           (!(c->flags & IOC_F_CLOSING) || (c->flags & IOC_F_LINGER));
 }
 
 unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
@@ -33,9 +43,23 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
         want |= IOC_WRITABLE;
     /* Backpressure: while too much output waits, stop reading and let the
      * peer's TCP window fill up instead of our memory. */
-    if (!(c->flags & (IOC_F_EOF | IOC_F_CLOSING)) && !ioc_output_full(loop, c))
+    if (reading(c) && !ioc_output_full(loop, c))
         want |= IOC_READABLE;
     return want;
+}
+
+unsigned ioc_end(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    if ((c->flags & (IOC_F_EOF | IOC_F_LINGER)) || shutdown(c->fd, SHUT_WR) != 0) {
+        ioc_close(loop, c);
+        return IOC_CLOSED;
+    }
+    c->flags |= IOC_F_LINGER;
+    /* The linger's deadline: idle_timeout from now, since what arrives
+     * from here on does not count as activity. */
+    ioc_touch(loop, c);
+    c->interest = IOC_READABLE;
+    return c->interest;
 }
 
 void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
@@ -49,7 +73,8 @@ void ioc_eof(struct ioc_loop *loop, struct ioc_conn *c)
 void ioc_received(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
 {
     ioc_count(&loop->h->counters->bytes_in, n);
-    ioc_touch(loop, c);
+    if (!(c->flags & IOC_F_LINGER))
+        ioc_touch(loop, c);
 }
 
 /* ioc_sent without the idle-timer update: ioc_service touches the
@@ -80,7 +105,8 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
 {
     const struct ios_handler *h = loop->h;
     if (c->flags & IOC_F_CLOSING)
-        return -1; /* the reply that ends the connection is already queued */
+        return -1; /* the reply that ends the connection is queued: what
+                      still arrives is dropped (see ioc_end) */
 
     /* Usually the handler consumes everything and runs straight on the
      * read buffer; bytes are copied only when a request spans reads. */
@@ -126,16 +152,19 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
     return 0;
 }
 
-/* Sends queued output until it is gone or the socket is full.
- * 0, or -errno of a failed send. */
-static int flush(struct ioc_loop *loop, struct ioc_conn *c, bool *moved)
+int ioc_flush(struct ioc_loop *loop, struct ioc_conn *c, bool *moved)
 {
     while (ios_buf_pending(&c->out)) {
         ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
                          MSG_NOSIGNAL);
         if (n > 0) {
+            bool full = (size_t)n < ios_buf_pending(&c->out);
             consume_out(loop, c, (size_t)n);
             *moved = true;
+            /* A short send filled the socket (or, blocking, ran out its
+             * SO_SNDTIMEO): trying again now would only meet EAGAIN. */
+            if (full)
+                return 0;
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -162,7 +191,7 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
     bool moved = false; /* bytes went either way: touch once, at the end */
     int rc;
 
-    if (ios_buf_pending(&c->out) && (rc = flush(loop, c, &moved)) < 0)
+    if (ios_buf_pending(&c->out) && (rc = ioc_flush(loop, c, &moved)) < 0)
         return fail(loop, c, "send", -rc);
 
     /* Read if the socket said so — or if backpressure just lifted: with
@@ -170,18 +199,17 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
      * arrived while we were not reading. */
     bool try_read = (ready & (IOC_READABLE | IOC_HANGUP)) ||
                     (was_full && !ioc_output_full(loop, c));
-    while (try_read && !(c->flags & (IOC_F_EOF | IOC_F_CLOSING)) &&
-           !ioc_output_full(loop, c)) {
+    while (try_read && reading(c) && !ioc_output_full(loop, c)) {
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
             ioc_count(&h->counters->bytes_in, (size_t)n);
-            moved = true;
+            moved = moved || !(c->flags & IOC_F_LINGER);
             rc = ioc_feed(loop, c, loop->rbuf, (size_t)n);
             if (rc == (int)IOC_CLOSED) {
                 ioc_close(loop, c);
                 return IOC_CLOSED;
             }
-            if (ios_buf_pending(&c->out) && (rc = flush(loop, c, &moved)) < 0)
+            if (ios_buf_pending(&c->out) && (rc = ioc_flush(loop, c, &moved)) < 0)
                 return fail(loop, c, "send", -rc);
             /* A short read emptied the socket: any later byte raises a new
              * edge.  With a hang-up pending, read on to see the EOF now. */
@@ -198,10 +226,8 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
         }
     }
 
-    if (ioc_finished(c)) {
-        ioc_close(loop, c);
-        return IOC_CLOSED;
-    }
+    if (ioc_finished(c))
+        return ioc_end(loop, c);
     if (moved)
         ioc_touch(loop, c);
     c->interest = ioc_interest(loop, c);

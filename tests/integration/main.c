@@ -37,6 +37,10 @@ int it_run_fork_refused(void);
 /* sc_spread.c: several workers on one socket */
 int it_run_spread(void);
 
+/* sc_close.c: how a connection ends */
+int it_run_stop_reading(void);
+int it_run_linger(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -79,6 +83,8 @@ static const struct scenario scenarios[] = {
     {"memcheck", it_run_memcheck},
     {"refusals", it_run_refusals},
     {"spread", it_run_spread},
+    {"stop_reading", it_run_stop_reading},
+    {"linger", it_run_linger},
 };
 
 static void usage(void)

@@ -24,6 +24,8 @@ set(IT_MODEL_SCENARIOS
   refusals
   orphan
   spread
+  stop_reading
+  linger
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config

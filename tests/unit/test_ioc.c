@@ -203,9 +203,12 @@ static void test_max_input_closes(void **state)
     char big[2048];
     memset(big, 'x', sizeof(big));
     assert_int_equal(write(peer, big, sizeof(big)), (ssize_t)sizeof(big));
-    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_CLOSED);
+    /* closed for input: a lingering close, the write side shut at once */
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    assert_int_equal(read(peer, big, sizeof(big)), 0);
+    shutdown(peer, SHUT_WR);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE | IOC_HANGUP), IOC_CLOSED);
     assert_int_equal(proto.closes, 1);
-    assert_int_equal(read(peer, big, sizeof(big)), 0); /* server closed */
     ioc_loop_fini(&loop);
     close(peer);
 }
@@ -239,10 +242,65 @@ static void test_close_after_write(void **state)
     int peer;
     struct ioc_conn *c = pair_conn(&loop, &peer);
     assert_int_equal(write(peer, "q", 1), 1);
-    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_CLOSED);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
     char buf[8];
     assert_int_equal(read(peer, buf, sizeof(buf)), 3);
     assert_memory_equal(buf, "bye", 3);
+    assert_int_equal(read(peer, buf, sizeof(buf)), 0); /* then EOF */
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* After a close-after-write reply, what the peer still sends is read and
+ * dropped (a close with unread input would reset the connection and
+ * destroy the reply the peer has not read), until the peer's EOF. */
+static void test_linger_discards_until_eof(void **state)
+{
+    (void)state;
+    proto.mode = 2;
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "q and more", 10), 10);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    assert_int_equal(write(peer, "still talking", 13), 13);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    assert_int_equal(proto.closes, 0);
+    char buf[32];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 3); /* "bye" and nothing else */
+    assert_int_equal(read(peer, buf, sizeof(buf)), 0);
+    shutdown(peer, SHUT_WR);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE | IOC_HANGUP), IOC_CLOSED);
+    assert_int_equal(proto.closes, 1);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* A peer that keeps sending does not keep a lingering connection: what
+ * arrives is no activity, so idle_timeout from the shutdown ends it. */
+static void test_linger_deadline(void **state)
+{
+    (void)state;
+    proto.mode = 2;
+    struct ios_handler h = handler();
+    h.idle_timeout_ms = 1000;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "q", 1), 1);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    c->last_active_ms -= 900; /* lingering for 900 ms so far */
+    uint64_t began = c->last_active_ms;
+    assert_int_equal(write(peer, "more", 4), 4);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    assert_true(c->last_active_ms == began); /* discarding is no activity */
+    c->last_active_ms -= 200;
+    ioc_tick(&loop);
+    assert_int_equal(loop.nconns, 0);
+    assert_int_equal(proto.closes, 1);
     ioc_loop_fini(&loop);
     close(peer);
 }
@@ -445,6 +503,8 @@ int main(void)
         cmocka_unit_test_setup(test_max_input_closes, setup),
         cmocka_unit_test_setup(test_half_close_flushes_then_closes, setup),
         cmocka_unit_test_setup(test_close_after_write, setup),
+        cmocka_unit_test_setup(test_linger_discards_until_eof, setup),
+        cmocka_unit_test_setup(test_linger_deadline, setup),
         cmocka_unit_test_setup(test_backpressure, setup),
         cmocka_unit_test_setup(test_reset_peer_closes, setup),
         cmocka_unit_test_setup(test_idle_timeout, setup),
