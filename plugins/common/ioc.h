@@ -223,10 +223,10 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
 /*
  * The pieces of ioc_service, for models that do their own I/O (blocking
  * sockets, io_uring):
- *  ioc_flush  — sends conn->out until it is empty or the socket is full
- *               (EAGAIN; on a blocking socket, its SO_SNDTIMEO ran out);
- *               *moved is set when bytes went.  0, or -errno of a failed
- *               send.
+ *  ioc_flush  — one send of the queued output (there must be some): all of
+ *               it, or what fits before the socket is full (EAGAIN; on a
+ *               blocking socket, its SO_SNDTIMEO ran out); *moved is set
+ *               when bytes went.  0, or -errno of a failed send.
  *  ioc_end    — call once ioc_finished: closes the connection (IOC_CLOSED),
  *               or, while the peer may still be sending, starts a lingering
  *               close (IOC_READABLE; see below).

@@ -22,18 +22,17 @@ bool ioc_output_full(const struct ioc_loop *loop, const struct ioc_conn *c)
 
 bool ioc_finished(const struct ioc_conn *c)
 {
-    if (ios_buf_pending(&c->out))
-        return false;
-    return (c->flags & IOC_F_EOF) ||
-           (c->flags & (IOC_F_CLOSING | IOC_F_LINGER)) == IOC_F_CLOSING;
+    unsigned f = c->flags;
+    return (f & (IOC_F_EOF | IOC_F_CLOSING)) &&
+           ((f & IOC_F_EOF) || !(f & IOC_F_LINGER)) && ios_buf_pending(&c->out) == 0;
 }
 
 /* Input is still wanted: for the handler, or to be discarded while
  * lingering. */
 static bool reading(const struct ioc_conn *c)
 {
-    return !(c->flags & IOC_F_EOF) &&
-           (!(c->flags & IOC_F_CLOSING) || (c->flags & IOC_F_LINGER));
+    unsigned f = c->flags;
+    return !(f & (IOC_F_EOF | IOC_F_CLOSING)) || (f & (IOC_F_EOF | IOC_F_LINGER)) == IOC_F_LINGER;
 }
 
 unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
@@ -154,26 +153,22 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
 
 int ioc_flush(struct ioc_loop *loop, struct ioc_conn *c, bool *moved)
 {
-    while (ios_buf_pending(&c->out)) {
+    for (;;) {
         ssize_t n = send(c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
                          MSG_NOSIGNAL);
         if (n > 0) {
-            bool full = (size_t)n < ios_buf_pending(&c->out);
+            /* All of it went, or a short send filled the socket (blocking:
+             * ran out its SO_SNDTIMEO), where another would meet EAGAIN. */
             consume_out(loop, c, (size_t)n);
             *moved = true;
-            /* A short send filled the socket (or, blocking, ran out its
-             * SO_SNDTIMEO): trying again now would only meet EAGAIN. */
-            if (full)
-                return 0;
-        } else if (n < 0 && errno == EINTR) {
-            continue;
-        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             return 0;
-        } else {
-            return n < 0 ? -errno : -EPIPE;
         }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return n < 0 ? -errno : -EPIPE;
     }
-    return 0;
 }
 
 static unsigned fail(struct ioc_loop *loop, struct ioc_conn *c,
