@@ -25,25 +25,21 @@
  *
  * Memory the kernel uses must outlive its operation, untouched:
  *   - sends, double-buffered without copying: one send per connection is in
- *     flight, straight from conn->out, and while it is nobody may touch
- *     conn->out (appending could realloc or memmove it under the kernel).
- *     Replies the handler produces meanwhile are diverted into a side
- *     buffer (conn->out and the side buffer are swapped around ioc_feed);
- *     when the send completes, ioc_sent consumes what went out, and once
- *     conn->out is empty the side buffer becomes conn->out and is sent.
+ *     flight, from the buffer ioc_send_next moved out of conn->out into
+ *     conn->sending; replies the handler produces meanwhile go to a fresh
+ *     conn->out and are sent once the kernel is done with conn->sending.
  *   - connections: user_data is (struct uring_conn * | operation).  A
  *     uring_conn outlives the ioc_conn it serves: when the connection
  *     closes (the loop's on_close hook), its pending recv/send are
- *     cancelled, the buffer being sent is taken over so ioc_close cannot
- *     recycle it, and the uring_conn is freed only once the last of their
+ *     cancelled, conn->sending is taken over so ioc_close cannot recycle
+ *     it, and the uring_conn is freed only once the last of their
  *     completions has arrived.
  *   - model_run returns only after every operation has completed.
  *
- * Backpressure: while conn->out plus the side buffer hold more than the
- * high-water mark (or after EOF, or once the handler asked to close) the
- * recv is cancelled instead of re-armed, exactly where a readiness model
- * would drop IOC_READABLE from its interest; it is re-armed when the output
- * drains.
+ * Backpressure: whenever ioc_interest drops IOC_READABLE (output past the
+ * high-water mark, EOF, the handler asked to close) the recv is cancelled
+ * instead of re-armed, exactly where a readiness model would stop waiting
+ * for it; it is re-armed when the interest comes back.
  *
  * Why no accept operation: the listening socket is shared by every worker.
  * io_uring's accept waits on it exclusively (one waiter woken per
@@ -95,7 +91,6 @@ struct uring_conn {
     struct ioc_conn *conn; /* NULL once closed: waiting for its last CQEs */
     unsigned ops;          /* recv and send operations in flight */
     bool recv_armed, recv_cancelled, send_busy;
-    struct ios_buf side;   /* replies made while conn->out is being sent */
     struct ios_buf orphan; /* a closed connection's buffer still being sent */
     char *rbuf;            /* recv target without a buffer ring */
 };
@@ -161,12 +156,6 @@ static int uring_arm_listen(struct uring_model *m)
     return 0;
 }
 
-/* Bytes of output queued for the connection, in flight or not. */
-static size_t uring_queued(const struct uring_conn *uc)
-{
-    return ios_buf_pending(&uc->conn->out) + ios_buf_pending(&uc->side);
-}
-
 static int uring_arm_recv(struct uring_model *m, struct uring_conn *uc)
 {
     if (!m->br && !uc->rbuf && !(uc->rbuf = malloc(m->buf_size)))
@@ -183,7 +172,7 @@ static int uring_arm_recv(struct uring_model *m, struct uring_conn *uc)
          * connection with no output queued (a request/response client).
          * One that streams is read a buffer at a time, so backpressure
          * stops it within read_chunk of the high-water mark. */
-        if (m->multishot_recv && uring_queued(uc) == 0)
+        if (m->multishot_recv && ioc_output_pending(uc->conn) == 0)
             io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
         else
             io_uring_prep_recv(sqe, fd, NULL, m->buf_size, 0);
@@ -204,8 +193,8 @@ static int uring_arm_send(struct uring_model *m, struct uring_conn *uc)
     struct io_uring_sqe *sqe = uring_sqe(m);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_send(sqe, c->fd, c->out.data + c->out.off, ios_buf_pending(&c->out),
-                       MSG_NOSIGNAL);
+    const struct ios_buf *b = ioc_send_next(&m->loop, c);
+    io_uring_prep_send(sqe, c->fd, b->data + b->off, ios_buf_pending(b), MSG_NOSIGNAL);
     uring_tag(sqe, uc, OP_SEND);
     uc->ops++;
     m->inflight++;
@@ -215,19 +204,11 @@ static int uring_arm_send(struct uring_model *m, struct uring_conn *uc)
 
 /* ------------------------------------------------------- connections */
 
-static void uring_swap(struct ios_buf *a, struct ios_buf *b)
-{
-    struct ios_buf t = *a;
-    *a = *b;
-    *b = t;
-}
-
 /* Frees a closed connection's state once the kernel is done with it. */
 static void uring_release(struct uring_conn *uc)
 {
     if (uc->conn || uc->ops > 0)
         return;
-    ios_buf_free(&uc->side);
     ios_buf_free(&uc->orphan);
     free(uc->rbuf);
     free(uc);
@@ -247,8 +228,8 @@ static void uring_forget(struct ioc_loop *loop, struct ioc_conn *c)
     if (uc->send_busy) {
         rc |= uring_cancel(m, uc, OP_SEND);
         /* The kernel may still read it: ioc_close must not recycle it. */
-        uc->orphan = c->out;
-        c->out = (struct ios_buf){0};
+        uc->orphan = c->sending;
+        c->sending = (struct ios_buf){0};
     }
     /* No room to cancel: a shut-down socket ends its operations too. */
     if (rc != 0)
@@ -264,14 +245,12 @@ static void uring_forget(struct ioc_loop *loop, struct ioc_conn *c)
 static void uring_update(struct uring_model *m, struct uring_conn *uc)
 {
     struct ioc_conn *c = uc->conn;
-    if (!uc->send_busy && !ios_buf_pending(&c->out) && ios_buf_pending(&uc->side))
-        uring_swap(&c->out, &uc->side);
     if (ioc_finished(c) && ioc_end(&m->loop, c) == IOC_CLOSED)
         return;
-    bool read = (ioc_interest(&m->loop, c) & IOC_READABLE) &&
-                uring_queued(uc) < m->h->output_high_water;
+    unsigned want = ioc_interest(&m->loop, c);
+    bool read = want & IOC_READABLE;
     int rc = 0;
-    if (ios_buf_pending(&c->out) && !uc->send_busy)
+    if ((want & IOC_WRITABLE) && !uc->send_busy)
         rc = uring_arm_send(m, uc);
     if (rc == 0 && read && !uc->recv_armed)
         rc = uring_arm_recv(m, uc);
@@ -325,13 +304,7 @@ static void uring_received(struct uring_model *m, struct uring_conn *uc,
         m->recv_seen = true;
         ioc_received(&m->loop, c, (size_t)res);
         const char *data = has_buf ? m->bufs + (size_t)bid * m->buf_size : uc->rbuf;
-        /* conn->out is being sent: the handler appends to the side buffer. */
-        bool divert = uc->send_busy;
-        if (divert)
-            uring_swap(&c->out, &uc->side);
         int rc = ioc_feed(&m->loop, c, data, (size_t)res);
-        if (divert)
-            uring_swap(&c->out, &uc->side);
         if (rc == (int)IOC_CLOSED) {
             ioc_close(&m->loop, c);
             c = NULL;

@@ -42,7 +42,10 @@ struct ioc_conn {
     int fd;
     unsigned flags;          /* IOC_F_* below (private) */
     struct ios_buf in;       /* bytes the handler has not consumed yet */
-    struct ios_buf out;      /* bytes not yet sent */
+    struct ios_buf out;      /* replies queued, not yet sent */
+    struct ios_buf sending;  /* replies a completion model handed to the
+                                kernel, untouchable until ioc_sent says
+                                they went (ioc_send_next); empty otherwise */
     uint64_t last_active_ms; /* for idle_timeout */
     struct ioc_link active;   /* the loop's list, least recently active first */
     struct ioc_link request;  /* the loop's unfinished-request list */
@@ -237,7 +240,12 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
  *               it must close at once.
  *  ioc_eof    — the peer will send no more.
  *  ioc_received — n bytes were received (call before ioc_feed).
- *  ioc_sent   — n bytes of conn->out were sent.
+ *  ioc_send_next — for a model whose kernel sends while it goes on
+ *               (io_uring): the bytes to send next — what remains of the
+ *               buffer in flight, or else the queued output, moved to
+ *               conn->sending so that the handler's next replies go to a
+ *               fresh conn->out and never move bytes the kernel is reading.
+ *  ioc_sent   — n bytes of conn->sending were sent.
  *  ioc_finished — true when nothing remains to do but close (EOF or close
  *               requested, and all output sent).
  */
@@ -257,7 +265,13 @@ unsigned ioc_end(struct ioc_loop *loop, struct ioc_conn *conn);
 void ioc_eof(struct ioc_loop *loop, struct ioc_conn *conn);
 /* n bytes were received (counters, idle timer). */
 void ioc_received(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);
+const struct ios_buf *ioc_send_next(struct ioc_loop *loop, struct ioc_conn *conn);
 void ioc_sent(struct ioc_loop *loop, struct ioc_conn *conn, size_t n);
+/* Output not yet sent: queued, and in flight. */
+static inline size_t ioc_output_pending(const struct ioc_conn *conn)
+{
+    return ios_buf_pending(&conn->out) + ios_buf_pending(&conn->sending);
+}
 bool ioc_finished(const struct ioc_conn *conn);
 /* True while the output queued for conn is at or above the high-water mark. */
 bool ioc_output_full(const struct ioc_loop *loop, const struct ioc_conn *conn);

@@ -195,10 +195,11 @@ void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
     ioc_untrack(loop, c);
     h->close(h, c->state);
     close(c->fd); /* on Linux the fd is gone even if this says EINTR */
+    /* back to the cache, or freed: a model that leaves `sending` here has
+     * made sure the kernel is done with it (or taken it over) */
     ioc_buf_give_back(loop, &c->in);
     ioc_buf_give_back(loop, &c->out);
-    ios_buf_free(&c->in);
-    ios_buf_free(&c->out);
+    ioc_buf_give_back(loop, &c->sending);
     ioc_count(&h->counters->closed, 1);
     __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
     free(c);
