@@ -256,8 +256,8 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct blocking_model m = {.h = h};
-    int threaded = 1;
-    long long max_threads = 1024;
+    int threaded; /* knob values: the host fills in the defaults */
+    long long max_threads;
     h->knob_bool(h, "threads", &threaded);
     h->knob_int(h, "max_threads", &max_threads);
     m.max_threads = (unsigned)max_threads;

@@ -28,6 +28,12 @@ static const struct ios_knob epoll_knobs[] = {
 
 IOS_MODEL("epoll", "epoll(7) readiness, level- or edge-triggered", epoll_knobs);
 
+/* epoll's event bits are poll's, so the shared mapping (ioc_ready_of,
+ * ioc_events_of) serves both. */
+_Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDHUP &&
+                   EPOLLHUP == POLLHUP && EPOLLERR == POLLERR,
+               "epoll and poll event bits differ");
+
 /* Tags in epoll_data for the two descriptors that are not connections. */
 #define TAG_LISTEN ((void *)1)
 #define TAG_STOP ((void *)2)
@@ -47,8 +53,7 @@ static uint32_t epoll_mask(const struct epoll_model *m, unsigned interest)
 {
     if (m->edge)
         return EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    return (interest & IOC_READABLE ? EPOLLIN | EPOLLRDHUP : 0) |
-           (interest & IOC_WRITABLE ? EPOLLOUT : 0);
+    return ioc_events_of(interest);
 }
 
 static int epoll_set_listening(struct epoll_model *m, bool on)
@@ -76,22 +81,10 @@ static void epoll_added(struct ioc_loop *loop, struct ioc_conn *c)
     }
 }
 
-static void epoll_accept(struct epoll_model *m)
-{
-    ioc_accept_next(&m->loop, m->listen_fd, epoll_added);
-    /* Out of descriptors: stop watching the socket until the pause ends,
-     * or level-triggered readiness would spin. */
-    if (!ioc_accepting(&m->loop))
-        epoll_set_listening(m, false);
-}
-
 static void epoll_conn_event(struct epoll_model *m, struct ioc_conn *c, uint32_t events)
 {
-    unsigned ready = (events & EPOLLIN ? IOC_READABLE : 0) |
-                     (events & EPOLLOUT ? IOC_WRITABLE : 0) |
-                     (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? IOC_HANGUP : 0);
     unsigned before = c->interest;
-    unsigned now = ioc_service(&m->loop, c, ready);
+    unsigned now = ioc_service(&m->loop, c, ioc_ready_of(events));
     if (now == IOC_CLOSED || m->edge || now == before)
         return;
     struct epoll_event ev = {.events = epoll_mask(m, now), .data.ptr = c};
@@ -101,11 +94,18 @@ static void epoll_conn_event(struct epoll_model *m, struct ioc_conn *c, uint32_t
     }
 }
 
+/* The readiness loop, in the order all five readiness models share (see
+ * docs/models.md): watch, wait, serve the connections, then stop or
+ * accept, then timers. */
 static int epoll_loop(struct epoll_model *m)
 {
+    int rc;
     while (!ioc_drained(&m->loop)) {
-        if (!m->listening && ioc_accepting(&m->loop) && epoll_set_listening(m, true) != 0)
-            return -EIO;
+        /* Out of descriptors: not the listener until the pause ends, or
+         * level-triggered readiness would spin. */
+        bool listen = !m->loop.draining && ioc_accepting(&m->loop);
+        if ((rc = epoll_set_listening(m, listen)) != 0)
+            return rc;
         int n = epoll_wait(m->epfd, m->events, m->max_events, ioc_timeout_ms(&m->loop));
         if (n < 0) {
             int err = errno;
@@ -114,17 +114,21 @@ static int epoll_loop(struct epoll_model *m)
             m->h->log(m->h, IOS_LOG_ERROR, err, "epoll_wait");
             return -err;
         }
+        bool stop = false, listener = false;
         for (int i = 0; i < n; i++) {
             void *tag = m->events[i].data.ptr;
-            if (tag == TAG_LISTEN) {
-                epoll_accept(m);
-            } else if (tag == TAG_STOP) {
-                ioc_drain_begin(&m->loop);
-                epoll_set_listening(m, false);
-                epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->h->stop_fd, NULL);
-            } else {
+            if (tag == TAG_STOP)
+                stop = true;
+            else if (tag == TAG_LISTEN)
+                listener = true;
+            else
                 epoll_conn_event(m, tag, m->events[i].events);
-            }
+        }
+        if (stop && !m->loop.draining) {
+            ioc_drain_begin(&m->loop);
+            epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->h->stop_fd, NULL);
+        } else if (listener && !m->loop.draining) {
+            ioc_accept_next(&m->loop, m->listen_fd, epoll_added);
         }
         ioc_tick(&m->loop);
     }
@@ -134,8 +138,8 @@ static int epoll_loop(struct epoll_model *m)
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct epoll_model m = {.h = h, .listen_fd = listen_fd, .epfd = -1};
-    long long max_events = 256;
-    int edge = 0, rc;
+    long long max_events; /* knob values: the host fills in the defaults */
+    int edge, rc;
     h->knob_bool(h, "edge_triggered", &edge);
     h->knob_int(h, "events_per_wait", &max_events);
     m.edge = edge;
@@ -145,16 +149,21 @@ int model_run(int listen_fd, const struct ios_handler *h)
         return rc;
     m.loop.model = &m;
     m.events = calloc((size_t)m.max_events, sizeof(*m.events));
+    if (!m.events) {
+        rc = -ENOMEM;
+        h->log(h, IOS_LOG_ERROR, ENOMEM, "epoll: the event array");
+        goto out;
+    }
     m.epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (!m.events || m.epfd < 0) {
-        rc = m.events ? -errno : -ENOMEM;
+    if (m.epfd < 0) {
+        rc = -errno;
         h->log(h, IOS_LOG_ERROR, -rc, "epoll_create1");
         goto out;
     }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = TAG_STOP};
     if (epoll_ctl(m.epfd, EPOLL_CTL_ADD, h->stop_fd, &ev) != 0) {
         rc = -errno;
-        h->log(h, IOS_LOG_ERROR, errno, "epoll_ctl(stop_fd)");
+        h->log(h, IOS_LOG_ERROR, -rc, "epoll_ctl(stop_fd)");
         goto out;
     }
     if ((rc = epoll_set_listening(&m, true)) != 0)

@@ -45,14 +45,6 @@ static uint64_t nonblocking_progress(const struct ios_counters *c)
            __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED);
 }
 
-/* One pass: accept what is queued, then try every connection. */
-static void nonblocking_pass(struct nonblocking_model *m)
-{
-    struct ioc_loop *loop = &m->loop;
-    ioc_accept_next(loop, m->listen_fd, NULL); /* does nothing once draining */
-    ioc_service_all(loop, IOC_READABLE | IOC_WRITABLE);
-}
-
 static void nonblocking_sleep(const struct nonblocking_model *m)
 {
     struct timespec left = m->idle_sleep;
@@ -61,10 +53,31 @@ static void nonblocking_sleep(const struct nonblocking_model *m)
         nanosleep(&left, NULL);
 }
 
+/* The readiness loop, in the order all five readiness models share (see
+ * docs/models.md) — with no wait: every socket is simply tried, and a pass
+ * that moved nothing sleeps. */
+static void nonblocking_loop(struct nonblocking_model *m)
+{
+    const struct ios_handler *h = m->h;
+    while (!ioc_drained(&m->loop)) {
+        uint64_t before = nonblocking_progress(h->counters);
+        ioc_service_all(&m->loop, IOC_READABLE | IOC_WRITABLE);
+        /* stop_fd is tried like every other descriptor: a poll(2) with a
+         * zero timeout never waits. */
+        if (!m->loop.draining && ioc_stop_requested(h))
+            ioc_drain_begin(&m->loop);
+        else /* does nothing once draining */
+            ioc_accept_next(&m->loop, m->listen_fd, NULL);
+        ioc_tick(&m->loop);
+        if (nonblocking_progress(h->counters) == before)
+            nonblocking_sleep(m);
+    }
+}
+
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct nonblocking_model m = {.h = h, .listen_fd = listen_fd};
-    long long sleep_us = 1000;
+    long long sleep_us; /* knob: the host fills in the default */
     h->knob_int(h, "idle_sleep_us", &sleep_us);
     m.idle_sleep.tv_sec = (time_t)(sleep_us / 1000000);
     m.idle_sleep.tv_nsec = (long)(sleep_us % 1000000) * 1000;
@@ -73,18 +86,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     if (rc != 0)
         return rc;
     h->ready(h);
-
-    while (!ioc_drained(&m.loop)) {
-        uint64_t before = nonblocking_progress(h->counters);
-        /* stop_fd is tried like every other descriptor: a poll(2) with a
-         * zero timeout never waits. */
-        if (!m.loop.draining && ioc_stop_requested(h))
-            ioc_drain_begin(&m.loop);
-        nonblocking_pass(&m);
-        ioc_tick(&m.loop);
-        if (nonblocking_progress(h->counters) == before)
-            nonblocking_sleep(&m);
-    }
+    nonblocking_loop(&m);
     ioc_loop_fini(&m.loop);
     return 0;
 }

@@ -33,14 +33,6 @@ struct poll_model {
     nfds_t nfds, cap;
 };
 
-static short poll_events(unsigned interest)
-{
-    /* POLLHUP and POLLERR are always reported; POLLRDHUP says early that
-     * the peer shut its side. */
-    return (short)((interest & IOC_READABLE ? POLLIN | POLLRDHUP : 0) |
-                   (interest & IOC_WRITABLE ? POLLOUT : 0));
-}
-
 static int poll_add(struct poll_model *m, struct ioc_conn *c)
 {
     if (m->nfds == m->cap) {
@@ -52,7 +44,7 @@ static int poll_add(struct poll_model *m, struct ioc_conn *c)
         m->cap = cap;
     }
     c->model_flags = (unsigned)m->nfds;
-    m->fds[m->nfds++] = (struct pollfd){.fd = c->fd, .events = poll_events(c->interest)};
+    m->fds[m->nfds++] = (struct pollfd){.fd = c->fd, .events = (short)ioc_events_of(c->interest)};
     return 0;
 }
 
@@ -80,7 +72,8 @@ static void poll_added(struct ioc_loop *loop, struct ioc_conn *c)
     }
 }
 
-static void poll_dispatch(struct poll_model *m)
+/* Services the connections poll reported ready. */
+static void poll_serve(struct poll_model *m)
 {
     /* Downwards: a connection closed at slot i takes the last slot's
      * entry, which was already handled, so nothing is visited twice and
@@ -89,23 +82,41 @@ static void poll_dispatch(struct poll_model *m)
         short re = m->fds[i].revents;
         if (!re)
             continue;
-        unsigned ready = (re & POLLIN ? IOC_READABLE : 0) |
-                         (re & POLLOUT ? IOC_WRITABLE : 0) |
-                         (re & (POLLRDHUP | POLLHUP | POLLERR) ? IOC_HANGUP : 0);
         struct ioc_conn *c = ioc_conn_of(&m->loop, m->fds[i].fd);
-        unsigned now = ioc_service(&m->loop, c, ready);
+        unsigned now = ioc_service(&m->loop, c, ioc_ready_of((unsigned short)re));
         if (now != IOC_CLOSED)
-            m->fds[i].events = poll_events(now);
+            m->fds[i].events = (short)ioc_events_of(now);
     }
-    if (m->loop.draining)
-        return;
-    if (m->fds[SLOT_STOP].revents) {
-        ioc_drain_begin(&m->loop);
-        m->fds[SLOT_STOP].fd = -1;
-        m->fds[SLOT_LISTEN].fd = -1;
-    } else if (m->fds[SLOT_LISTEN].revents) {
-        ioc_accept_next(&m->loop, m->listen_fd, poll_added);
+}
+
+/* The readiness loop, in the order all five readiness models share (see
+ * docs/models.md): watch, wait, serve the connections, then stop or
+ * accept, then timers. */
+static int poll_loop(struct poll_model *m)
+{
+    while (!ioc_drained(&m->loop)) {
+        /* Draining: neither stop_fd nor the listener.  Out of descriptors:
+         * not the listener until the pause ends, or its readiness would
+         * spin the loop.  poll skips a negative fd. */
+        bool watch = !m->loop.draining;
+        m->fds[SLOT_STOP].fd = watch ? m->h->stop_fd : -1;
+        m->fds[SLOT_LISTEN].fd = watch && ioc_accepting(&m->loop) ? m->listen_fd : -1;
+        int n = poll(m->fds, m->nfds, ioc_timeout_ms(&m->loop));
+        if (n < 0) {
+            int err = errno;
+            if (err == EINTR)
+                continue;
+            m->h->log(m->h, IOS_LOG_ERROR, err, "poll");
+            return -err;
+        }
+        poll_serve(m);
+        if (m->fds[SLOT_STOP].revents && !m->loop.draining)
+            ioc_drain_begin(&m->loop);
+        else if (m->fds[SLOT_LISTEN].revents && !m->loop.draining)
+            ioc_accept_next(&m->loop, m->listen_fd, poll_added);
+        ioc_tick(&m->loop);
     }
+    return 0;
 }
 
 int model_run(int listen_fd, const struct ios_handler *h)
@@ -126,24 +137,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     m.fds[SLOT_LISTEN] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
     m.nfds = SLOT_FIRST_CONN;
     h->ready(h);
-
-    while (!ioc_drained(&m.loop)) {
-        /* Out of descriptors: skip the listening socket until the pause
-         * ends, or its readiness would spin the loop. */
-        if (!m.loop.draining)
-            m.fds[SLOT_LISTEN].fd = ioc_accepting(&m.loop) ? listen_fd : -1;
-        int n = poll(m.fds, m.nfds, ioc_timeout_ms(&m.loop));
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            h->log(h, IOS_LOG_ERROR, errno, "poll");
-            break;
-        }
-        if (n > 0)
-            poll_dispatch(&m);
-        ioc_tick(&m.loop);
-    }
+    rc = poll_loop(&m);
     ioc_loop_fini(&m.loop);
     free(m.fds);
     return rc;

@@ -51,12 +51,52 @@ static int select_wait(struct select_model *m, fd_set *rd, fd_set *wr)
     return select(maxfd + 1, rd, wr, NULL, ms < 0 ? NULL : &tv);
 }
 
+/* Services the connections select reported ready, by descriptor as
+ * select itself scans (the activity list reorders as they are serviced). */
+static void select_serve(struct select_model *m, const fd_set *rd, const fd_set *wr)
+{
+    for (int fd = 0; fd <= m->maxfd; fd++) {
+        struct ioc_conn *c = ioc_conn_of(&m->loop, fd);
+        unsigned ready = c ? (FD_ISSET(fd, rd) ? IOC_READABLE : 0) |
+                             (FD_ISSET(fd, wr) ? IOC_WRITABLE : 0)
+                           : 0;
+        if (ready)
+            ioc_service(&m->loop, c, ready);
+    }
+}
+
+/* The readiness loop, in the order all five readiness models share (see
+ * docs/models.md): watch, wait, serve the connections, then stop or
+ * accept, then timers. */
+static int select_loop(struct select_model *m)
+{
+    while (!ioc_drained(&m->loop)) {
+        fd_set rd, wr;
+        int n = select_wait(m, &rd, &wr);
+        if (n < 0) {
+            int err = errno;
+            if (err == EINTR)
+                continue;
+            m->h->log(m->h, IOS_LOG_ERROR, err, "select");
+            return -err;
+        }
+        select_serve(m, &rd, &wr);
+        if (!m->loop.draining && FD_ISSET(m->h->stop_fd, &rd))
+            ioc_drain_begin(&m->loop);
+        else if (!m->loop.draining && FD_ISSET(m->listen_fd, &rd))
+            ioc_accept_next(&m->loop, m->listen_fd, NULL);
+        ioc_tick(&m->loop);
+    }
+    return 0;
+}
+
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct select_model m = {.h = h, .listen_fd = listen_fd};
     if (listen_fd >= FD_SETSIZE || h->stop_fd >= FD_SETSIZE) {
-        h->log(h, IOS_LOG_ERROR, 0, "listening descriptor %d is beyond FD_SETSIZE",
-               listen_fd);
+        h->log(h, IOS_LOG_ERROR, 0, "%s descriptor %d is beyond FD_SETSIZE",
+               listen_fd >= FD_SETSIZE ? "listening" : "stop",
+               listen_fd >= FD_SETSIZE ? listen_fd : h->stop_fd);
         return -EMFILE;
     }
     int rc = ioc_loop_init(&m.loop, h);
@@ -64,35 +104,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         return rc;
     m.loop.fd_limit = FD_SETSIZE;
     h->ready(h);
-
-    while (!ioc_drained(&m.loop)) {
-        fd_set rd, wr;
-        int n = select_wait(&m, &rd, &wr);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            h->log(h, IOS_LOG_ERROR, errno, "select");
-            break;
-        }
-        if (n > 0) {
-            /* By descriptor, as select itself scans: the activity list
-             * reorders as connections are serviced. */
-            for (int fd = 0; fd <= m.maxfd; fd++) {
-                struct ioc_conn *c = ioc_conn_of(&m.loop, fd);
-                unsigned ready = c ? (FD_ISSET(fd, &rd) ? IOC_READABLE : 0) |
-                                     (FD_ISSET(fd, &wr) ? IOC_WRITABLE : 0)
-                                   : 0;
-                if (ready)
-                    ioc_service(&m.loop, c, ready);
-            }
-            if (!m.loop.draining && FD_ISSET(h->stop_fd, &rd))
-                ioc_drain_begin(&m.loop);
-            else if (!m.loop.draining && FD_ISSET(listen_fd, &rd))
-                ioc_accept_next(&m.loop, listen_fd, NULL);
-        }
-        ioc_tick(&m.loop);
-    }
+    rc = select_loop(&m);
     ioc_loop_fini(&m.loop);
     return rc;
 }

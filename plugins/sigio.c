@@ -69,13 +69,6 @@ struct sigio_model {
     uint64_t rescans, last_log_ms; /* overflow recoveries, and their log */
 };
 
-static unsigned sigio_ready(uint32_t band)
-{
-    return (band & (POLLIN | POLLRDNORM | POLLPRI) ? IOC_READABLE : 0) |
-           (band & (POLLOUT | POLLWRNORM) ? IOC_WRITABLE : 0) |
-           (band & (POLLHUP | POLLERR) ? IOC_HANGUP : 0);
-}
-
 /* Routes a new connection's state changes to our signal, then catches up
  * with what happened before it was routed. */
 static void sigio_watch(struct ioc_loop *loop, struct ioc_conn *c)
@@ -134,7 +127,7 @@ static int sigio_signals(struct sigio_model *m)
              * since is harmless: the pump just meets EAGAIN. */
             struct ioc_conn *c = ioc_conn_of(&m->loop, si[i].ssi_fd);
             if (c && !overflow)
-                ioc_service(&m->loop, c, sigio_ready(si[i].ssi_band));
+                ioc_service(&m->loop, c, ioc_ready_of(si[i].ssi_band));
         }
     }
     if (overflow)
@@ -142,6 +135,9 @@ static int sigio_signals(struct sigio_model *m)
     return 0;
 }
 
+/* The readiness loop, in the order all five readiness models share (see
+ * docs/models.md): watch, wait, serve the connections, then stop or
+ * accept, then timers. */
 static int sigio_loop(struct sigio_model *m)
 {
     const struct ios_handler *h = m->h;
@@ -159,11 +155,9 @@ static int sigio_loop(struct sigio_model *m)
             h->log(h, IOS_LOG_ERROR, err, "poll");
             return -err;
         }
-        if (p[0].revents) {
-            int rc = sigio_signals(m);
-            if (rc != 0)
-                return rc;
-        }
+        int rc = p[0].revents ? sigio_signals(m) : 0;
+        if (rc != 0)
+            return rc;
         if (nfds > 1 && p[1].revents)
             ioc_drain_begin(&m->loop);
         else if (nfds > 2 && p[2].revents)
@@ -235,7 +229,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct sigio_model m = {.h = h, .listen_fd = listen_fd, .sigfd = -1,
                             .signo = SIGRTMIN + 1, .pid = getpid()};
-    long long sigpending = 0;
+    long long sigpending; /* knob: the host fills in the default */
     h->knob_int(h, "rlimit_sigpending", &sigpending);
 
     int rc = ioc_loop_init(&m.loop, h);

@@ -573,8 +573,8 @@ static void uring_teardown(struct uring_model *m)
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct uring_model m = {.h = h, .listen_fd = listen_fd, .buf_size = h->read_chunk};
-    long long entries = 1024, nbufs = 64;
-    int multishot = 1, buffer_ring = 1;
+    long long entries, nbufs; /* knob values: the host fills in the defaults */
+    int multishot, buffer_ring;
     h->knob_int(h, "entries", &entries);
     h->knob_int(h, "buffers", &nbufs);
     h->knob_bool(h, "multishot", &multishot);

@@ -18,6 +18,7 @@
 #ifndef IOSERVE_IOC_H
 #define IOSERVE_IOC_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,7 +29,26 @@
 #define IOC_READABLE 0x1u
 #define IOC_WRITABLE 0x2u
 #define IOC_HANGUP 0x4u /* EPOLLRDHUP/POLLHUP/POLLERR: read until 0 or error */
-#define IOC_CLOSED 0x80u /* returned: the connection is gone (freed) */
+#define IOC_CLOSED 0x80u /* returned by ioc_service/ioc_end: the connection
+                            was closed and freed */
+
+/* The readiness poll(2) reports, as IOC_*: revents, and the same bits as
+ * epoll's events and a SIGIO signal's si_band. */
+static inline unsigned ioc_ready_of(unsigned revents)
+{
+    return (revents & (POLLIN | POLLRDNORM | POLLPRI) ? IOC_READABLE : 0) |
+           (revents & (POLLOUT | POLLWRNORM) ? IOC_WRITABLE : 0) |
+           (revents & (POLLRDHUP | POLLHUP | POLLERR) ? IOC_HANGUP : 0);
+}
+
+/* The poll(2) events (and epoll's, the same bits) that wait for an
+ * interest.  POLLHUP and POLLERR are always reported; POLLRDHUP says early
+ * that the peer shut its side. */
+static inline unsigned ioc_events_of(unsigned interest)
+{
+    return (interest & IOC_READABLE ? POLLIN | POLLRDHUP : 0) |
+           (interest & IOC_WRITABLE ? POLLOUT : 0);
+}
 
 struct ioc_loop;
 
@@ -50,8 +70,8 @@ struct ioc_conn {
     struct ioc_link active;   /* the loop's list, least recently active first */
     struct ioc_link request;  /* the loop's unfinished-request list */
     uint64_t request_started_ms;  /* when its unfinished request began */
-    void *model_data;        /* free for the model (e.g. an index into its array) */
-    unsigned model_flags;    /* free for the model */
+    void *model_data;        /* free for the model (uring: its per-connection state) */
+    unsigned model_flags;    /* free for the model (poll: its slot in the array) */
     unsigned interest;       /* last interest reported to the model */
     _Alignas(max_align_t) unsigned char state[]; /* handler's conn_state_size */
 };

@@ -2,14 +2,14 @@
  * Scenario spread: several workers share one listening socket.
  *
  *  - spread: 8 clients connecting in a loop; no worker may take more than
- *    75 % of the connections.  An even spread gives each of 4 workers 25 %;
+ *    80 % of the connections.  An even spread gives each of 4 workers 25 %;
  *    EPOLLEXCLUSIVE, which wakes the first waiter that is idle, measured
  *    18-33 % here.  The other models wake every idle worker and the one
- *    that runs first accepts, so their spread is the scheduler's: 18-33 %
- *    on a quiet machine, up to 70 % for nonblocking (whose busy worker
- *    never sleeps) on a loaded one.  The bound allows that and still
- *    catches a worker that keeps the whole queue (io_uring's multishot
- *    accept did: 100 %).
+ *    that runs first accepts, so their spread is the scheduler's: 20-35 %
+ *    on a quiet machine, but up to 79 % (uring, poll, nonblocking) on one
+ *    with a load average of 10 on 2 cores.  The bound allows that and
+ *    still catches a worker that keeps the whole queue (io_uring's
+ *    multishot accept did: 100 %); the stall below is the strict test.
  *  - stall: with one worker stopped (SIGSTOP), new connections are still
  *    served by the others — each worker in turn, since which one a model
  *    favours is its own business.  A connection the stopped worker had
@@ -30,7 +30,7 @@
 #define SPREAD_WORKERS 4
 #define SPREAD_CLIENTS 8
 #define SPREAD_CONNECTIONS 400
-#define SPREAD_MAX_SHARE_PCT 75
+#define SPREAD_MAX_SHARE_PCT 80
 #define SPREAD_DEADLINE_MS 30000
 #define STALL_CONNECTIONS 10
 #define STALL_ECHO_MS 3000
