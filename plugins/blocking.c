@@ -132,7 +132,7 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
             ioc_received(loop, c, (size_t)n);
-            if (ioc_feed(loop, c, loop->rbuf, (size_t)n) == (int)IOC_CLOSED)
+            if (ioc_feed(loop, c, loop->rbuf, (size_t)n) < 0)
                 break;
         } else if (n == 0) {
             ioc_eof(loop, c);
@@ -190,23 +190,23 @@ static void blocking_reap(struct blocking_model *m)
 
 /* Sets up a thread's loop and moves the connection into it, all on the
  * acceptor's thread, so that a failure is handled where the acceptor's
- * loop may be touched.  0 or a positive errno. */
+ * loop may be touched.  0 or -ENOMEM. */
 static int blocking_job_new(struct blocking_model *m, struct ioc_conn *c,
                             struct blocking_job **out)
 {
     struct blocking_job *job = malloc(sizeof(*job));
     if (!job)
-        return ENOMEM;
+        return -ENOMEM;
     if (ioc_loop_init_serving(&job->loop, m->h) != 0) {
         free(job);
-        return ENOMEM;
+        return -ENOMEM;
     }
     ioc_detach(&m->acceptor, c);
     if (ioc_adopt(&job->loop, c) != 0) {
         ioc_adopt(&m->acceptor, c); /* its slot there is still allocated */
         ioc_loop_fini(&job->loop);
         free(job);
-        return ENOMEM;
+        return -ENOMEM;
     }
     job->m = m;
     job->conn = c;
@@ -225,9 +225,9 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
     pthread_mutex_unlock(&m->lock);
 
     struct blocking_job *job = NULL;
-    int rc = room ? blocking_job_new(m, c, &job) : EAGAIN;
+    int rc = room ? blocking_job_new(m, c, &job) : -EAGAIN;
     if (rc == 0) {
-        rc = pthread_create(&job->thread, attr, blocking_thread, job);
+        rc = -pthread_create(&job->thread, attr, blocking_thread, job);
         if (rc != 0) {
             ioc_detach(&job->loop, c);
             ioc_adopt(&m->acceptor, c);
@@ -239,7 +239,7 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
         /* Only the backstop: a thread that has closed its connection but
          * not yet ended, or pthread_create failing. */
         if (room)
-            m->h->log(m->h, IOS_LOG_WARN, rc,
+            m->h->log(m->h, IOS_LOG_WARN, -rc,
                       "starting a connection thread: refusing a connection");
         else
             ioc_log_refusal(&m->acceptor, "max_threads reached");
@@ -296,11 +296,11 @@ int model_run(int listen_fd, const struct ios_handler *h)
          * after it, where a drain is noticed between clients. */
         struct ioc_conn *c;
         int got;
-        while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) == 0)
+        while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) == 0 && !c)
             ; /* refused: the next one */
-        if (got == 1 && threaded)
+        if (got == 0 && threaded)
             blocking_dispatch(&m, c, &attr);
-        else if (got == 1)
+        else if (got == 0)
             blocking_serve(&m.acceptor, c); /* the next client waits */
     }
 

@@ -304,8 +304,7 @@ static void uring_received(struct uring_model *m, struct uring_conn *uc,
         m->recv_seen = true;
         ioc_received(&m->loop, c, (size_t)res);
         const char *data = has_buf ? m->bufs + (size_t)bid * m->buf_size : uc->rbuf;
-        int rc = ioc_feed(&m->loop, c, data, (size_t)res);
-        if (rc == (int)IOC_CLOSED) {
+        if (ioc_feed(&m->loop, c, data, (size_t)res) < 0) {
             ioc_close(&m->loop, c);
             c = NULL;
         }

@@ -53,6 +53,7 @@
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -152,7 +153,7 @@ static inline size_t ios_buf_pending(const struct ios_buf *b)
     return b->len - b->off;
 }
 
-/* Makes room for `more` bytes after len.  0, or -ENOMEM (12). */
+/* Makes room for `more` bytes after len.  0, or -ENOMEM. */
 static inline int ios_buf_reserve(struct ios_buf *b, size_t more)
 {
     if (b->cap - b->len >= more)
@@ -166,16 +167,16 @@ static inline int ios_buf_reserve(struct ios_buf *b, size_t more)
     }
     size_t need = b->len + more;
     if (need < more)
-        return -12;
+        return -ENOMEM;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need) {
         if (cap > SIZE_MAX / 2)
-            return -12;
+            return -ENOMEM;
         cap *= 2;
     }
     char *p = (char *)realloc(b->data, cap);
     if (!p)
-        return -12;
+        return -ENOMEM;
     b->data = p;
     b->cap = cap;
     return 0;

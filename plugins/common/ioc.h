@@ -177,10 +177,10 @@ bool ioc_accepting(const struct ioc_loop *loop);
 
 /*
  * Accepts one connection from the non-blocking listen_fd.
- *   1: *conn is a new connection (non-blocking unless `blocking`), tracked
- *      by the loop, handler opened;
- *   0: one connection was refused (limit, fd >= fd_limit, handler error):
- *      call again;
+ *   0, *conn set: a new connection (non-blocking unless `blocking`),
+ *      tracked by the loop, handler opened;
+ *   0, *conn NULL: one connection was refused (limit, fd >= fd_limit,
+ *      handler error): call again;
  *  -EAGAIN: nothing left to accept;
  *  -EMFILE/-ENFILE/-ENOMEM/-ENOBUFS: out of resources; the pending
  *      connections were refused with the reserve-descriptor trick or
@@ -204,17 +204,6 @@ typedef void (*ioc_accept_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
  * next one.  Does nothing while draining or paused.
  */
 void ioc_accept_next(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added);
-
-/*
- * The two halves of ioc_accept, for a model whose kernel accepts for it
- * (io_uring's accept completions):
- *  ioc_accepted — fd was just accepted: apply the limits, open the handler
- *               and track it.  1 (*conn set) or 0 (refused and closed).
- *  ioc_accept_failed — an accept on listen_fd failed with `err` (positive
- *               errno): the same handling and result as ioc_accept's.
- */
-int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn);
-int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err);
 
 /* Logs that a connection was refused and why.  A flood of refusals must not
  * flood the log: one line a second at most, with the count of those not
@@ -254,10 +243,12 @@ unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *conn);
  *               or, while the peer may still be sending, starts a lingering
  *               close (IOC_READABLE; see below).
  *  ioc_feed   — n bytes arrived: run the handler (with any bytes kept from
- *               before); replies are appended to conn->out.  0, or -1 when
- *               the connection must close once conn->out is sent (the
- *               handler asked, or input passed max_input) — IOC_CLOSED when
- *               it must close at once.
+ *               before); replies are appended to conn->out.  0 — also when
+ *               the connection is to close once its output is sent (the
+ *               handler asked, or input passed max_input: ioc_finished
+ *               says when) — or -errno when it must close at once
+ *               (-ENOMEM; -ECONNABORTED: the handler dropped it; -EPROTO:
+ *               the handler misbehaved, logged).
  *  ioc_eof    — the peer will send no more.
  *  ioc_received — n bytes were received (call before ioc_feed).
  *  ioc_send_next — for a model whose kernel sends while it goes on

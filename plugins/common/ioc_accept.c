@@ -82,7 +82,9 @@ static struct ioc_conn *conn_new(struct ioc_loop *loop, int fd)
     return c;
 }
 
-int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err)
+/* An accept on listen_fd failed with `err` (positive): -EAGAIN, 0 (this
+ * one is lost: call again), or -errno (out of resources: paused). */
+static int accept_failed(struct ioc_loop *loop, int listen_fd, int err)
 {
     const struct ios_handler *h = loop->h;
     switch (err) {
@@ -106,7 +108,9 @@ int ioc_accept_failed(struct ioc_loop *loop, int listen_fd, int err)
     }
 }
 
-int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
+/* fd was just accepted: applies the limits, opens the handler and tracks
+ * it.  0, with *conn set, or NULL when it was refused (and closed). */
+static int accept_track(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
 {
     const struct ios_handler *h = loop->h;
     *conn = NULL;
@@ -146,7 +150,7 @@ int ioc_accepted(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
     ioc_count(&h->counters->accepted, 1);
     ioc_count(&h->counters->active, 1);
     *conn = c;
-    return 1;
+    return 0;
 }
 
 int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
@@ -160,47 +164,19 @@ int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
     int fd = accept4(listen_fd, NULL, NULL,
                      SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
     if (fd < 0)
-        return ioc_accept_failed(loop, listen_fd, errno);
-    return ioc_accepted(loop, fd, conn);
+        return accept_failed(loop, listen_fd, errno);
+    return accept_track(loop, fd, conn);
 }
 
 void ioc_accept_next(struct ioc_loop *loop, int listen_fd, ioc_accept_hook added)
 {
     struct ioc_conn *c;
     int rc;
-    while ((rc = ioc_accept(loop, listen_fd, false, &c)) == 0)
+    while ((rc = ioc_accept(loop, listen_fd, false, &c)) == 0 && !c)
         ; /* refused: the next one */
-    if (rc == 1) {
+    if (rc == 0) {
         c->interest = IOC_READABLE;
         if (added)
             added(loop, c);
     }
-}
-
-void ioc_detach(struct ioc_loop *loop, struct ioc_conn *c)
-{
-    ioc_untrack(loop, c);
-}
-
-int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *c)
-{
-    return ioc_track(loop, c);
-}
-
-void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
-{
-    const struct ios_handler *h = loop->h;
-    if (loop->on_close)
-        loop->on_close(loop, c);
-    ioc_untrack(loop, c);
-    h->close(h, c->state);
-    close(c->fd); /* on Linux the fd is gone even if this says EINTR */
-    /* back to the cache, or freed: a model that leaves `sending` here has
-     * made sure the kernel is done with it (or taken it over) */
-    ioc_buf_give_back(loop, &c->in);
-    ioc_buf_give_back(loop, &c->out);
-    ioc_buf_give_back(loop, &c->sending);
-    ioc_count(&h->counters->closed, 1);
-    __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
-    free(c);
 }

@@ -101,6 +101,36 @@ void ioc_drain_begin(struct ioc_loop *loop)
                  loop->nconns);
 }
 
+/* ------------------------------------------------- leaving the loop */
+
+void ioc_detach(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    ioc_untrack(loop, c);
+}
+
+int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    return ioc_track(loop, c);
+}
+
+void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    const struct ios_handler *h = loop->h;
+    if (loop->on_close)
+        loop->on_close(loop, c);
+    ioc_untrack(loop, c);
+    h->close(h, c->state);
+    close(c->fd); /* on Linux the fd is gone even if this says EINTR */
+    /* back to the cache, or freed: a model that leaves `sending` here has
+     * made sure the kernel is done with it (or taken it over) */
+    ioc_buf_give_back(loop, &c->in);
+    ioc_buf_give_back(loop, &c->out);
+    ioc_buf_give_back(loop, &c->sending);
+    ioc_count(&h->counters->closed, 1);
+    __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
+    free(c);
+}
+
 /* --------------------------------------------------------------- lists */
 
 #define CONN_OF(link, member) \

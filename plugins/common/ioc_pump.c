@@ -105,20 +105,21 @@ void ioc_sent(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
     ioc_touch(loop, c);
 }
 
+/* Closes the connection for input; it ends once its output is sent. */
 static int request_close(struct ioc_loop *loop, struct ioc_conn *c)
 {
     c->flags |= IOC_F_CLOSING;
     ioc_buf_give_back(loop, &c->in);
     ioc_request_track(loop, c, false);
-    return -1;
+    return 0;
 }
 
 int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t n)
 {
     const struct ios_handler *h = loop->h;
     if (c->flags & IOC_F_CLOSING)
-        return -1; /* the reply that ends the connection is queued: what
-                      still arrives is dropped (see ioc_end) */
+        return 0; /* the reply that ends the connection is queued: what
+                     still arrives is dropped (see ioc_end) */
 
     /* Usually the handler consumes everything and runs straight on the
      * read buffer; bytes are copied only when a request spans reads. */
@@ -127,7 +128,7 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
     bool kept = ios_buf_pending(&c->in) > 0;
     if (kept) {
         if (ios_buf_append(&c->in, data, n) != 0)
-            return IOC_CLOSED;
+            return -ENOMEM;
         in = c->in.data + c->in.off;
         len = ios_buf_pending(&c->in);
     }
@@ -138,11 +139,12 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
         ioc_buf_give_back(loop, &c->out);
     if (used == IOS_DATA_CLOSE_AFTER_WRITE)
         return request_close(loop, c);
+    if (used == IOS_DATA_CLOSE_NOW)
+        return -ECONNABORTED;
     if (used < 0 || (size_t)used > len) {
-        if (used != IOS_DATA_CLOSE_NOW)
-            h->log(h, IOS_LOG_ERROR, 0, "handler %s returned %zd for %zu bytes",
-                   h->protocol, used, len);
-        return IOC_CLOSED;
+        h->log(h, IOS_LOG_ERROR, 0, "handler %s returned %zd for %zu bytes",
+               h->protocol, used, len);
+        return -EPROTO;
     }
 
     size_t rest = len - (size_t)used;
@@ -151,7 +153,7 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
     } else if (rest > 0) {
         ioc_buf_take(loop, &c->in);
         if (ios_buf_append(&c->in, in + used, rest) != 0)
-            return IOC_CLOSED;
+            return -ENOMEM;
     }
     if (rest == 0) {
         ioc_buf_give_back(loop, &c->in);
@@ -220,8 +222,7 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
         if (n > 0) {
             ioc_count(&h->counters->bytes_in, (size_t)n);
             moved = true;
-            rc = ioc_feed(loop, c, loop->rbuf, (size_t)n);
-            if (rc == (int)IOC_CLOSED) {
+            if (ioc_feed(loop, c, loop->rbuf, (size_t)n) < 0) {
                 ioc_close(loop, c);
                 return IOC_CLOSED;
             }

@@ -458,9 +458,12 @@ static void test_accept_max_connections(void **state)
     for (int i = 0; i < 3; i++)
         cl[i] = connect_to(lfd);
     struct ioc_conn *c;
-    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 1);
-    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 1);
-    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0); /* refused */
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0);
+    assert_non_null(c);
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0);
+    assert_non_null(c);
+    assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0);
+    assert_null(c); /* refused */
     assert_null(c);
     assert_int_equal(ioc_accept(&loop, lfd, false, &c), -EAGAIN);
     assert_int_equal(counters.accepted, 2);
@@ -487,6 +490,7 @@ static void test_accept_fd_limit(void **state)
     loop.fd_limit = 3; /* every new descriptor is above it */
     struct ioc_conn *c;
     assert_int_equal(ioc_accept(&loop, lfd, false, &c), 0);
+    assert_null(c);
     assert_int_equal(counters.refused, 1);
     ioc_loop_fini(&loop);
     close(cl);
