@@ -101,10 +101,11 @@ static int epoll_loop(struct epoll_model *m)
 {
     int rc;
     while (!ioc_drained(&m->loop)) {
-        /* Out of descriptors: not the listener until the pause ends, or
-         * level-triggered readiness would spin. */
-        bool listen = !m->loop.draining && ioc_accepting(&m->loop);
-        if ((rc = epoll_set_listening(m, listen)) != 0)
+        /* Off while draining, or out of descriptors until the pause ends
+         * (level-triggered readiness would spin); switched off where
+         * either begins, so a serving loop tests one flag here. */
+        if (!m->listening && !m->loop.draining && ioc_accepting(&m->loop) &&
+            (rc = epoll_set_listening(m, true)) != 0)
             return rc;
         int n = epoll_wait(m->epfd, m->events, m->max_events, ioc_timeout_ms(&m->loop));
         if (n < 0) {
@@ -127,8 +128,11 @@ static int epoll_loop(struct epoll_model *m)
         if (stop && !m->loop.draining) {
             ioc_drain_begin(&m->loop);
             epoll_ctl(m->epfd, EPOLL_CTL_DEL, m->h->stop_fd, NULL);
+            epoll_set_listening(m, false);
         } else if (listener && !m->loop.draining) {
             ioc_accept_next(&m->loop, m->listen_fd, epoll_added);
+            if (!ioc_accepting(&m->loop))
+                epoll_set_listening(m, false);
         }
         ioc_tick(&m->loop);
     }

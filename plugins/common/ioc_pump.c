@@ -35,16 +35,23 @@ static bool reading(const struct ioc_conn *c)
     return !(f & (IOC_F_EOF | IOC_F_CLOSING)) || (f & (IOC_F_EOF | IOC_F_LINGER)) == IOC_F_LINGER;
 }
 
-unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
+/* ioc_interest, given the output not yet sent. */
+static unsigned interest(const struct ioc_loop *loop, const struct ioc_conn *c,
+                         size_t unsent)
 {
     unsigned want = 0;
-    if (ioc_output_pending(c))
+    if (unsent)
         want |= IOC_WRITABLE;
     /* Backpressure: while too much output waits, stop reading and let the
      * peer's TCP window fill up instead of our memory. */
-    if (reading(c) && !ioc_output_full(loop, c))
+    if (reading(c) && unsent < loop->h->output_high_water)
         want |= IOC_READABLE;
     return want;
+}
+
+unsigned ioc_interest(const struct ioc_loop *loop, const struct ioc_conn *c)
+{
+    return interest(loop, c, ioc_output_pending(c));
 }
 
 unsigned ioc_end(struct ioc_loop *loop, struct ioc_conn *c)
@@ -139,9 +146,9 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
         ioc_buf_give_back(loop, &c->out);
     if (used == IOS_DATA_CLOSE_AFTER_WRITE)
         return request_close(loop, c);
-    if (used == IOS_DATA_CLOSE_NOW)
-        return -ECONNABORTED;
     if (used < 0 || (size_t)used > len) {
+        if (used == IOS_DATA_CLOSE_NOW)
+            return -ECONNABORTED;
         h->log(h, IOS_LOG_ERROR, 0, "handler %s returned %zd for %zu bytes",
                h->protocol, used, len);
         return -EPROTO;
@@ -247,7 +254,7 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
         return ioc_end(loop, c);
     if (moved && !(c->flags & IOC_F_LINGER)) /* discarding is no activity */
         ioc_touch(loop, c);
-    c->interest = ioc_interest(loop, c);
+    c->interest = interest(loop, c, ios_buf_pending(&c->out)); /* see queue_full */
     return c->interest;
 }
 
