@@ -262,7 +262,7 @@ static const struct cfg_rule top_rules[] = {
     R_CUSTOM("model", store_models),
     R_PATH("plugin_dir", plugin_dir, 0),
     R_CHOICE("handler", handler, hnd_names),
-    R_UINT("workers", workers, 1, 64),
+    R_UINT("workers", workers, 1, CFG_MAX_WORKERS),
     R_UINT("max_connections", max_connections, 1, 1000000),
     R_MS("idle_timeout", idle_timeout_ms, 86400),
     R_MS("drain_timeout", drain_timeout_ms, 86400),

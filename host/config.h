@@ -16,6 +16,8 @@
 #include "ioserve/plugin.h"
 
 #define CFG_MAX_MODELS 8
+/* The most workers a generation may have (`workers`). */
+#define CFG_MAX_WORKERS 64
 
 struct cfg_http {
     char *body;                  /* http.body: the 200 response body */

@@ -309,7 +309,7 @@ static int setup_signals(struct master *m)
     return 0;
 }
 
-#define MAX_POLL (1 + MAX_GENERATIONS * 64 + 1 + STATUS_MAX_CONNS)
+#define MAX_POLL (1 + MAX_GENERATIONS * CFG_MAX_WORKERS + 1 + STATUS_MAX_CONNS)
 
 static void run_loop(struct master *m)
 {
