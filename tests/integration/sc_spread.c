@@ -1,15 +1,18 @@
 /*
  * Scenario spread: several workers share one listening socket.
  *
- *  - spread: 8 clients connecting in a loop; no worker may take more than
- *    80 % of the connections.  An even spread gives each of 4 workers 25 %;
- *    EPOLLEXCLUSIVE, which wakes the first waiter that is idle, measured
- *    18-33 % here.  The other models wake every idle worker and the one
- *    that runs first accepts, so their spread is the scheduler's: 20-35 %
- *    on a quiet machine, but up to 79 % (uring, poll, nonblocking) on one
- *    with a load average of 10 on 2 cores.  The bound allows that and
- *    still catches a worker that keeps the whole queue (io_uring's
- *    multishot accept did: 100 %); the stall below is the strict test.
+ *  - spread: 8 clients connecting in a loop, 400 connections: all served,
+ *    and the workers' accepted counts (from /metrics) add up to them.  The
+ *    spread itself is logged, not bounded: EPOLLEXCLUSIVE wakes the first
+ *    waiter that is idle in epoll_wait, so on a quiet machine, where the
+ *    first worker is back in epoll_wait before the next client connects,
+ *    it took 393 of 400 here (and 18-33 % each on a loaded one); the models
+ *    that wake every idle worker give the connection to whichever runs
+ *    first (20-79 %).  No share bound holds for epoll itself, so none can
+ *    be "at least as even as EPOLLEXCLUSIVE" for the others.  What
+ *    EPOLLEXCLUSIVE does guarantee is that a worker that is not waiting is
+ *    not given connections — the stall test below, which io_uring's
+ *    exclusive multishot accept failed (0 of 10 served).
  *  - stall: with one worker stopped (SIGSTOP), new connections are still
  *    served by the others — each worker in turn, since which one a model
  *    favours is its own business.  A connection the stopped worker had
@@ -30,7 +33,6 @@
 #define SPREAD_WORKERS 4
 #define SPREAD_CLIENTS 8
 #define SPREAD_CONNECTIONS 400
-#define SPREAD_MAX_SHARE_PCT 80
 #define SPREAD_DEADLINE_MS 30000
 #define STALL_CONNECTIONS 10
 #define STALL_ECHO_MS 3000
@@ -155,21 +157,17 @@ static void spread_even(void **state)
              SPREAD_CONNECTIONS, SPREAD_DEADLINE_MS / 1000, l.failed, l.why);
 
     spread_counts(status, after);
-    unsigned long long total = 0, most = 0;
+    unsigned long long total = 0;
     char line[256] = "";
     for (int w = 0; w < SPREAD_WORKERS; w++) {
         unsigned long long n = after[w] - before[w];
         total += n;
-        most = n > most ? n : most;
         size_t len = strlen(line);
         snprintf(line + len, sizeof line - len, " %llu", n);
     }
     it_log("%s: accepted per worker:%s", it_env.model, line);
     IT_CHECK(total == SPREAD_CONNECTIONS, "the workers counted %llu accepted, not %d",
              total, SPREAD_CONNECTIONS);
-    IT_CHECK(most * 100 <= (unsigned long long)SPREAD_MAX_SHARE_PCT * total,
-             "one worker accepted %llu of %llu connections (over %d %%): per worker%s",
-             most, total, SPREAD_MAX_SHARE_PCT, line);
 }
 
 /* Waits until pid shows state T (stopped) in /proc/pid/stat. */
