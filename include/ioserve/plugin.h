@@ -49,6 +49,9 @@
  *   1.1  ios_handler.request_timeout_ms appended.
  *        The version policy above written down (no layout change; hosts
  *        since 1.0 apply it), with IOS_REQUIRE_MINOR and IOS_HANDLER_HAS.
+ *   1.2  hand-over: ios_handler.handover_requested, give, adopt_fd, adopt,
+ *        at_boundary, close_idle_on_drain appended; ios_counters.adopted,
+ *        given appended.
  */
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
@@ -68,7 +71,7 @@ extern "C" {
 #define IOS_ABI_MAGIC 0x494f5356u
 /* Major changes break plugins; minor ones only append fields. */
 #define IOS_ABI_MAJOR 1
-#define IOS_ABI_MINOR 1
+#define IOS_ABI_MINOR 2
 
 #if defined(__GNUC__)
 #define IOS_EXPORT __attribute__((visibility("default")))
@@ -221,7 +224,10 @@ struct ios_counters {
     uint64_t closed;    /* kept connections that have since closed */
     uint64_t bytes_in;
     uint64_t bytes_out;
-    uint64_t active;    /* currently open: accepted - closed */
+    uint64_t active;    /* currently open: accepted + adopted - closed - given */
+    /* ---- since 1.2 ---- */
+    uint64_t adopted;   /* connections adopted from an older generation */
+    uint64_t given;     /* connections given to a newer generation */
 };
 
 /* --------------------------------------------------------------- handler */
@@ -301,6 +307,31 @@ struct ios_handler {
      * consumed yet) for this long is closed: slow-header (slowloris) defence.
      * 0 = no limit beyond idle_timeout_ms. */
     unsigned request_timeout_ms;
+
+    /* ---- since 1.2: hand-over ------------------------------------------ */
+    /* After stop_fd became readable: 1 = give every connection to the next
+     * generation at its next boundary (give()), 0 = drain as before. */
+    int (*handover_requested)(const struct ios_handler *h);
+    /* Gives one connection at a boundary (no output queued, at_boundary()
+     * true).  `in`/`len`: input received but not consumed by the handler
+     * (len <= max_input), fed first to the adopter's handler.  0: the host
+     * has taken its own reference; the model then releases the connection
+     * as a hand-over (handler close(), close(fd) — never shutdown()).
+     * -errno: nothing happened; keep serving it (drain as before). */
+    int (*give)(const struct ios_handler *h, int fd, const char *in, size_t len);
+    /* Readable while connections handed to this worker wait; -1 when none
+     * will ever come.  Watch it while serving and while draining. */
+    int adopt_fd;
+    /* Takes one waiting connection: *fd (non-blocking, O_CLOEXEC, now the
+     * model's) and its unconsumed input appended to *in.  0, -EAGAIN when
+     * none waits, other -errno (logged by the host). */
+    int (*adopt)(const struct ios_handler *h, int *fd, struct ios_buf *in);
+    /* The protocol: 1 when the connection's state is between requests, so
+     * it may be given (echo/upper: always; http: not inside a body). */
+    int (*at_boundary)(const struct ios_handler *h, void *state);
+    /* The protocol: 1 when a connection idle at a boundary may be closed at
+     * once on a drain without hand-over (http keep-alive: 1; echo: 0). */
+    int close_idle_on_drain;
 };
 
 /* 1 when the host's struct ios_handler holds all of `field`: ask before
