@@ -34,6 +34,8 @@ int hnd_setup(struct ios_handler *h, const struct ios_config *cfg)
     if (!hh->protocol)
         return -EINVAL;
     h->protocol = hh->protocol->name;
+    h->at_boundary = hh->protocol->at_boundary;
+    h->close_idle_on_drain = hh->protocol->close_idle_on_drain;
     return hh->protocol->setup(h);
 }
 

@@ -44,6 +44,15 @@ static ssize_t upper_data(const struct ios_handler *h, void *state,
     return (ssize_t)len;
 }
 
+/* Every byte is answered as it arrives: between any two, a session may
+ * move to another worker. */
+static int always_at_boundary(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    (void)state;
+    return 1;
+}
+
 static void stateless_setup(struct ios_handler *h)
 {
     h->conn_state_size = 0;
@@ -65,5 +74,6 @@ static int upper_setup(struct ios_handler *h)
     return 0;
 }
 
-const struct hnd_protocol hnd_echo = {"echo", echo_setup, NULL};
-const struct hnd_protocol hnd_upper = {"upper", upper_setup, NULL};
+/* An idle session may be about to type: a drain lets it finish (0). */
+const struct hnd_protocol hnd_echo = {"echo", echo_setup, NULL, always_at_boundary, 0};
+const struct hnd_protocol hnd_upper = {"upper", upper_setup, NULL, always_at_boundary, 0};

@@ -287,6 +287,16 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
     return (ssize_t)pos;
 }
 
+/* Inside a body, the bytes still to come are this request's, which the
+ * adopter's handler could not tell from a next head.  A head partly
+ * received is not consumed: it travels with the connection as input. */
+static int http_at_boundary(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    const struct http_conn *c = state;
+    return c->body_left == 0;
+}
+
 static int http_setup(struct ios_handler *h)
 {
     struct hnd_host *hh = hnd_host(h);
@@ -314,4 +324,7 @@ static int http_setup(struct ios_handler *h)
     return 0;
 }
 
-const struct hnd_protocol hnd_http = {"http", http_setup, http_teardown};
+/* A keep-alive connection idle between requests loses nothing when a
+ * drain closes it: the client retries on a new one (as nginx's graceful
+ * shutdown does). */
+const struct hnd_protocol hnd_http = {"http", http_setup, http_teardown, http_at_boundary, 1};

@@ -30,6 +30,12 @@ struct hnd_protocol {
     /* Frees hnd_host(h)->protocol_data; safe to call twice, or after a
      * failed setup.  NULL when the protocol keeps nothing. */
     void (*teardown)(struct ios_handler *h);
+    /* Hand-over: 1 when a connection's state is between requests, so it
+     * may move to another worker (ios_handler.at_boundary). */
+    int (*at_boundary)(const struct ios_handler *h, void *state);
+    /* 1 when a drain with no successor may close a connection idle at a
+     * boundary at once (ios_handler.close_idle_on_drain). */
+    int close_idle_on_drain;
 };
 
 static inline struct hnd_host *hnd_host(const struct ios_handler *h)

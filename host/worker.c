@@ -18,6 +18,7 @@
 #include "plugin_load.h"
 #include "privs.h"
 #include "worker.h"
+#include "worker_handover.h"
 
 /* What h->host points to: the handlers' part must come first. */
 struct worker_ctx {
@@ -25,6 +26,7 @@ struct worker_ctx {
     const struct ios_config *cfg;
     const struct ios_model_descriptor *desc;
     int report_fd;
+    struct worker_ho ho;
     int ready;
     /* The model's last error before ready(): the reason a fallback names. */
     char start_error[256];
@@ -61,7 +63,9 @@ static void host_ready(const struct ios_handler *h)
     if (ctx->report_fd < 0)
         return;
     char line[WORKER_REPORT_LINE_MAX];
-    int n = snprintf(line, sizeof(line), "%c%.200s\n", WORKER_READY_TAG, ctx->desc->name);
+    /* The minor tells the master whether this worker adopts connections. */
+    int n = snprintf(line, sizeof(line), "%c%.200s\t%u\n", WORKER_READY_TAG,
+                     ctx->desc->name, (unsigned)ctx->desc->abi_minor);
     /* A full pipe cannot happen (one short line); a dead master is
      * noticed through stop_fd. */
     while (write(ctx->report_fd, line, (size_t)n) < 0 && errno == EINTR)
@@ -85,6 +89,21 @@ static int host_knob_string(const struct ios_handler *h, const char *name,
 {
     struct worker_ctx *c = ctx_of(h);
     return cfg_knob_string(c->cfg, c->desc->name, c->desc->knobs, name, v);
+}
+
+static int host_handover_requested(const struct ios_handler *h)
+{
+    return wh_requested(&ctx_of(h)->ho);
+}
+
+static int host_give(const struct ios_handler *h, int fd, const char *in, size_t len)
+{
+    return wh_give(&ctx_of(h)->ho, fd, in, len);
+}
+
+static int host_adopt(const struct ios_handler *h, int *fd, struct ios_buf *in)
+{
+    return wh_adopt(&ctx_of(h)->ho, fd, in);
 }
 
 /* Opens one model of the list and checks its knobs.  0 or -1 (logged). */
@@ -158,6 +177,7 @@ static int print_dry_run(int report_fd)
                 *tab++ = '\0';
             printf("ioserve: model %s would not start: %s\n", line + 1, tab ? tab : "");
         } else if (line[0] == WORKER_READY_TAG) {
+            line[strcspn(line, "\t")] = '\0'; /* the ABI minor is the master's */
             printf("ioserve: model %s starts\n", line + 1);
             started = 1;
         }
@@ -188,6 +208,7 @@ static int check_models_start(const struct ios_config *cfg)
                             .listen_fd = listen_fd,
                             .stop_fd = stop[0],
                             .report_fd = report[1],
+                            .control_fd = -1,
                             .counters = &counters};
     /* Errors say why a model did not start; info would be the drain. */
     enum ios_log_level saved = log_get_level();
@@ -335,6 +356,8 @@ int worker_main(const struct worker_args *a)
     static struct orphan_watch watch; /* read by the watch thread till exit */
     if (a->master_pid > 0)
         watch_master(a, &watch);
+    struct worker_ho ho;
+    wh_init(&ho, a->control_fd, a->handover_flag);
 
     for (size_t i = 0; i < cfg->n_models; i++) {
         struct plugin p;
@@ -347,7 +370,7 @@ int worker_main(const struct worker_args *a)
         }
 
         struct worker_ctx ctx = {
-            .cfg = cfg, .desc = p.desc, .report_fd = a->report_fd};
+            .cfg = cfg, .desc = p.desc, .report_fd = a->report_fd, .ho = ho};
         struct ios_handler h = {
             .struct_size = sizeof(h),
             .stop_fd = a->stop_fd,
@@ -364,6 +387,10 @@ int worker_main(const struct worker_args *a)
             .counters = a->counters,
             .worker_id = a->worker_id,
             .host = &ctx,
+            .handover_requested = host_handover_requested,
+            .give = host_give,
+            .adopt_fd = ho.ctl_fd,
+            .adopt = host_adopt,
         };
         if (hnd_setup(&h, cfg) != 0) {
             log_error(0, "handler '%s' could not be set up", cfg->handler);

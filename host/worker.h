@@ -14,7 +14,8 @@
 #define WORKER_EXIT_FAILED 1      /* the model failed after it started */
 #define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */
 
-/* Report lines sent on report_fd: "R<model name>\n" once the model runs;
+/* Report lines sent on report_fd: "R<model name>\t<its ABI minor>\n" once
+ * the model runs;
  * "F<model>\t<reason>\n" for each model of the list skipped before it. */
 #define WORKER_READY_TAG 'R'
 #define WORKER_FALLBACK_TAG 'F'
@@ -29,6 +30,8 @@ struct worker_args {
     int listen_fd;
     int stop_fd;   /* readable = drain */
     int report_fd; /* the ready report goes here; -1 = none */
+    int control_fd; /* hand-over with the master (handover_wire.h); -1 = none */
+    const int *handover_flag; /* the generation's, shared; NULL = never */
     unsigned worker_id;
     struct ios_counters *counters;
     /* The master that forked this worker: when it dies, the worker stops
