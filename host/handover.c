@@ -1,0 +1,245 @@
+/* The master's relay of connections in hand-over (handover.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "handover.h"
+#include "handover_wire.h"
+#include "log.h"
+
+void ho_relay_init(struct ho_relay *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->next_id = 1;
+}
+
+static void release(struct ho_relay *r, size_t i)
+{
+    struct ho_pending *p = &r->pending[i];
+    close(p->conn);
+    if (p->memfd >= 0)
+        close(p->memfd);
+    r->pending[i] = r->pending[--r->n_pending];
+    r->released = true;
+}
+
+void ho_relay_fini(struct ho_relay *r)
+{
+    if (r->n_pending)
+        log_warn(0, "hand-over: closing %zu connection(s) still in transit",
+                 r->n_pending);
+    while (r->n_pending)
+        release(r, r->n_pending - 1);
+    free(r->pending);
+    r->pending = NULL;
+    r->cap_pending = 0;
+}
+
+bool ho_end_adopts(const struct ho_end *e)
+{
+    return e->fd >= 0 && !e->eof && e->abi_minor >= 2;
+}
+
+size_t ho_relay_in_transit(const struct ho_relay *r)
+{
+    return r->n_pending;
+}
+
+static struct ho_end *pick(struct ho_relay *r, struct ho_end *const *adopters, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (r->next_pick + k) % n;
+        if (ho_end_adopts(adopters[i])) {
+            r->next_pick = i + 1;
+            return adopters[i];
+        }
+    }
+    return NULL;
+}
+
+/* Sends p's ADOPT unless its adopter is full; what cannot go now waits. */
+static void try_send(struct ho_pending *p)
+{
+    struct ho_end *to = p->to;
+    if (!to || p->sent || to->want_write || to->eof)
+        return;
+    struct ho_msg m = {.type = HO_ADOPT, .input_len = p->input_len, .id = p->id};
+    int fds[2] = {p->conn, p->memfd};
+    int rc = ho_send(to->fd, &m, fds, p->memfd >= 0 ? 2 : 1, MSG_DONTWAIT);
+    if (rc == 0)
+        p->sent = true;
+    else if (rc == -EAGAIN)
+        to->want_write = true;
+    else if (rc == -ETOOMANYREFS)
+        ; /* too many descriptors in flight: retried when `to` acknowledges */
+    else {
+        log_warn(-rc, "hand-over: sending a connection to model %s's worker", to->model);
+        to->eof = true; /* its connections move on when it is gone */
+    }
+}
+
+static void place_waiting(struct ho_relay *r, struct ho_end *const *adopters, size_t n)
+{
+    for (size_t i = 0; i < r->n_pending; i++) {
+        struct ho_pending *p = &r->pending[i];
+        if (!p->to && !(p->to = pick(r, adopters, n)))
+            return; /* no adopter now: they wait for ho_relay_place */
+        try_send(p);
+    }
+}
+
+void ho_relay_place(struct ho_relay *r, struct ho_end *const *adopters, size_t n_adopters)
+{
+    place_waiting(r, adopters, n_adopters);
+}
+
+/* Everything `e` had not acknowledged waits for another adopter. */
+static void unassign(struct ho_relay *r, const struct ho_end *e)
+{
+    for (size_t i = 0; i < r->n_pending; i++)
+        if (r->pending[i].to == e) {
+            r->pending[i].to = NULL;
+            r->pending[i].sent = false;
+        }
+}
+
+void ho_relay_end_gone(struct ho_relay *r, struct ho_end *gone, struct ho_end *const *adopters,
+                       size_t n_adopters)
+{
+    gone->eof = true;
+    unassign(r, gone);
+    place_waiting(r, adopters, n_adopters);
+}
+
+void ho_relay_writable(struct ho_relay *r, struct ho_end *to)
+{
+    to->want_write = false;
+    for (size_t i = 0; i < r->n_pending && !to->want_write; i++)
+        if (r->pending[i].to == to)
+            try_send(&r->pending[i]);
+}
+
+static void count(struct ho_relay *r, const char *from, const char *to)
+{
+    size_t i;
+    for (i = 0; i < r->n_counts; i++)
+        if (strcmp(r->counts[i].from, from) == 0 && strcmp(r->counts[i].to, to) == 0)
+            break;
+    if (i == r->n_counts) {
+        if (i == HO_MAX_COUNTS)
+            return; /* more model pairs than anyone rotates through */
+        snprintf(r->counts[i].from, sizeof(r->counts[i].from), "%s", from);
+        snprintf(r->counts[i].to, sizeof(r->counts[i].to), "%s", to);
+        r->n_counts++;
+    }
+    r->counts[i].n++;
+}
+
+static void on_ack(struct ho_relay *r, struct ho_end *from, uint64_t id)
+{
+    for (size_t i = 0; i < r->n_pending; i++) {
+        struct ho_pending *p = &r->pending[i];
+        if (p->id != id)
+            continue;
+        if (p->to != from || !p->sent)
+            break;
+        count(r, p->from_model, from->model);
+        release(r, i);
+        ho_relay_writable(r, from); /* descriptors in flight went down */
+        return;
+    }
+    log_warn(0, "hand-over: model %s's worker acknowledged connection %llu, not sent to it",
+             from->model, (unsigned long long)id);
+}
+
+static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg *m,
+                   const int *fds, int nfds, struct ho_end *const *adopters, size_t n)
+{
+    if (nfds != (m->input_len ? 2 : 1)) {
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        log_warn(0, "hand-over: model %s's worker gave %d descriptor(s) for %u input "
+                 "bytes; dropped", from->model, nfds, m->input_len);
+        return 0;
+    }
+    if (r->n_pending == r->cap_pending) {
+        size_t cap = r->cap_pending ? r->cap_pending * 2 : 64;
+        struct ho_pending *p = realloc(r->pending, cap * sizeof(*p));
+        if (!p) {
+            close(fds[0]);
+            if (nfds == 2)
+                close(fds[1]);
+            log_error(ENOMEM, "hand-over: a connection of model %s was lost", from->model);
+            return -ENOMEM;
+        }
+        r->pending = p;
+        r->cap_pending = cap;
+    }
+    struct ho_pending *p = &r->pending[r->n_pending++];
+    *p = (struct ho_pending){.id = r->next_id++,
+                             .conn = fds[0],
+                             .memfd = nfds == 2 ? fds[1] : -1,
+                             .input_len = m->input_len,
+                             .to = pick(r, adopters, n)};
+    snprintf(p->from_model, sizeof(p->from_model), "%s", from->model);
+    try_send(p);
+    return 0;
+}
+
+/* Room for the two descriptors a GIVE may bring: the kernel would drop
+ * the ones that do not fit, and with them a connection. */
+static bool fds_to_spare(int probe)
+{
+    int a = fcntl(probe, F_DUPFD_CLOEXEC, 0);
+    int b = a >= 0 ? fcntl(probe, F_DUPFD_CLOEXEC, 0) : -1;
+    if (a >= 0)
+        close(a);
+    if (b >= 0)
+        close(b);
+    return b >= 0;
+}
+
+int ho_relay_read(struct ho_relay *r, struct ho_end *from, struct ho_end *const *adopters,
+                  size_t n_adopters)
+{
+    for (;;) {
+        if (from->eof)
+            return -EPIPE;
+        if (!fds_to_spare(from->fd)) {
+            from->throttled = true; /* its giver blocks, then drains: no loss */
+            return 0;
+        }
+        from->throttled = false;
+        struct ho_msg m;
+        int fds[HO_MAX_FDS], nfds;
+        int rc = ho_recv(from->fd, &m, fds, &nfds, MSG_DONTWAIT);
+        if (rc == -EAGAIN)
+            return 0;
+        if (rc == -EPIPE || rc == -ECONNRESET) {
+            /* Nothing it was sent and did not acknowledge was adopted. */
+            ho_relay_end_gone(r, from, adopters, n_adopters);
+            return -EPIPE;
+        }
+        if (rc != 0) {
+            log_warn(-rc, "hand-over: reading model %s's worker's control socket",
+                     from->model);
+            if (rc == -EPROTO)
+                continue;
+            return rc;
+        }
+        if (m.type == HO_ACK && nfds == 0)
+            on_ack(r, from, m.id);
+        else if (m.type == HO_GIVE)
+            on_give(r, from, &m, fds, nfds, adopters, n_adopters);
+        else {
+            for (int i = 0; i < nfds; i++)
+                close(fds[i]);
+            log_warn(0, "hand-over: model %s's worker sent message type %u; ignored",
+                     from->model, m.type);
+        }
+    }
+}

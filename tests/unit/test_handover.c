@@ -1,0 +1,444 @@
+/* The hand-over relay (host/handover.c) between the worker ends
+ * (host/worker_handover.c), with real socketpairs and descriptors: what a
+ * draining worker gives reaches an adopter with its input, the master's
+ * copy lives until the ACK, a dead adopter's connections go to another,
+ * adopters are chosen round-robin, and a 1.1 worker is never chosen. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "handler.h"
+#include "handover.h"
+#include "handover_wire.h"
+#include "worker_handover.h"
+
+#define MAX_WORKERS 6
+
+/* One worker: the master's end and the worker's. */
+struct wk {
+    struct ho_end end;
+    struct worker_ho ho;
+    int fd; /* the worker's end */
+};
+
+struct fx {
+    struct ho_relay relay;
+    struct wk w[MAX_WORKERS];
+    unsigned n;
+    struct ho_end *adopters[MAX_WORKERS];
+    size_t n_adopters;
+    int flag;
+};
+
+static void wk_open(struct fx *f, const char *model, unsigned abi_minor)
+{
+    struct wk *w = &f->w[f->n++];
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
+    w->end = (struct ho_end){.fd = sp[0], .model = model, .abi_minor = abi_minor};
+    w->fd = sp[1];
+    assert_int_equal(wh_init(&w->ho, sp[1], &f->flag), 0);
+}
+
+/* The worker dies: its end closes. */
+static void wk_die(struct wk *w)
+{
+    close(w->fd);
+    w->fd = -1;
+}
+
+static void fx_init(struct fx *f)
+{
+    memset(f, 0, sizeof(*f));
+    ho_relay_init(&f->relay);
+}
+
+/* Worker 0 gives; workers from..n-1 are the active generation. */
+static void fx_adopters(struct fx *f, unsigned from)
+{
+    f->n_adopters = 0;
+    for (unsigned i = from; i < f->n; i++)
+        f->adopters[f->n_adopters++] = &f->w[i].end;
+}
+
+static void fx_done(struct fx *f)
+{
+    ho_relay_fini(&f->relay);
+    for (unsigned i = 0; i < f->n; i++) {
+        close(f->w[i].end.fd);
+        if (f->w[i].fd >= 0)
+            close(f->w[i].fd);
+    }
+}
+
+/* A connected pair standing for a TCP connection: *client, *server. */
+static void conn_pair(int *client, int *server)
+{
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    *client = sp[0];
+    *server = sp[1];
+}
+
+static void relay_read(struct fx *f, struct wk *w)
+{
+    assert_int_equal(ho_relay_read(&f->relay, &w->end, f->adopters, f->n_adopters), 0);
+}
+
+/* The worker's give, then the relay's read: the giver's copy closed. */
+static void give(struct fx *f, int server, const char *in)
+{
+    assert_int_equal(wh_give(&f->w[0].ho, server, in, strlen(in)), 0);
+    close(server);
+    relay_read(f, &f->w[0]);
+}
+
+/* Bytes pass both ways between client and adopted. */
+static void assert_connected(int client, int adopted)
+{
+    char c;
+    assert_int_equal(write(client, "x", 1), 1);
+    assert_int_equal(read(adopted, &c, 1), 1);
+    assert_int_equal(c, 'x');
+    assert_int_equal(write(adopted, "y", 1), 1);
+    assert_int_equal(read(client, &c, 1), 1);
+    assert_int_equal(c, 'y');
+}
+
+static void test_round_trip_with_input(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    wk_open(&f, "poll", 2);
+    fx_adopters(&f, 1);
+    int client, server;
+    conn_pair(&client, &server);
+
+    give(&f, server, "GET / HTTP/1.1\r\nHost");
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+
+    int fd = -1;
+    struct ios_buf in = {0};
+    ios_buf_append(&in, "kept", 4); /* adopt appends */
+    assert_int_equal(wh_adopt(&f.w[1].ho, &fd, &in), 0);
+    assert_int_equal(in.len, 4 + 20);
+    assert_memory_equal(in.data, "keptGET / HTTP/1.1\r\nHost", in.len);
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    assert_int_equal(wh_adopt(&f.w[1].ho, &fd, &in), -EAGAIN);
+
+    /* Until the ACK is read the master holds its copy; then it is gone. */
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    assert_int_equal(f.relay.n_counts, 1);
+    assert_string_equal(f.relay.counts[0].from, "epoll");
+    assert_string_equal(f.relay.counts[0].to, "poll");
+    assert_int_equal(f.relay.counts[0].n, 1);
+
+    assert_connected(client, fd);
+    close(fd); /* the adopter's copy was the last: the client sees the end */
+    char c;
+    assert_int_equal(read(client, &c, 1), 0);
+    close(client);
+    ios_buf_free(&in);
+    fx_done(&f);
+}
+
+static void test_round_trip_without_input(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    wk_open(&f, "epoll", 2);
+    fx_adopters(&f, 1);
+    int client, server;
+    conn_pair(&client, &server);
+    give(&f, server, "");
+    int fd = -1;
+    struct ios_buf in = {0};
+    assert_int_equal(wh_adopt(&f.w[1].ho, &fd, &in), 0);
+    assert_int_equal(in.len, 0);
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    assert_connected(client, fd);
+    close(fd);
+    close(client);
+    fx_done(&f);
+}
+
+/* The master's copy keeps the connection open while no adopter has it. */
+static void test_copy_held_until_ack(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    fx_adopters(&f, 1); /* no adopter at all yet */
+    int client, server;
+    conn_pair(&client, &server);
+    give(&f, server, "");
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    assert_int_equal(write(client, "z", 1), 1); /* not EPIPE: still open */
+
+    wk_open(&f, "poll", 2); /* a worker becomes ready */
+    fx_adopters(&f, 1);
+    ho_relay_place(&f.relay, f.adopters, f.n_adopters);
+    int fd = -1;
+    struct ios_buf in = {0};
+    assert_int_equal(wh_adopt(&f.w[1].ho, &fd, &in), 0);
+    char c;
+    assert_int_equal(read(fd, &c, 1), 1); /* the byte waited in the kernel */
+    assert_int_equal(c, 'z');
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    close(fd);
+    close(client);
+    fx_done(&f);
+}
+
+/* An adopter dies before adopting: its end reads as closed, and what it
+ * was sent goes to the next adopter, input included. */
+static void test_dead_adopter_resends(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    wk_open(&f, "poll", 2);
+    wk_open(&f, "poll", 2);
+    fx_adopters(&f, 1);
+    int client[2], server[2];
+    conn_pair(&client[0], &server[0]);
+    conn_pair(&client[1], &server[1]);
+    give(&f, server[0], "one"); /* round-robin: worker 1 */
+    give(&f, server[1], "two"); /* worker 2 */
+
+    wk_die(&f.w[1]);
+    assert_int_equal(ho_relay_read(&f.relay, &f.w[1].end, f.adopters, f.n_adopters), -EPIPE);
+    /* What the generation does when it reaps the worker: harmless twice. */
+    ho_relay_end_gone(&f.relay, &f.w[1].end, f.adopters, f.n_adopters);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 2);
+
+    int fd[2];
+    struct ios_buf in[2] = {{0}, {0}};
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(wh_adopt(&f.w[2].ho, &fd[i], &in[i]), 0);
+    relay_read(&f, &f.w[2]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    /* Either order; each connection with its own input. */
+    int first_is_two = in[0].len == 3 && memcmp(in[0].data, "two", 3) == 0;
+    for (int i = 0; i < 2; i++) {
+        int k = first_is_two ? 1 - i : i;
+        assert_memory_equal(in[i].data, k == 0 ? "one" : "two", 3);
+        assert_connected(client[k], fd[i]);
+        close(fd[i]);
+        close(client[k]);
+        ios_buf_free(&in[i]);
+    }
+    fx_done(&f);
+}
+
+/* Adopts everything waiting at worker w, returning how many. */
+static unsigned adopt_all(struct fx *f, struct wk *w)
+{
+    unsigned n = 0;
+    int fd;
+    struct ios_buf in = {0};
+    while (wh_adopt(&w->ho, &fd, &in) == 0) {
+        close(fd);
+        n++;
+    }
+    ios_buf_free(&in);
+    relay_read(f, w);
+    return n;
+}
+
+static void test_round_robin_spread(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    for (int i = 0; i < 4; i++)
+        wk_open(&f, "poll", 2);
+    fx_adopters(&f, 1);
+    unsigned got[MAX_WORKERS] = {0};
+    for (int batch = 0; batch < 20; batch++) {
+        for (int i = 0; i < 50; i++) {
+            int client, server;
+            conn_pair(&client, &server);
+            give(&f, server, i % 3 ? "" : "abc");
+            close(client);
+        }
+        for (unsigned w = 1; w < f.n; w++)
+            got[w] += adopt_all(&f, &f.w[w]);
+    }
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    unsigned total = 0;
+    for (unsigned w = 1; w < f.n; w++) {
+        total += got[w];
+        assert_in_range(got[w], 225, 275); /* an even share of 250, +-10 % */
+    }
+    assert_int_equal(total, 1000);
+    assert_int_equal(f.relay.counts[0].n, 1000);
+    fx_done(&f);
+}
+
+static void test_old_abi_never_chosen(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    wk_open(&f, "old", 1);
+    wk_open(&f, "poll", 2);
+    wk_open(&f, "old", 1);
+    fx_adopters(&f, 1);
+    for (int i = 0; i < 20; i++) {
+        int client, server;
+        conn_pair(&client, &server);
+        give(&f, server, "");
+        close(client);
+    }
+    assert_int_equal(adopt_all(&f, &f.w[1]), 0);
+    assert_int_equal(adopt_all(&f, &f.w[3]), 0);
+    assert_int_equal(adopt_all(&f, &f.w[2]), 20);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    fx_done(&f);
+}
+
+/* An adopter that does not keep up: the master never blocks, the ADOPTs
+ * wait for POLLOUT and all arrive once it reads. */
+static void test_full_adopter_queues(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    wk_open(&f, "poll", 2);
+    fx_adopters(&f, 1);
+    int n = 0;
+    while (!f.w[1].end.want_write && n < 400) {
+        int client, server;
+        conn_pair(&client, &server);
+        give(&f, server, "q");
+        close(client);
+        n++;
+    }
+    assert_true(f.w[1].end.want_write);
+    unsigned got = 0;
+    for (int round = 0; round < 100 && got < (unsigned)n; round++) {
+        got += adopt_all(&f, &f.w[1]);
+        ho_relay_writable(&f.relay, &f.w[1].end);
+    }
+    assert_int_equal(got, n);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    fx_done(&f);
+}
+
+/* The flag the master sets before it closes stop_wr. */
+static void test_requested_follows_flag(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    assert_int_equal(wh_requested(&f.w[0].ho), 0);
+    __atomic_store_n(&f.flag, 1, __ATOMIC_RELEASE);
+    assert_int_equal(wh_requested(&f.w[0].ho), 1);
+    struct worker_ho none;
+    assert_int_equal(wh_init(&none, -1, &f.flag), 0); /* the dry run */
+    assert_int_equal(wh_requested(&none), 0);
+    assert_int_equal(wh_give(&none, 0, "", 0), -ENOTCONN);
+    fx_done(&f);
+}
+
+/* The master's end closes (it died): adopt says none waits, a give fails
+ * (the connection drains where it is), and the worker's socket number no
+ * longer reads as readable. */
+static void test_master_gone(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_init(&f);
+    wk_open(&f, "epoll", 2);
+    close(f.w[0].end.fd);
+    f.w[0].end.fd = socket(AF_UNIX, SOCK_SEQPACKET, 0); /* for fx_done */
+    int fd;
+    struct ios_buf in = {0};
+    assert_int_equal(wh_adopt(&f.w[0].ho, &fd, &in), -EAGAIN);
+    struct pollfd p = {.fd = f.w[0].fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);
+    int client, server;
+    conn_pair(&client, &server);
+    assert_true(wh_give(&f.w[0].ho, server, "", 0) < 0);
+    close(client);
+    close(server);
+    fx_done(&f);
+}
+
+/* The protocols' side of the hand-over. */
+static void test_handler_boundaries(void **st)
+{
+    (void)st;
+    struct ios_config cfg;
+    cfg_defaults(&cfg);
+    struct hnd_host host;
+    struct ios_handler h = {.struct_size = sizeof(h), .host = &host};
+    const char *names[] = {"echo", "upper", "http"};
+    for (int i = 0; i < 3; i++) {
+        free(cfg.handler);
+        cfg.handler = strdup(names[i]);
+        assert_int_equal(hnd_setup(&h, &cfg), 0);
+        assert_non_null(h.at_boundary);
+        assert_int_equal(h.close_idle_on_drain, i == 2);
+        char state[256] = {0};
+        assert_true(h.conn_state_size <= sizeof(state));
+        assert_int_equal(h.open(&h, state), 0);
+        assert_int_equal(h.at_boundary(&h, state), 1);
+        if (i == 2) {
+            struct ios_buf out = {0};
+            const char *req = "GET / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc";
+            assert_int_equal(h.data(&h, state, req, strlen(req), &out), (ssize_t)strlen(req));
+            assert_int_equal(h.at_boundary(&h, state), 0); /* 7 body bytes to come */
+            assert_int_equal(h.data(&h, state, "defghij", 7, &out), 7);
+            assert_int_equal(h.at_boundary(&h, state), 1);
+            ios_buf_free(&out);
+        }
+        h.close(&h, state);
+        hnd_teardown(&h);
+    }
+    cfg_free(&cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_with_input),
+        cmocka_unit_test(test_round_trip_without_input),
+        cmocka_unit_test(test_copy_held_until_ack),
+        cmocka_unit_test(test_dead_adopter_resends),
+        cmocka_unit_test(test_round_robin_spread),
+        cmocka_unit_test(test_old_abi_never_chosen),
+        cmocka_unit_test(test_full_adopter_queues),
+        cmocka_unit_test(test_requested_follows_flag),
+        cmocka_unit_test(test_master_gone),
+        cmocka_unit_test(test_handler_boundaries),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
