@@ -95,6 +95,7 @@ void cfg_defaults(struct ios_config *cfg)
     cfg->max_connections = 10000;
     cfg->idle_timeout_ms = 60 * 1000;
     cfg->drain_timeout_ms = 30 * 1000;
+    cfg->handover = 1;
     cfg->log_level = IOS_LOG_INFO;
     cfg->read_chunk = 16384;
     cfg->max_input = 65536;
@@ -227,6 +228,7 @@ static int content_type_ok(const char *v)
 #define R_INT(n, f, lo, hi) R_NUM(CFG_RULE_INT, n, f, lo, hi)
 #define R_UINT(n, f, lo, hi) R_NUM(CFG_RULE_UINT, n, f, lo, hi)
 #define R_SIZE(n, f, lo, hi) R_NUM(CFG_RULE_SIZE, n, f, lo, hi)
+#define R_BOOL(n, f) {.name = n, .kind = CFG_RULE_BOOL, .offset = FIELD(f)}
 #define R_MS(n, f, max_s) R_NUM(CFG_RULE_MS, n, f, 0, max_s)
 /* unset: "" leaves the field NULL instead of being an error */
 #define R_STRING(n, f, unset) {.name = n, .kind = CFG_RULE_STRING, .offset = FIELD(f), \
@@ -266,6 +268,7 @@ static const struct cfg_rule top_rules[] = {
     R_UINT("max_connections", max_connections, 1, 1000000),
     R_MS("idle_timeout", idle_timeout_ms, 86400),
     R_MS("drain_timeout", drain_timeout_ms, 86400),
+    R_BOOL("handover", handover),
     R_INDEX("log_level", log_level, log_level_names),
     R_PATH("pid_file", pid_file, 1),
     /* the master's /metrics: off unless set */

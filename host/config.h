@@ -45,6 +45,7 @@ struct ios_config {
     unsigned max_connections;    /* per worker */
     unsigned idle_timeout_ms;    /* idle_timeout (s) */
     unsigned drain_timeout_ms;   /* drain_timeout (s) */
+    int handover;      /* a reload moves open connections to the new workers */
     enum ios_log_level log_level;
     char *pid_file;    /* absolute, or NULL when unset/empty */
     char *status_listen; /* "HOST:PORT" of the master's /metrics, or NULL = off */

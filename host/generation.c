@@ -12,18 +12,27 @@
  * A draining or failed generation is freed as soon as it has no live
  * worker, whether its last worker just exited or none was alive when it
  * began to drain (all of them waiting out a respawn delay).
+ *
+ * A drain hands the generation's connections over to its successor when
+ * both allow it (see hand_over_allowed): the workers give each one at its
+ * next boundary through their control sockets, and the relay
+ * (handover.c) passes it to the newest active generation's workers.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "handover_wire.h"
 #include "log.h"
 #include "master_state.h"
 #include "worker.h"
@@ -42,10 +51,10 @@ static void describe_status(int status, char *out, size_t outlen)
         snprintf(out, outlen, "changed state (status 0x%x)", status);
 }
 
-/* In the child: only the three descriptors a worker needs survive, at
+/* In the child: only the four descriptors a worker needs survive, at
  * fixed numbers, so no other generation's pipes or sockets leak into it. */
-static void child_become_worker(struct generation *g, unsigned idx, int report_wr,
-                                pid_t master_pid)
+static void child_become_worker(const struct master *m, struct generation *g, unsigned idx,
+                                int report_wr, int control, pid_t master_pid)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -55,24 +64,35 @@ static void child_become_worker(struct generation *g, unsigned idx, int report_w
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     prctl(PR_SET_NAME, "ioserve-worker");
+    /* The master raised its own limit for the hand-over; a worker runs
+     * under the one ioserve was started with. */
+    struct rlimit nofile;
+    if (m->worker_nofile && getrlimit(RLIMIT_NOFILE, &nofile) == 0 &&
+        nofile.rlim_cur != m->worker_nofile) {
+        nofile.rlim_cur = m->worker_nofile;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
 
-    /* Copies above 5 survive the dup2s onto 3..5 whatever the originals'
+    /* Copies above 6 survive the dup2s onto 3..6 whatever the originals'
      * numbers; any higher floor would fail under a low RLIMIT_NOFILE. */
-    int lfd = fcntl(g->listen_fd, F_DUPFD, 6);
-    int sfd = fcntl(g->stop_rd, F_DUPFD, 6);
-    int rfd = fcntl(report_wr, F_DUPFD, 6);
-    if (lfd < 0 || sfd < 0 || rfd < 0 || dup2(lfd, 3) < 0 || dup2(sfd, 4) < 0 ||
-        dup2(rfd, 5) < 0) {
+    int lfd = fcntl(g->listen_fd, F_DUPFD, 7);
+    int sfd = fcntl(g->stop_rd, F_DUPFD, 7);
+    int rfd = fcntl(report_wr, F_DUPFD, 7);
+    int cfd = fcntl(control, F_DUPFD, 7);
+    if (lfd < 0 || sfd < 0 || rfd < 0 || cfd < 0 || dup2(lfd, 3) < 0 ||
+        dup2(sfd, 4) < 0 || dup2(rfd, 5) < 0 || dup2(cfd, HO_CONTROL_FD) < 0) {
         log_error(errno, "worker: setting up descriptors");
         _exit(WORKER_EXIT_FAILED);
     }
-    close_range(6, ~0u, 0);
+    close_range(HO_CONTROL_FD + 1, ~0u, 0);
 
     struct worker_args args = {
         .cfg = g->cfg,
         .listen_fd = 3,
         .stop_fd = 4,
         .report_fd = 5,
+        .control_fd = HO_CONTROL_FD,
+        .handover_flag = g->handover,
         .worker_id = idx,
         .counters = &g->counters[idx],
         .master_pid = master_pid,
@@ -80,13 +100,21 @@ static void child_become_worker(struct generation *g, unsigned idx, int report_w
     exit(worker_main(&args));
 }
 
-static int spawn_worker(struct generation *g, unsigned idx)
+static int spawn_worker(const struct master *m, struct generation *g, unsigned idx)
 {
     struct worker_slot *w = &g->slots[idx];
-    int rp[2];
+    int rp[2], cp[2];
     if (pipe2(rp, O_CLOEXEC) != 0) {
         log_error(errno, "pipe2 for worker %u", idx);
         return -errno;
+    }
+    /* SEQPACKET: each hand-over message arrives whole, with its fds. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, cp) != 0) {
+        int err = errno;
+        log_error(err, "socketpair for worker %u", idx);
+        close(rp[0]);
+        close(rp[1]);
+        return -err;
     }
     g->counters[idx].active = 0; /* a dead worker's connections died with it */
     pid_t master_pid = getpid();
@@ -96,14 +124,19 @@ static int spawn_worker(struct generation *g, unsigned idx)
         log_error(err, "fork");
         close(rp[0]);
         close(rp[1]);
+        close(cp[0]);
+        close(cp[1]);
         return -err;
     }
     if (pid == 0)
-        child_become_worker(g, idx, rp[1], master_pid);
+        child_become_worker(m, g, idx, rp[1], cp[1], master_pid);
     close(rp[1]);
+    close(cp[1]);
     fcntl(rp[0], F_SETFL, O_NONBLOCK);
+    fcntl(cp[0], F_SETFL, O_NONBLOCK); /* the master never waits on a worker */
     w->pid = pid;
     w->report_fd = rp[0];
+    w->ctl = (struct ho_end){.fd = cp[0], .model = w->model};
     w->ready = false;
     w->started_ms = clock_now_ms();
     w->respawn_at_ms = 0;
@@ -142,6 +175,13 @@ static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64
 
 /* ------------------------------------------------------- generations */
 
+/* What the workers share with the master: their counters, one per slot,
+ * then the generation's hand-over flag. */
+static size_t shared_size(unsigned nslots)
+{
+    return sizeof(struct ios_counters) * nslots + sizeof(int);
+}
+
 /* Keeps an ended generation's counters, so the per-model totals of
  * /metrics never go backwards. */
 static void retire_counters(struct master *m, const struct generation *g)
@@ -166,8 +206,73 @@ static void retire_counters(struct master *m, const struct generation *g)
     }
 }
 
+/* The newest active generation's live, ready workers: where connections
+ * in hand-over go.  Returns how many; `out` holds MAX_ADOPTERS (one generation). */
+#define MAX_ADOPTERS CFG_MAX_WORKERS
+static size_t adopters(struct master *m, struct ho_end **out)
+{
+    const struct generation *g = NULL;
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE && (!g || m->gens[i]->id > g->id))
+            g = m->gens[i];
+    size_t n = 0;
+    for (unsigned j = 0; g && j < g->nslots && n < MAX_ADOPTERS; j++)
+        if (g->slots[j].pid > 0 && g->slots[j].ready && g->slots[j].ctl.fd >= 0)
+            out[n++] = &g->slots[j].ctl;
+    return n;
+}
+
+/* Worker w's control socket closes: what it gave and the master did not
+ * read yet is read first, and what it was sent and did not acknowledge
+ * goes to another adopter. */
+static void close_control(struct master *m, struct worker_slot *w)
+{
+    if (w->ctl.fd < 0)
+        return;
+    struct ho_end *to[MAX_ADOPTERS];
+    ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
+    w->ctl.eof = true; /* not an adopter any more */
+    ho_relay_end_gone(&m->relay, &w->ctl, to, adopters(m, to));
+    close(w->ctl.fd);
+    w->ctl.fd = -1;
+}
+
+void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents)
+{
+    struct worker_slot *w = &g->slots[idx];
+    if (w->ctl.fd < 0)
+        return;
+    if (revents & POLLOUT)
+        ho_relay_writable(&m->relay, &w->ctl);
+    if (revents & (POLLIN | POLLHUP | POLLERR)) {
+        struct ho_end *to[MAX_ADOPTERS];
+        ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
+    }
+}
+
+short gen_control_events(struct master *m, const struct generation *g, unsigned idx)
+{
+    const struct ho_end *e = &g->slots[idx].ctl;
+    if (e->fd < 0 || e->eof)
+        return 0;
+    return (short)((e->throttled && !m->relay.released ? 0 : POLLIN) |
+                   (e->want_write ? POLLOUT : 0));
+}
+
+void gen_place_in_transit(struct master *m)
+{
+    if (ho_relay_in_transit(&m->relay) == 0)
+        return;
+    struct ho_end *to[MAX_ADOPTERS];
+    ho_relay_place(&m->relay, to, adopters(m, to));
+}
+
 void gen_free(struct master *m, struct generation *g)
 {
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+        g->slots[i].ctl.eof = true; /* none of them adopts any more */
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+        close_control(m, &g->slots[i]);
     retire_counters(m, g);
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m->gens[i] == g)
@@ -182,11 +287,45 @@ void gen_free(struct master *m, struct generation *g)
     if (g->listen_fd >= 0)
         close(g->listen_fd);
     if (g->counters)
-        munmap(g->counters, sizeof(*g->counters) * g->nslots);
+        munmap(g->counters, shared_size(g->nslots));
     free(g->slots);
     cfg_free(g->cfg);
     free(g->cfg);
     free(g);
+}
+
+uint64_t gen_finished_while_draining(const struct generation *g, unsigned idx)
+{
+    if (g->state != GEN_DRAINING || !g->counters)
+        return 0;
+    uint64_t closed = __atomic_load_n(&g->counters[idx].closed, __ATOMIC_RELAXED);
+    return closed - g->slots[idx].closed_at_drain;
+}
+
+/* A drained generation's account: the log line, the last drain's
+ * duration and the connections that finished on its model. */
+static void account_drain(struct master *m, const struct generation *g)
+{
+    uint64_t given = 0, finished = 0;
+    for (unsigned i = 0; i < g->nslots; i++) {
+        uint64_t f = gen_finished_while_draining(g, i);
+        given += __atomic_load_n(&g->counters[i].given, __ATOMIC_RELAXED);
+        finished += f;
+        const char *model = slot_model(g, i);
+        for (unsigned j = 0; j < MAX_MODEL_TOTALS; j++) {
+            struct finished_on_old *e = &m->stats.finished[j];
+            if (e->model[0] && strcmp(e->model, model) != 0)
+                continue;
+            snprintf(e->model, sizeof(e->model), "%.63s", model);
+            e->n += f;
+            break;
+        }
+    }
+    m->stats.last_drain_ms = clock_now_ms() - g->drain_started_ms;
+    m->stats.drained_once = true;
+    log_info("generation %u drained in %llu ms: %llu handed over, %llu finished on model %s",
+             g->id, (unsigned long long)m->stats.last_drain_ms, (unsigned long long)given,
+             (unsigned long long)finished, slot_model(g, 0));
 }
 
 /* The one rule that ends a generation: draining or failed, and no live
@@ -197,7 +336,7 @@ static bool end_if_done(struct master *m, struct generation *g)
     if ((g->state != GEN_DRAINING && g->state != GEN_FAILED) || gen_live_workers(g) > 0)
         return false;
     if (g->state == GEN_DRAINING)
-        log_info("generation %u: drained", g->id);
+        account_drain(m, g);
     else
         log_info("generation %u: ended", g->id);
     gen_free(m, g);
@@ -233,12 +372,16 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
     g->stop_rd = g->stop_wr = -1;
     g->nslots = cfg->workers;
     g->slots = calloc(g->nslots, sizeof(*g->slots));
-    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+    for (unsigned i = 0; g->slots && i < g->nslots; i++) {
         g->slots[i].report_fd = -1; /* what gen_free closes, if this fails */
-    g->counters = mmap(NULL, sizeof(*g->counters) * g->nslots,
-                       PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        g->slots[i].ctl.fd = -1;
+    }
+    g->counters = mmap(NULL, shared_size(g->nslots), PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (g->counters == MAP_FAILED)
         g->counters = NULL;
+    else
+        g->handover = (int *)(g->counters + g->nslots);
     int sp[2];
     m->gens[slot] = g;
     if (!g->slots || !g->counters || pipe2(sp, O_CLOEXEC) != 0) {
@@ -250,7 +393,7 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
     g->stop_wr = sp[1];
     g->deadline_ms = clock_now_ms() + START_TIMEOUT_MS;
     for (unsigned i = 0; i < g->nslots; i++) {
-        if (spawn_worker(g, i) != 0) {
+        if (spawn_worker(m, g, i) != 0) {
             /* Nothing is left behind: the workers already started are
              * killed (and reaped as strangers), the caller is told. */
             log_error(0, "generation %u: could not start worker %u of %u", g->id, i,
@@ -278,7 +421,38 @@ static void fail(struct master *m, struct generation *g, const char *why)
     end_if_done(m, g);
 }
 
-void gen_drain(struct master *m, struct generation *g)
+/* Whether `from`'s connections may move to `to`: the new configuration
+ * wants it, the protocol is the same (a session cannot continue under
+ * another), and both models know the hand-over (ABI 1.2).  Says why not. */
+static bool hand_over_allowed(const struct generation *from, const struct generation *to)
+{
+    if (!to)
+        return false;
+    if (!to->cfg->handover) {
+        log_info("generation %u: handover = false: draining, not handing over", from->id);
+        return false;
+    }
+    if (strcmp(from->cfg->handler, to->cfg->handler) != 0) {
+        log_info("generation %u: handler changed %s -> %s: draining, not handing over",
+                 from->id, from->cfg->handler, to->cfg->handler);
+        return false;
+    }
+    const struct generation *sides[] = {to, from};
+    const char *verb[] = {"adopt", "give"};
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned j = 0; j < sides[k]->nslots; j++) {
+            const struct worker_slot *w = &sides[k]->slots[j];
+            if (w->pid > 0 && w->ready && w->ctl.abi_minor < 2) {
+                log_info("generation %u: model %s (ABI %u.%u) does not %s: draining, not "
+                         "handing over", from->id, w->model, IOS_ABI_MAJOR, w->ctl.abi_minor,
+                         verb[k]);
+                return false;
+            }
+        }
+    return true;
+}
+
+void gen_drain(struct master *m, struct generation *g, const struct generation *successor)
 {
     if (g->state == GEN_STARTING) {
         /* Not serving yet: nothing to finish. */
@@ -291,13 +465,21 @@ void gen_drain(struct master *m, struct generation *g)
     if (g->state != GEN_ACTIVE)
         return;
     g->state = GEN_DRAINING;
+    bool hand_over = hand_over_allowed(g, successor);
+    /* Before stop_fd turns readable: a worker reads the flag then. */
+    __atomic_store_n(g->handover, hand_over ? 1 : 0, __ATOMIC_RELEASE);
+    g->drain_started_ms = clock_now_ms();
+    for (unsigned i = 0; i < g->nslots; i++)
+        g->slots[i].closed_at_drain =
+            __atomic_load_n(&g->counters[i].closed, __ATOMIC_RELAXED);
     close(g->stop_wr); /* every worker's stop_fd turns readable */
     g->stop_wr = -1;
     for (unsigned i = 0; i < g->nslots; i++)
         g->slots[i].respawn_at_ms = 0;
     g->deadline_ms = clock_now_ms() + g->cfg->drain_timeout_ms;
-    log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)", g->id,
-             gen_live_workers(g), g->cfg->drain_timeout_ms);
+    log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)%s", g->id,
+             gen_live_workers(g), g->cfg->drain_timeout_ms,
+             hand_over ? ", handing connections over" : "");
     end_if_done(m, g);
 }
 
@@ -340,7 +522,11 @@ static void read_report(struct master *m, struct generation *g, struct worker_sl
             if (line[0] == WORKER_FALLBACK_TAG) {
                 note_fallback(m, line + 1);
             } else if (line[0] == WORKER_READY_TAG && !w->ready) {
+                char *tab = strchr(line, '\t');
+                if (tab)
+                    *tab++ = '\0';
                 snprintf(w->model, sizeof(w->model), "%.63s", line + 1);
+                w->ctl.abi_minor = tab ? (unsigned)strtoul(tab, NULL, 10) : 0;
                 w->ready = true;
                 log_debug("generation %u: worker pid %d ready (model %s)", g->id,
                           (int)w->pid, w->model);
@@ -394,6 +580,7 @@ enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
             w->report_fd = -1;
         }
     }
+    close_control(m, w);
     char how[128];
     describe_status(status, how, sizeof(how));
     bool was_ready = w->ready;
@@ -457,7 +644,7 @@ enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now)
             struct worker_slot *w = &g->slots[j];
             if (w->pid == 0 && w->respawn_at_ms && now >= w->respawn_at_ms) {
                 m->stats.worker_restarts++;
-                if (spawn_worker(g, j) != 0)
+                if (spawn_worker(m, g, j) != 0)
                     w->respawn_at_ms = now + RESPAWN_BACKOFF_FIRST_MS;
             }
         }

@@ -5,7 +5,9 @@
  * starts a new generation next to the serving one and only when every new
  * worker has reported ready does the old generation drain: the master
  * closes the write end of the old generation's stop pipe, which makes
- * stop_fd readable in each of its workers.  A generation's life (start,
+ * stop_fd readable in each of its workers; unless the reload changed the
+ * protocol, the old workers first give their connections, through their
+ * control sockets, to the new ones (handover.c relays them).  A generation's life (start,
  * serve, drain, fail, end) is generation.c's; what serving means for the
  * whole server (log level, status endpoint, systemd) is decided here.
  * Workers whose master died drain on their own (see worker.c).
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -125,7 +128,7 @@ static void serve_newest(struct master *m)
                                m->socket_activated);
         warn_restart_settings(m, g->cfg);
         log_info("reload: generation %u serving, generation %u draining", g->id, old->id);
-        gen_drain(m, old);
+        gen_drain(m, old, g);
     }
     notify_serving(m, NULL);
 }
@@ -221,7 +224,7 @@ static void on_signal(struct master *m, int sig)
         m->quitting = true;
         for (unsigned i = 0; i < MAX_GENERATIONS; i++)
             if (m->gens[i])
-                gen_drain(m, m->gens[i]);
+                gen_drain(m, m->gens[i], NULL);
         break;
     case SIGTERM:
     case SIGINT:
@@ -309,7 +312,8 @@ static int setup_signals(struct master *m)
     return 0;
 }
 
-#define MAX_POLL (1 + MAX_GENERATIONS * CFG_MAX_WORKERS + 1 + STATUS_MAX_CONNS)
+/* Each worker: its report pipe and its control socket. */
+#define MAX_POLL (1 + MAX_GENERATIONS * CFG_MAX_WORKERS * 2 + 1 + STATUS_MAX_CONNS)
 
 static void run_loop(struct master *m)
 {
@@ -323,11 +327,27 @@ static void run_loop(struct master *m)
             !m->terminating)
             do_reload(m);
 
+        gen_place_in_transit(m);
+
         struct pollfd pfds[MAX_POLL];
         struct generation *owner_gen[MAX_POLL];
         unsigned owner_slot[MAX_POLL];
         nfds_t n = 0;
         pfds[n++] = (struct pollfd){.fd = m->sigfd, .events = POLLIN};
+        /* Control sockets first: their events never free a generation. */
+        for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+            struct generation *g = m->gens[i];
+            for (unsigned j = 0; g && j < g->nslots; j++) {
+                short events = gen_control_events(m, g, j);
+                if (!events)
+                    continue;
+                owner_gen[n] = g;
+                owner_slot[n] = j;
+                pfds[n++] = (struct pollfd){.fd = g->slots[j].ctl.fd, .events = events};
+            }
+        }
+        m->relay.released = false; /* throttled ends were given their chance */
+        nfds_t reports_at = n;
         for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
             struct generation *g = m->gens[i];
             for (unsigned j = 0; g && j < g->nslots; j++) {
@@ -352,7 +372,10 @@ static void run_loop(struct master *m)
         }
         /* A change may free generations the rest of pfds points into:
          * the others wait for the next round (poll is level-triggered). */
-        for (nfds_t i = 1; rc > 0 && i < status_at; i++) {
+        for (nfds_t i = 1; rc > 0 && i < reports_at; i++)
+            if (pfds[i].revents)
+                gen_control_event(m, owner_gen[i], owner_slot[i], pfds[i].revents);
+        for (nfds_t i = reports_at; rc > 0 && i < status_at; i++) {
             if (!pfds[i].revents)
                 continue;
             enum gen_change change = gen_report_arrived(m, owner_gen[i], owner_slot[i]);
@@ -370,12 +393,30 @@ static void run_loop(struct master *m)
     }
 }
 
+/* In a hand-over the master holds up to two descriptors per connection
+ * in transit: as many as the hard limit allows (its workers keep the
+ * limit it was started with). */
+static void raise_nofile(struct master *m)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0)
+        return;
+    m->worker_nofile = r.rlim_cur;
+    if (r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &r) != 0)
+            log_warn(errno, "setrlimit RLIMIT_NOFILE");
+    }
+}
+
 int master_run(const struct master_opts *opts, struct ios_config *cfg)
 {
     struct master m = {.opts = opts, .sigfd = -1};
     char err[1024];
     int fd = -1;
     status_init(&m.status, metrics_render, &m);
+    ho_relay_init(&m.relay);
+    raise_nofile(&m);
 
     if ((fd = listener_open(cfg, &m.socket_activated, err, sizeof(err))) < 0 ||
         status_configure(&m.status, cfg, err, sizeof(err)) != 0) {
@@ -417,6 +458,7 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m.gens[i])
             gen_free(&m, m.gens[i]);
+    ho_relay_fini(&m.relay);
     log_info("exiting");
 fail:
     if (m.pid_file) {

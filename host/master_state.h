@@ -6,10 +6,12 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "clock.h"
 #include "config.h"
+#include "handover.h"
 #include "ioserve/plugin.h"
 #include "master.h"
 #include "status.h"
@@ -31,6 +33,8 @@ struct worker_slot {
     uint64_t respawn_at_ms; /* 0: no respawn scheduled */
     unsigned backoff_ms;
     char model[64];       /* the model it reported running */
+    struct ho_end ctl;    /* the master's end of its control socket */
+    uint64_t closed_at_drain; /* its counters' `closed` when the drain began */
 };
 
 struct generation {
@@ -41,6 +45,8 @@ struct generation {
     int stop_rd, stop_wr; /* closing stop_wr = drain */
     uint64_t deadline_ms; /* start or drain deadline; 0 = none */
     struct ios_counters *counters; /* shared with workers, one per slot */
+    int *handover; /* shared with workers: 1 = give connections on drain */
+    uint64_t drain_started_ms;
     struct worker_slot *slots;
     unsigned nslots;
 };
@@ -66,6 +72,14 @@ struct master_stats {
         char reason[160];
         uint64_t count;
     } fallbacks[MAX_FALLBACKS];
+    /* Connections that closed on a draining generation, by model: of
+     * generations that have ended (the live ones add their own). */
+    struct finished_on_old {
+        char model[64];
+        uint64_t n;
+    } finished[MAX_MODEL_TOTALS];
+    uint64_t last_drain_ms;
+    bool drained_once;
 };
 
 struct master {
@@ -84,6 +98,8 @@ struct master {
     bool socket_activated; /* the listening socket came from systemd */
     struct status_server status;
     struct master_stats stats;
+    struct ho_relay relay; /* connections in hand-over */
+    rlim_t worker_nofile;  /* RLIMIT_NOFILE's soft limit as started: the workers' */
 };
 
 /* generation.c: the state machine of a generation's life. */
@@ -100,12 +116,24 @@ enum gen_change {
  * nothing left behind. */
 struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd);
 /* The master wants g gone: an active one drains, a starting one fails.
- * Either is freed at once when no worker of it is alive. */
-void gen_drain(struct master *m, struct generation *g);
+ * Either is freed at once when no worker of it is alive.  `successor`:
+ * the generation now serving, to which g hands its connections over if
+ * both allow it (NULL: none, as for -s quit). */
+void gen_drain(struct master *m, struct generation *g, const struct generation *successor);
 /* Events.  Each may free the generation. */
 enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx);
 enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status);
 enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now);
+/* A worker's control socket is ready (poll revents): the hand-over relay
+ * reads or writes it.  Never frees a generation. */
+void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents);
+/* What poll should wait for on worker idx's control socket; 0 = skip it. */
+short gen_control_events(struct master *m, const struct generation *g, unsigned idx);
+/* Connections in transit that wait for an adopter go to the active
+ * generation's, once it has any. */
+void gen_place_in_transit(struct master *m);
+/* Closed while g drained: connections that finished on the old model. */
+uint64_t gen_finished_while_draining(const struct generation *g, unsigned idx);
 /* When g next needs a tick (a deadline or a respawn); 0 = never. */
 uint64_t gen_next_deadline(const struct generation *g);
 

@@ -695,7 +695,7 @@ static void swap_through_models(void **state)
      * (drain_timeout is 60 s: only closed connections can end them) */
     for (int i = 0; !problem[0] && i + 1 < nserved; i++) {
         char want[64];
-        snprintf(want, sizeof want, "generation %u: drained", served[i]);
+        snprintf(want, sizeof want, "generation %u drained in", served[i]);
         if (!it_wait_log(s, 0, want, 3000))
             snprintf(problem, sizeof problem,
                      "no \"%s\" within 3 s of its last client closing", want);
@@ -980,13 +980,13 @@ static void drain_open_connection_survives(void **state)
     IT_CHECK(b >= 0, "connect after the reload: %s", it_errbuf);
     IT_ECHO(b, "new connection", 14);
     it_close(b);
-    IT_CHECK(!it_wait_log(s, 0, "generation 1: drained", 0),
+    IT_CHECK(!it_wait_log(s, 0, "generation 1 drained in", 0),
              "generation 1 drained while a connection of it was open");
     IT_ECHO(a, "last one", 8);
 
     /* closing the client lets generation 1 finish */
     it_close(a);
-    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 3000),
+    IT_CHECK(it_wait_log(s, off, "generation 1 drained in", 3000),
              "generation 1 did not drain within 3 s of its last connection "
              "closing");
     rs_passed = 1;
@@ -1128,7 +1128,7 @@ static void listen_moves_to_new_port(void **state)
     IT_ECHO(a, "old port, after the reload", 26);
     size_t off = it_log_size(s);
     it_close(a);
-    IT_CHECK(it_wait_log(s, off, "generation 1: drained", 3000),
+    IT_CHECK(it_wait_log(s, off, "generation 1 drained in", 3000),
              "generation 1 did not drain within 3 s of its last connection "
              "closing");
     IT_CHECK(rs_wait_socket_closed(s, old_listener, 2000),
