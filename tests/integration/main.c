@@ -30,6 +30,9 @@ int it_run_restart_settings(void);
 /* sc_http_rfc.c: what RFC 9112 asks of the http handler */
 int it_run_http_rfc(void);
 
+/* sc_handover_min.c: the host's hand-over path, with a minimal model */
+int it_run_handover_host(void);
+
 /* sc_fallback.c: io_uring refused */
 int it_run_uring_unavailable(void);
 int it_run_fork_refused(void);
@@ -73,6 +76,7 @@ static const struct scenario scenarios[] = {
     {"uring_unavailable", it_run_uring_unavailable},
     {"fork_refused", it_run_fork_refused},
     {"lifecycle", it_run_lifecycle},
+    {"handover_host", it_run_handover_host},
     {"orphan", it_run_orphan},
     {"restart_settings", it_run_restart_settings},
     {"slowloris", it_run_slowloris},

@@ -44,4 +44,5 @@ set(IT_GLOBAL_SCENARIOS
   privdrop
   lifecycle
   restart_settings
+  handover_host
 )
