@@ -322,7 +322,6 @@ static void account_drain(struct master *m, const struct generation *g)
         }
     }
     m->stats.last_drain_ms = clock_now_ms() - g->drain_started_ms;
-    m->stats.drained_once = true;
     log_info("generation %u drained in %llu ms: %llu handed over, %llu finished on model %s",
              g->id, (unsigned long long)m->stats.last_drain_ms, (unsigned long long)given,
              (unsigned long long)finished, slot_model(g, 0));

@@ -79,7 +79,6 @@ struct master_stats {
         uint64_t n;
     } finished[MAX_MODEL_TOTALS];
     uint64_t last_drain_ms;
-    bool drained_once;
 };
 
 struct master {

@@ -78,6 +78,60 @@ static void worker_samples(struct ios_buf *out, const struct master *m, const ch
     }
 }
 
+/* Connections that closed on a draining generation, by model: those of
+ * ended generations plus those of the ones draining now. */
+static void finished_on_old(struct ios_buf *out, const struct master *m)
+{
+    static const char name[] = "ioserve_connections_finished_on_old_total";
+    metric_head(out, name, "counter",
+                "Connections that closed on a draining generation (not handed over).");
+    struct finished_on_old sum[MAX_MODEL_TOTALS];
+    memcpy(sum, m->stats.finished, sizeof(sum));
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        for (unsigned j = 0; g && g->state == GEN_DRAINING && j < g->nslots; j++) {
+            const char *model = slot_model(g, j);
+            for (unsigned k = 0; k < MAX_MODEL_TOTALS; k++) {
+                if (sum[k].model[0] && strcmp(sum[k].model, model) != 0)
+                    continue;
+                snprintf(sum[k].model, sizeof(sum[k].model), "%.63s", model);
+                sum[k].n += gen_finished_while_draining(g, j);
+                break;
+            }
+        }
+    }
+    char labels[256], model[160];
+    for (unsigned k = 0; k < MAX_MODEL_TOTALS && sum[k].model[0]; k++) {
+        label_escape(model, sizeof(model), sum[k].model);
+        snprintf(labels, sizeof(labels), "model=\"%s\"", model);
+        metric_line(out, name, labels, sum[k].n);
+    }
+}
+
+static void hand_over(struct ios_buf *out, const struct master *m)
+{
+    static const char name[] = "ioserve_connections_handed_over_total";
+    metric_head(out, name, "counter",
+                "Connections handed over on reload, by the model they left and the one "
+                "that adopted them.");
+    char labels[512], from[160], to[160];
+    for (size_t i = 0; i < m->relay.n_counts; i++) {
+        const struct ho_count *c = &m->relay.counts[i];
+        label_escape(from, sizeof(from), c->from);
+        label_escape(to, sizeof(to), c->to);
+        snprintf(labels, sizeof(labels), "from_model=\"%s\",to_model=\"%s\"", from, to);
+        metric_line(out, name, labels, c->n);
+    }
+    finished_on_old(out, m);
+    metric_head(out, "ioserve_last_drain_duration_seconds", "gauge",
+                "How long the last generation to drain took (0 before any).");
+    char line[128];
+    int n = snprintf(line, sizeof(line), "ioserve_last_drain_duration_seconds %llu.%03llu\n",
+                     (unsigned long long)(m->stats.last_drain_ms / 1000),
+                     (unsigned long long)(m->stats.last_drain_ms % 1000));
+    ios_buf_append(out, line, (size_t)n);
+}
+
 static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
 
 void metrics_render(void *ctx, struct ios_buf *out)
@@ -108,6 +162,7 @@ void metrics_render(void *ctx, struct ios_buf *out)
                  gen_state_names[g->state]);
         metric_line(out, "ioserve_workers", labels, gen_live_workers(g));
     }
+    hand_over(out, m);
     metric_head(out, "ioserve_reloads_total", "counter", "Reloads requested (SIGHUP).");
     metric_line(out, "ioserve_reloads_total", "", m->stats.reloads);
     metric_head(out, "ioserve_reloads_failed_total", "counter",
