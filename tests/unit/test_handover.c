@@ -413,7 +413,7 @@ static void test_handler_boundaries(void **st)
         assert_int_equal(h.at_boundary(&h, state), 1);
         if (i == 2) {
             struct ios_buf out = {0};
-            const char *req = "GET / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc";
+            const char *req = "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc";
             assert_int_equal(h.data(&h, state, req, strlen(req), &out), (ssize_t)strlen(req));
             assert_int_equal(h.at_boundary(&h, state), 0); /* 7 body bytes to come */
             assert_int_equal(h.data(&h, state, "defghij", 7, &out), 7);
