@@ -4,7 +4,7 @@
  * and adopts) whatever the real models do.  A reload to the same model:
  *   echo     a session opened on generation 1 keeps talking, on the same
  *            TCP connection, after generation 1 has handed it over and
- *            exited;
+ *            exited; /metrics counts it;
  *   input    an http keep-alive connection holding half a request head at
  *            the reload: the half travels with it (memfd) and the new
  *            worker answers the completed request;
@@ -37,8 +37,8 @@ static char *ho_write(const char *const *extra)
 {
     char model[1200];
     ho_model_line(model, sizeof model);
-    const char *lines[16] = {model, "drain_timeout = 30;"};
-    size_t n = 2;
+    const char *lines[16] = {model, "drain_timeout = 30;", "status_listen = \"127.0.0.1:0\";"};
+    size_t n = 3;
     for (size_t i = 0; extra && extra[i] && n < 15; i++)
         lines[n++] = extra[i];
     lines[n] = NULL;
@@ -89,6 +89,20 @@ static int ho_teardown(void **state)
     return 0;
 }
 
+/* The sum of `family` samples holding `label` on s's /metrics. */
+static unsigned long long ho_metric(const struct it_server *s, const char *family,
+                                    const char *label)
+{
+    int port = it_status_port(s);
+    IT_CHECK(port > 0, "no status endpoint in the log");
+    char *resp = it_http_get(port, "/metrics");
+    IT_CHECK(resp, "GET /metrics failed");
+    const char *body = strstr(resp, "\r\n\r\n");
+    IT_CHECK(body, "no /metrics body");
+    IT_CHECK(strstr(body, family), "/metrics lacks %s", family);
+    return it_metric_sum(body + 4, family, label);
+}
+
 static void echo_session_moves(void **state)
 {
     (void)state;
@@ -107,6 +121,15 @@ static void echo_session_moves(void **state)
     IT_CHECK(it_wait_log(s, off, "generation 2 drained in", 2000),
              "generation 2 still runs 2 s after the second reload");
     IT_ECHO(fd, "after two reloads\n", 18);
+    unsigned long long moved =
+        ho_metric(s, "ioserve_connections_handed_over_total",
+                  "from_model=\"handover_min\",to_model=\"handover_min\"");
+    IT_CHECK(moved == 2, "ioserve_connections_handed_over_total = %llu, expected 2", moved);
+    unsigned long long finished =
+        ho_metric(s, "ioserve_connections_finished_on_old_total", NULL);
+    IT_CHECK(finished == 0, "ioserve_connections_finished_on_old_total = %llu, expected 0",
+             finished);
+    ho_metric(s, "ioserve_last_drain_duration_seconds", NULL); /* present */
     it_close(fd);
 }
 
@@ -180,6 +203,10 @@ static void no_hand_over(const char *name, const char *const *second, const char
     IT_CHECK(it_wait_log(s, off, "0 handed over, 1 finished on model handover_min", 3000),
              "generation 1 did not end with \"0 handed over, 1 finished\" once its "
              "session closed");
+    unsigned long long finished = ho_metric(s, "ioserve_connections_finished_on_old_total",
+                                            "model=\"handover_min\"");
+    IT_CHECK(finished == 1, "ioserve_connections_finished_on_old_total = %llu, expected 1",
+             finished);
 }
 
 static void handler_change_drains(void **state)
