@@ -64,6 +64,19 @@ static void fx_init(struct fx *f)
     ho_relay_init(&f->relay);
 }
 
+static void fx_adopters(struct fx *f, unsigned from);
+
+/* Worker 0 (model epoll) gives; one adopter per entry of `minors`, of
+ * model poll, or "old" for a minor below 2. */
+static void fx_start(struct fx *f, const unsigned *minors, unsigned n)
+{
+    fx_init(f);
+    wk_open(f, "epoll", 2);
+    for (unsigned i = 0; i < n; i++)
+        wk_open(f, minors[i] >= 2 ? "poll" : "old", minors[i]);
+    fx_adopters(f, 1);
+}
+
 /* Worker 0 gives; workers from..n-1 are the active generation. */
 static void fx_adopters(struct fx *f, unsigned from)
 {
@@ -104,6 +117,15 @@ static void give(struct fx *f, int server, const char *in)
     relay_read(f, &f->w[0]);
 }
 
+/* Gives a connection whose client has gone: for counting where it goes. */
+static void give_fresh(struct fx *f, const char *in)
+{
+    int client, server;
+    conn_pair(&client, &server);
+    give(f, server, in);
+    close(client);
+}
+
 /* Bytes pass both ways between client and adopted. */
 static void assert_connected(int client, int adopted)
 {
@@ -120,10 +142,7 @@ static void test_round_trip_with_input(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    wk_open(&f, "poll", 2);
-    fx_adopters(&f, 1);
+    fx_start(&f, (const unsigned[]){2}, 1);
     int client, server;
     conn_pair(&client, &server);
 
@@ -162,10 +181,7 @@ static void test_round_trip_without_input(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    wk_open(&f, "epoll", 2);
-    fx_adopters(&f, 1);
+    fx_start(&f, (const unsigned[]){2}, 1);
     int client, server;
     conn_pair(&client, &server);
     give(&f, server, "");
@@ -186,9 +202,7 @@ static void test_copy_held_until_ack(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    fx_adopters(&f, 1); /* no adopter at all yet */
+    fx_start(&f, NULL, 0); /* no adopter at all yet */
     int client, server;
     conn_pair(&client, &server);
     give(&f, server, "");
@@ -217,11 +231,7 @@ static void test_dead_adopter_resends(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    wk_open(&f, "poll", 2);
-    wk_open(&f, "poll", 2);
-    fx_adopters(&f, 1);
+    fx_start(&f, (const unsigned[]){2, 2}, 2);
     int client[2], server[2];
     conn_pair(&client[0], &server[0]);
     conn_pair(&client[1], &server[1]);
@@ -272,19 +282,11 @@ static void test_round_robin_spread(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    for (int i = 0; i < 4; i++)
-        wk_open(&f, "poll", 2);
-    fx_adopters(&f, 1);
+    fx_start(&f, (const unsigned[]){2, 2, 2, 2}, 4);
     unsigned got[MAX_WORKERS] = {0};
     for (int batch = 0; batch < 20; batch++) {
-        for (int i = 0; i < 50; i++) {
-            int client, server;
-            conn_pair(&client, &server);
-            give(&f, server, i % 3 ? "" : "abc");
-            close(client);
-        }
+        for (int i = 0; i < 50; i++)
+            give_fresh(&f, i % 3 ? "" : "abc");
         for (unsigned w = 1; w < f.n; w++)
             got[w] += adopt_all(&f, &f.w[w]);
     }
@@ -303,18 +305,9 @@ static void test_old_abi_never_chosen(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    wk_open(&f, "old", 1);
-    wk_open(&f, "poll", 2);
-    wk_open(&f, "old", 1);
-    fx_adopters(&f, 1);
-    for (int i = 0; i < 20; i++) {
-        int client, server;
-        conn_pair(&client, &server);
-        give(&f, server, "");
-        close(client);
-    }
+    fx_start(&f, (const unsigned[]){1, 2, 1}, 3);
+    for (int i = 0; i < 20; i++)
+        give_fresh(&f, "");
     assert_int_equal(adopt_all(&f, &f.w[1]), 0);
     assert_int_equal(adopt_all(&f, &f.w[3]), 0);
     assert_int_equal(adopt_all(&f, &f.w[2]), 20);
@@ -328,18 +321,10 @@ static void test_full_adopter_queues(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
-    wk_open(&f, "poll", 2);
-    fx_adopters(&f, 1);
+    fx_start(&f, (const unsigned[]){2}, 1);
     int n = 0;
-    while (!f.w[1].end.want_write && n < 400) {
-        int client, server;
-        conn_pair(&client, &server);
-        give(&f, server, "q");
-        close(client);
-        n++;
-    }
+    for (; !f.w[1].end.want_write && n < 400; n++)
+        give_fresh(&f, "q");
     assert_true(f.w[1].end.want_write);
     unsigned got = 0;
     for (int round = 0; round < 100 && got < (unsigned)n; round++) {
@@ -356,8 +341,7 @@ static void test_requested_follows_flag(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
+    fx_start(&f, NULL, 0);
     assert_int_equal(wh_requested(&f.w[0].ho), 0);
     __atomic_store_n(&f.flag, 1, __ATOMIC_RELEASE);
     assert_int_equal(wh_requested(&f.w[0].ho), 1);
@@ -375,8 +359,7 @@ static void test_master_gone(void **st)
 {
     (void)st;
     struct fx f;
-    fx_init(&f);
-    wk_open(&f, "epoll", 2);
+    fx_start(&f, NULL, 0);
     close(f.w[0].end.fd);
     f.w[0].end.fd = socket(AF_UNIX, SOCK_SEQPACKET, 0); /* for fx_done */
     int fd;
