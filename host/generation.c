@@ -136,7 +136,7 @@ static int spawn_worker(const struct master *m, struct generation *g, unsigned i
     fcntl(cp[0], F_SETFL, O_NONBLOCK); /* the master never waits on a worker */
     w->pid = pid;
     w->report_fd = rp[0];
-    w->ctl = (struct ho_end){.fd = cp[0], .model = w->model};
+    w->ctl = (struct ho_end){.fd = cp[0], .model = w->model, .protocol = g->cfg->handler};
     w->ready = false;
     w->started_ms = clock_now_ms();
     w->respawn_at_ms = 0;

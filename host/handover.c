@@ -49,11 +49,12 @@ size_t ho_relay_in_transit(const struct ho_relay *r)
     return r->n_pending;
 }
 
-static struct ho_end *pick(struct ho_relay *r, struct ho_end *const *adopters, size_t n)
+static struct ho_end *pick(struct ho_relay *r, const char *protocol,
+                           struct ho_end *const *adopters, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         size_t i = (r->next_pick + k) % n;
-        if (ho_end_adopts(adopters[i])) {
+        if (ho_end_adopts(adopters[i]) && strcmp(adopters[i]->protocol, protocol) == 0) {
             r->next_pick = i + 1;
             return adopters[i];
         }
@@ -82,13 +83,30 @@ static void try_send(struct ho_pending *p)
     }
 }
 
+/* Adopters for another protocol: the active generation's handler is not
+ * the one a connection in transit speaks. */
+static bool protocol_gone(const char *protocol, struct ho_end *const *adopters, size_t n)
+{
+    return n > 0 && strcmp(adopters[0]->protocol, protocol) != 0;
+}
+
 static void place_waiting(struct ho_relay *r, struct ho_end *const *adopters, size_t n)
 {
-    for (size_t i = 0; i < r->n_pending; i++) {
+    for (size_t i = 0; i < r->n_pending;) {
         struct ho_pending *p = &r->pending[i];
-        if (!p->to && !(p->to = pick(r, adopters, n)))
-            return; /* no adopter now: they wait for ho_relay_place */
+        if (!p->to && !(p->to = pick(r, p->protocol, adopters, n))) {
+            if (!protocol_gone(p->protocol, adopters, n)) {
+                i++; /* waits for an adopter: ho_relay_place */
+                continue;
+            }
+            log_warn(0, "hand-over: a %s connection from model %s closed: the serving "
+                     "generation's handler is %s", p->protocol, p->from_model,
+                     adopters[0]->protocol);
+            release(r, i);
+            continue;
+        }
         try_send(p);
+        i++;
     }
 }
 
@@ -183,10 +201,10 @@ static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg 
     *p = (struct ho_pending){.id = r->next_id++,
                              .conn = fds[0],
                              .memfd = nfds == 2 ? fds[1] : -1,
-                             .input_len = m->input_len,
-                             .to = pick(r, adopters, n)};
+                             .input_len = m->input_len};
     snprintf(p->from_model, sizeof(p->from_model), "%s", from->model);
-    try_send(p);
+    snprintf(p->protocol, sizeof(p->protocol), "%s", from->protocol);
+    place_waiting(r, adopters, n);
     return 0;
 }
 

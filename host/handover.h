@@ -18,6 +18,7 @@
 struct ho_end {
     int fd;             /* non-blocking; -1 = none */
     const char *model;  /* what the worker runs, for the counts */
+    const char *protocol; /* its handler: a connection only moves to its own */
     unsigned abi_minor; /* of that model (its ready report); < 2 never adopts */
     bool eof;           /* the worker closed its end: nothing more to read or send */
     bool want_write;    /* ADOPTs wait for room: poll POLLOUT */
@@ -30,6 +31,7 @@ struct ho_pending {
     int conn, memfd; /* memfd -1: no input */
     uint32_t input_len;
     char from_model[64];
+    char protocol[16];
     struct ho_end *to; /* NULL: waits for an adopter */
     bool sent;         /* ADOPT sent, ACK awaited */
 };
@@ -61,7 +63,9 @@ bool ho_end_adopts(const struct ho_end *e);
 
 /*
  * Reads what waits on `from` (POLLIN): each GIVE goes to the next of
- * `adopters` (those that do not adopt are skipped), or waits for one; each
+ * `adopters` (those that do not adopt are skipped), or waits for one (if
+ * the adopters serve another protocol, as when a later reload changed the
+ * handler, it is closed: it cannot continue there); each
  * ACK releases the master's copy and counts the hand-over.  `adopters` are
  * the live, ready workers of the active generation.  0, or -EPIPE once the
  * worker has closed its end (from->eof set).

@@ -46,7 +46,8 @@ static void wk_open(struct fx *f, const char *model, unsigned abi_minor)
     int sp[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
     assert_int_equal(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
-    w->end = (struct ho_end){.fd = sp[0], .model = model, .abi_minor = abi_minor};
+    w->end = (struct ho_end){
+        .fd = sp[0], .model = model, .protocol = "echo", .abi_minor = abi_minor};
     w->fd = sp[1];
     assert_int_equal(wh_init(&w->ho, sp[1], &f->flag), 0);
 }
@@ -315,6 +316,29 @@ static void test_old_abi_never_chosen(void **st)
     fx_done(&f);
 }
 
+/* A later reload changed the handler while a connection waited for an
+ * adopter: it cannot continue under http, so the master lets it go. */
+static void test_other_protocol_closes(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_start(&f, NULL, 0);
+    int client, server;
+    conn_pair(&client, &server);
+    give(&f, server, "");
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    wk_open(&f, "poll", 2);
+    f.w[1].end.protocol = "http";
+    fx_adopters(&f, 1);
+    ho_relay_place(&f.relay, f.adopters, f.n_adopters);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    char c;
+    assert_int_equal(read(client, &c, 1), 0); /* the client sees the end */
+    assert_int_equal(adopt_all(&f, &f.w[1]), 0);
+    close(client);
+    fx_done(&f);
+}
+
 /* An adopter that does not keep up: the master never blocks, the ADOPTs
  * wait for POLLOUT and all arrive once it reads. */
 static void test_full_adopter_queues(void **st)
@@ -418,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_dead_adopter_resends),
         cmocka_unit_test(test_round_robin_spread),
         cmocka_unit_test(test_old_abi_never_chosen),
+        cmocka_unit_test(test_other_protocol_closes),
         cmocka_unit_test(test_full_adopter_queues),
         cmocka_unit_test(test_requested_follows_flag),
         cmocka_unit_test(test_master_gone),
