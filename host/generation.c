@@ -206,73 +206,12 @@ static void retire_counters(struct master *m, const struct generation *g)
     }
 }
 
-/* The newest active generation's live, ready workers: where connections
- * in hand-over go.  Returns how many; `out` holds MAX_ADOPTERS (one generation). */
-#define MAX_ADOPTERS CFG_MAX_WORKERS
-static size_t adopters(struct master *m, struct ho_end **out)
-{
-    const struct generation *g = NULL;
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE && (!g || m->gens[i]->id > g->id))
-            g = m->gens[i];
-    size_t n = 0;
-    for (unsigned j = 0; g && j < g->nslots && n < MAX_ADOPTERS; j++)
-        if (g->slots[j].pid > 0 && g->slots[j].ready && g->slots[j].ctl.fd >= 0)
-            out[n++] = &g->slots[j].ctl;
-    return n;
-}
-
-/* Worker w's control socket closes: what it gave and the master did not
- * read yet is read first, and what it was sent and did not acknowledge
- * goes to another adopter. */
-static void close_control(struct master *m, struct worker_slot *w)
-{
-    if (w->ctl.fd < 0)
-        return;
-    struct ho_end *to[MAX_ADOPTERS];
-    ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
-    w->ctl.eof = true; /* not an adopter any more */
-    ho_relay_end_gone(&m->relay, &w->ctl, to, adopters(m, to));
-    close(w->ctl.fd);
-    w->ctl.fd = -1;
-}
-
-void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents)
-{
-    struct worker_slot *w = &g->slots[idx];
-    if (w->ctl.fd < 0)
-        return;
-    if (revents & POLLOUT)
-        ho_relay_writable(&m->relay, &w->ctl);
-    if (revents & (POLLIN | POLLHUP | POLLERR)) {
-        struct ho_end *to[MAX_ADOPTERS];
-        ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
-    }
-}
-
-short gen_control_events(struct master *m, const struct generation *g, unsigned idx)
-{
-    const struct ho_end *e = &g->slots[idx].ctl;
-    if (e->fd < 0 || e->eof)
-        return 0;
-    return (short)((e->throttled && !m->relay.released ? 0 : POLLIN) |
-                   (e->want_write ? POLLOUT : 0));
-}
-
-void gen_place_in_transit(struct master *m)
-{
-    if (ho_relay_in_transit(&m->relay) == 0)
-        return;
-    struct ho_end *to[MAX_ADOPTERS];
-    ho_relay_place(&m->relay, to, adopters(m, to));
-}
-
 void gen_free(struct master *m, struct generation *g)
 {
     for (unsigned i = 0; g->slots && i < g->nslots; i++)
         g->slots[i].ctl.eof = true; /* none of them adopts any more */
     for (unsigned i = 0; g->slots && i < g->nslots; i++)
-        close_control(m, &g->slots[i]);
+        gen_control_close(m, &g->slots[i]);
     retire_counters(m, g);
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m->gens[i] == g)
@@ -344,10 +283,11 @@ static bool end_if_done(struct master *m, struct generation *g)
 
 struct generation *gen_find(struct master *m, enum gen_state state)
 {
+    struct generation *g = NULL;
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-        if (m->gens[i] && m->gens[i]->state == state)
-            return m->gens[i];
-    return NULL;
+        if (m->gens[i] && m->gens[i]->state == state && (!g || m->gens[i]->id > g->id))
+            g = m->gens[i];
+    return g;
 }
 
 struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd)
@@ -579,7 +519,7 @@ enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
             w->report_fd = -1;
         }
     }
-    close_control(m, w);
+    gen_control_close(m, w);
     char how[128];
     describe_status(status, how, sizeof(how));
     bool was_ready = w->ready;

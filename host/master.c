@@ -105,10 +105,7 @@ static void warn_restart_settings(const struct master *m, const struct ios_confi
  * that fails leaves the log level and the status endpoint be. */
 static void serve_newest(struct master *m)
 {
-    struct generation *g = NULL;
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-        if (m->gens[i] && m->gens[i]->state == GEN_ACTIVE && (!g || m->gens[i]->id > g->id))
-            g = m->gens[i];
+    struct generation *g = gen_find(m, GEN_ACTIVE);
     log_set_level(g->cfg->log_level);
     char err[256];
     if (status_configure(&m->status, g->cfg, err, sizeof(err)) != 0)

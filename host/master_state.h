@@ -123,6 +123,12 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
 enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx);
 enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status);
 enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now);
+/* gen_control.c: the workers' control sockets and the hand-over relay. */
+
+/* Worker w's control socket closes (it exited, or its generation is
+ * freed): what it gave and the master did not read yet is read first, and
+ * what it was sent and did not acknowledge goes to another adopter. */
+void gen_control_close(struct master *m, struct worker_slot *w);
 /* A worker's control socket is ready (poll revents): the hand-over relay
  * reads or writes it.  Never frees a generation. */
 void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents);
@@ -138,6 +144,7 @@ uint64_t gen_next_deadline(const struct generation *g);
 
 /* For the master's exit: frees g whatever its state. */
 void gen_free(struct master *m, struct generation *g);
+/* The newest generation in `state`, or NULL. */
 struct generation *gen_find(struct master *m, enum gen_state state);
 unsigned gen_live_workers(const struct generation *g);
 void gen_signal_workers(struct generation *g, int sig);
