@@ -8,7 +8,8 @@
  *   input    an http keep-alive connection holding half a request head at
  *            the reload: the half travels with it (memfd) and the new
  *            worker answers the completed request;
- *   spread   workers = 3: 30 sessions handed over, each still served;
+ *   spread   workers = 3: 30 sessions handed over, each still served, ten
+ *            on each new worker;
  * and the reloads that must not hand over, each saying why:
  *   handler  echo -> upper: drains, the session stays on generation 1;
  *   off      handover = false: likewise.
@@ -181,6 +182,15 @@ static void sessions_spread(void **state)
              "generation 1 still runs 3 s after the reload");
     for (int i = 0; i < SPREAD_SESSIONS; i++)
         IT_ECHO(fds[i], "still here\n", 11);
+    /* Round-robin: each of the three new workers holds a third. */
+    for (int w = 0; w < 3; w++) {
+        char label[64];
+        snprintf(label, sizeof label, "generation=\"2\",worker=\"%d\"", w);
+        unsigned long long active = ho_metric(s, "ioserve_connections_active", label);
+        IT_CHECK(active == SPREAD_SESSIONS / 3,
+                 "worker %d of generation 2 holds %llu sessions, expected %d", w, active,
+                 SPREAD_SESSIONS / 3);
+    }
     for (int i = 0; i < SPREAD_SESSIONS; i++)
         it_close(fds[i]);
 }
