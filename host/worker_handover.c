@@ -144,6 +144,10 @@ int wh_adopt(const struct worker_ho *w, int *fd, struct ios_buf *in)
      * released and the connection closes, rather than being re-sent to a
      * worker that would fail alike. */
     struct ho_msg ack = {.type = HO_ACK, .id = m.id};
+    /* An ack that cannot go within the send timeout (a master stuck for a
+     * second) is logged and the connection served all the same: dropping it
+     * would cut a client for certain, while the master's copy would only be
+     * re-sent if this worker died before its drain. */
     int arc = ho_send(w->ctl_fd, &ack, NULL, 0, 0);
     if (arc != 0 && arc != -EPIPE)
         log_warn(-arc, "worker: hand-over: acknowledging connection %llu",
