@@ -146,8 +146,9 @@ int wh_adopt(const struct worker_ho *w, int *fd, struct ios_buf *in)
     struct ho_msg ack = {.type = HO_ACK, .id = m.id};
     /* An ack that cannot go within the send timeout (a master stuck for a
      * second) is logged and the connection served all the same: dropping it
-     * would cut a client for certain, while the master's copy would only be
-     * re-sent if this worker died before its drain. */
+     * would cut a client for certain, while the master keeps its copy (the
+     * connection stays open after this worker closes it) and re-sends it
+     * when this worker exits. */
     int arc = ho_send(w->ctl_fd, &ack, NULL, 0, 0);
     if (arc != 0 && arc != -EPIPE)
         log_warn(-arc, "worker: hand-over: acknowledging connection %llu",
