@@ -12,7 +12,8 @@
  *            on each new worker;
  * and the reloads that must not hand over, each saying why:
  *   handler  echo -> upper: drains, the session stays on generation 1;
- *   off      handover = false: likewise.
+ *   off      handover = false: likewise;
+ *   abi      to a model of ABI 1.1: likewise.
  */
 #include "harness.h"
 
@@ -27,9 +28,10 @@ static struct it_server ho_srv;
 static int ho_started;
 static const char *ho_name; /* each test's own config (and log) */
 
-static void ho_model_line(char *model, size_t len)
+/* "model = ..." naming one of the test plugins. */
+static void ho_model_line(char *model, size_t len, const char *so)
 {
-    snprintf(model, len, "model = \"%s/handover_min.so\";", it_env.bad_plugin_dir);
+    snprintf(model, len, "model = \"%s/%s\";", it_env.bad_plugin_dir, so);
 }
 
 /* Writes the config (handover_min, drain_timeout 30 s so that only a
@@ -37,9 +39,14 @@ static void ho_model_line(char *model, size_t len)
 static char *ho_write(const char *const *extra)
 {
     char model[1200];
-    ho_model_line(model, sizeof model);
-    const char *lines[16] = {model, "drain_timeout = 30;", "status_listen = \"127.0.0.1:0\";"};
-    size_t n = 3;
+    ho_model_line(model, sizeof model, "handover_min.so");
+    const char *lines[16] = {"drain_timeout = 30;", "status_listen = \"127.0.0.1:0\";"};
+    size_t n = 2;
+    int own_model = 0;
+    for (size_t i = 0; extra && extra[i]; i++)
+        own_model |= strncmp(extra[i], "model =", 7) == 0;
+    if (!own_model)
+        lines[n++] = model;
     for (size_t i = 0; extra && extra[i] && n < 15; i++)
         lines[n++] = extra[i];
     lines[n] = NULL;
@@ -233,6 +240,16 @@ static void handover_false_drains(void **state)
     no_hand_over("handover_false", off, "handover = false: draining, not handing over");
 }
 
+static void old_abi_drains(void **state)
+{
+    (void)state;
+    char model[1200];
+    ho_model_line(model, sizeof model, "handover_min_11.so");
+    const char *const old[] = {model, NULL};
+    no_hand_over("old_abi", old,
+                 "model handover_min (ABI 1.1) does not adopt: draining, not handing over");
+}
+
 #define HO_TEST(f) cmocka_unit_test_teardown(f, ho_teardown)
 
 int it_run_handover_host(void)
@@ -243,6 +260,7 @@ int it_run_handover_host(void)
         HO_TEST(sessions_spread),
         HO_TEST(handler_change_drains),
         HO_TEST(handover_false_drains),
+        HO_TEST(old_abi_drains),
     };
     return cmocka_run_group_tests_name("handover_host", tests, NULL, NULL);
 }

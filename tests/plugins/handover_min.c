@@ -6,6 +6,8 @@
  * handover_requested() it gives every connection at its boundary (output
  * flushed, the handler's at_boundary) with its unconsumed input; it adopts
  * whatever adopt_fd announces, feeding the carried input first.
+ * Built a second time with IOS_REQUIRE_MINOR=1 (handover_min_11.so), it
+ * stands for a 1.1 plugin in the master's eyes.
  */
 #include <errno.h>
 #include <poll.h>
