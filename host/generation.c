@@ -233,6 +233,14 @@ void gen_free(struct master *m, struct generation *g)
     free(g);
 }
 
+uint64_t gen_open_connections(const struct generation *g)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; g->counters && i < g->nslots; i++)
+        n += __atomic_load_n(&g->counters[i].active, __ATOMIC_RELAXED);
+    return n;
+}
+
 uint64_t gen_finished_while_draining(const struct generation *g, unsigned idx)
 {
     if (g->state != GEN_DRAINING || !g->counters)
@@ -389,6 +397,21 @@ static bool hand_over_allowed(const struct generation *from, const struct genera
             }
         }
     return true;
+}
+
+void gen_offer_hand_over(struct master *m, const struct generation *successor)
+{
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        struct generation *d = m->gens[i];
+        if (!d || d == successor || d->state != GEN_DRAINING ||
+            __atomic_load_n(d->handover, __ATOMIC_RELAXED))
+            continue;
+        if (!hand_over_allowed(d, successor))
+            continue;
+        __atomic_store_n(d->handover, 1, __ATOMIC_RELEASE);
+        log_info("generation %u: handing its %llu open connection(s) over to generation %u",
+                 d->id, (unsigned long long)gen_open_connections(d), successor->id);
+    }
 }
 
 void gen_drain(struct master *m, struct generation *g, const struct generation *successor)

@@ -117,6 +117,7 @@ static void serve_newest(struct master *m)
              addr, g->slots[0].model, g->cfg->handler, g->nslots,
              g->nslots == 1 ? "" : "s", g->id);
     m->ever_active = true;
+    gen_offer_hand_over(m, g); /* before the drains below: those decide at once */
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         struct generation *old = m->gens[i];
         if (!old || old == g || old->state != GEN_ACTIVE)

@@ -119,6 +119,13 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
  * the generation now serving, to which g hands its connections over if
  * both allow it (NULL: none, as for -s quit). */
 void gen_drain(struct master *m, struct generation *g, const struct generation *successor);
+/* A new generation serves: generations draining without a hand-over (to
+ * a successor of another handler, or of ABI 1.1) hand their remaining
+ * connections over to it if both allow it now.  Models ask again while
+ * they drain. */
+void gen_offer_hand_over(struct master *m, const struct generation *successor);
+/* Connections g's workers hold now. */
+uint64_t gen_open_connections(const struct generation *g);
 /* Events.  Each may free the generation. */
 enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx);
 enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status);

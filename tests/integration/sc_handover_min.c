@@ -13,7 +13,9 @@
  * and the reloads that must not hand over, each saying why:
  *   handler  echo -> upper: drains, the session stays on generation 1;
  *   off      handover = false: likewise;
- *   abi      to a model of ABI 1.1: likewise.
+ *   abi      to a model of ABI 1.1: likewise;
+ *   later    a generation draining after a handler change hands its
+ *            session over to a later generation with its handler again.
  */
 #include "harness.h"
 
@@ -250,6 +252,27 @@ static void old_abi_drains(void **state)
                  "model handover_min (ABI 1.1) does not adopt: draining, not handing over");
 }
 
+static void later_successor_takes_over(void **state)
+{
+    (void)state;
+    static const char *const upper[] = {"handler = \"upper\";", NULL};
+    struct it_server *s = ho_start("later", NULL);
+    int fd;
+    HO_CONNECT(s, fd);
+    IT_ECHO(fd, "echo\n", 5);
+    ho_reload(s, upper, 2); /* generation 1 drains and keeps the session */
+    IT_ECHO(fd, "still echo\n", 11);
+    size_t off = ho_reload(s, NULL, 3);
+    IT_CHECK(it_wait_log(s, off, "generation 1: handing its 1 open connection(s) over to "
+                                 "generation 3", 0),
+             "generation 1 was not asked to hand over to generation 3");
+    IT_CHECK(it_wait_log(s, off, "generation 1 drained in", 2000),
+             "generation 1 still runs 2 s after generation 3 took over");
+    IT_CHECK(it_wait_log(s, off, "1 handed over", 0), "generation 1 handed nothing over");
+    IT_ECHO(fd, "on generation 3\n", 16);
+    it_close(fd);
+}
+
 #define HO_TEST(f) cmocka_unit_test_teardown(f, ho_teardown)
 
 int it_run_handover_host(void)
@@ -261,6 +284,7 @@ int it_run_handover_host(void)
         HO_TEST(handler_change_drains),
         HO_TEST(handover_false_drains),
         HO_TEST(old_abi_drains),
+        HO_TEST(later_successor_takes_over),
     };
     return cmocka_run_group_tests_name("handover_host", tests, NULL, NULL);
 }

@@ -179,6 +179,8 @@ int model_run(int listen_fd, const struct ios_handler *h)
             if (fd >= 0)
                 add(&l, fd, &none, &h->counters->accepted);
         }
+        if (draining && !handover)
+            handover = h->handover_requested(h); /* a later successor may take them */
         if (handover)
             give_at_boundaries(&l);
     }
