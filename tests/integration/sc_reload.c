@@ -6,8 +6,10 @@
  *                  model of IOSERVE_MODELS and back; nothing is dropped
  *   reload_bad     syntax error, missing plugin, wrong ABI: the serving
  *                  generation keeps serving; a good reload still works
- *   drain          an open connection survives a reload; an idle one is
- *                  closed once drain_timeout passes
+ *   drain          with handover = false (the drain that setting keeps),
+ *                  an open connection survives a reload on the old
+ *                  generation; an idle one is closed once drain_timeout
+ *                  passes
  *   listen_change  a reload with a new listen address
  *   signals        -s quit / stop / reload, missing and stale pid files
  * Per-model scenarios (it.<model>.<scenario>):
@@ -953,7 +955,7 @@ static unsigned rs_must_reload(int i, const char *const *lines)
 static void drain_open_connection_survives(void **state)
 {
     (void)state;
-    const char *const lines[] = {"drain_timeout = 30;", NULL};
+    const char *const lines[] = {"drain_timeout = 30;", "handover = false;", NULL};
     struct it_server *s = rs_start("drain_open", lines);
     int a;
     a = it_connect(s->port);
@@ -995,7 +997,7 @@ static void drain_open_connection_survives(void **state)
 static void drain_idle_connection_closed(void **state)
 {
     (void)state;
-    const char *const lines[] = {"drain_timeout = 1;", NULL};
+    const char *const lines[] = {"drain_timeout = 1;", "handover = false;", NULL};
     struct it_server *s = rs_start("drain_idle", lines);
     int idle;
     idle = it_connect(s->port);
