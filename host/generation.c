@@ -434,14 +434,15 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
     for (unsigned i = 0; i < g->nslots; i++)
         g->slots[i].closed_at_drain =
             __atomic_load_n(&g->counters[i].closed, __ATOMIC_RELAXED);
+    /* Logged first: the workers' own drain lines follow it. */
+    log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)%s", g->id,
+             gen_live_workers(g), g->cfg->drain_timeout_ms,
+             hand_over ? ", handing connections over" : "");
     close(g->stop_wr); /* every worker's stop_fd turns readable */
     g->stop_wr = -1;
     for (unsigned i = 0; i < g->nslots; i++)
         g->slots[i].respawn_at_ms = 0;
     g->deadline_ms = clock_now_ms() + g->cfg->drain_timeout_ms;
-    log_info("generation %u: draining %u worker(s) (drain_timeout %u ms)%s", g->id,
-             gen_live_workers(g), g->cfg->drain_timeout_ms,
-             hand_over ? ", handing connections over" : "");
     end_if_done(m, g);
 }
 
