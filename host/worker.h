@@ -15,7 +15,7 @@
 #define WORKER_EXIT_NOT_STARTED 3 /* no configured model could start */
 
 /* Report lines sent on report_fd: "R<model name>\t<its ABI minor>\n" once
- * the model runs;
+ * the model runs (the minor says whether it adopts connections);
  * "F<model>\t<reason>\n" for each model of the list skipped before it. */
 #define WORKER_READY_TAG 'R'
 #define WORKER_FALLBACK_TAG 'F'
