@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -360,6 +361,56 @@ static void test_full_adopter_queues(void **st)
     fx_done(&f);
 }
 
+/* What test_no_spare_descriptors_waits takes, given back even when it
+ * fails: the other tests need descriptors. */
+static struct rlimit saved_nofile;
+static int fill[256], n_fill;
+
+static int give_back_descriptors(void **st)
+{
+    (void)st;
+    while (n_fill > 0)
+        close(fill[--n_fill]);
+    return saved_nofile.rlim_max ? setrlimit(RLIMIT_NOFILE, &saved_nofile) : 0;
+}
+
+/* Out of descriptors: the master leaves a GIVE in the socket rather than
+ * receive it with its descriptors cut off (the kernel would drop them, and
+ * the connection with them), and takes it once two are free. */
+static void test_no_spare_descriptors_waits(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_start(&f, (const unsigned[]){2}, 1);
+    int client, server;
+    conn_pair(&client, &server);
+    assert_int_equal(wh_give(&f.w[0].ho, server, "", 0), 0);
+    close(server);
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
+    struct rlimit low = saved_nofile;
+    low.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    /* every number below the limit taken but one */
+    while (n_fill < 256 && (fill[n_fill] = dup(0)) >= 0)
+        n_fill++;
+    assert_true(n_fill > 0 && n_fill < 256);
+    close(fill[--n_fill]);
+
+    assert_int_equal(ho_relay_read(&f.relay, &f.w[0].end, f.adopters, f.n_adopters), 0);
+    assert_true(f.w[0].end.throttled);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0); /* still in the socket */
+
+    close(fill[--n_fill]); /* two free: it is read (and, holding one, pauses again) */
+    relay_read(&f, &f.w[0]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    assert_int_equal(give_back_descriptors(NULL), 0);
+    assert_int_equal(adopt_all(&f, &f.w[1]), 1);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    close(client);
+    fx_done(&f);
+}
+
 /* The flag the master sets before it closes stop_wr. */
 static void test_requested_follows_flag(void **st)
 {
@@ -444,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_old_abi_never_chosen),
         cmocka_unit_test(test_other_protocol_closes),
         cmocka_unit_test(test_full_adopter_queues),
+        cmocka_unit_test_teardown(test_no_spare_descriptors_waits, give_back_descriptors),
         cmocka_unit_test(test_requested_follows_flag),
         cmocka_unit_test(test_master_gone),
         cmocka_unit_test(test_handler_boundaries),
