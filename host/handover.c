@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -208,10 +209,20 @@ static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg 
     return 0;
 }
 
+/* Descriptors the master may hold besides the relay's: every generation's
+ * pipes and sockets, the status endpoint's, with a wide margin.  Below
+ * RLIMIT_NOFILE by more than this and the relay's own, there is room
+ * without asking the kernel. */
+#define HO_FDS_BESIDES_RELAY 4096
+
 /* Room for the two descriptors a GIVE may bring: the kernel would drop
- * the ones that do not fit, and with them a connection. */
-static bool fds_to_spare(int probe)
+ * the ones that do not fit, and with them a connection.  `limit`: the
+ * soft RLIMIT_NOFILE. */
+static bool fds_to_spare(const struct ho_relay *r, int probe, rlim_t limit)
 {
+    if (limit != RLIM_INFINITY && limit > HO_FDS_BESIDES_RELAY &&
+        limit - HO_FDS_BESIDES_RELAY > 2 * (rlim_t)r->n_pending + 2)
+        return true; /* the common case: a raised limit, no probe */
     int a = fcntl(probe, F_DUPFD_CLOEXEC, 0);
     int b = a >= 0 ? fcntl(probe, F_DUPFD_CLOEXEC, 0) : -1;
     if (a >= 0)
@@ -224,10 +235,12 @@ static bool fds_to_spare(int probe)
 int ho_relay_read(struct ho_relay *r, struct ho_end *from, struct ho_end *const *adopters,
                   size_t n_adopters)
 {
+    struct rlimit nofile = {0, 0};
+    getrlimit(RLIMIT_NOFILE, &nofile);
     for (;;) {
         if (from->eof)
             return -EPIPE;
-        if (!fds_to_spare(from->fd)) {
+        if (!fds_to_spare(r, from->fd, nofile.rlim_cur)) {
             from->throttled = true; /* its giver blocks, then drains: no loss */
             return 0;
         }
