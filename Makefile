@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench tour
+.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench tour mutants
 
 all: build
 
@@ -73,6 +73,14 @@ bench: build
 tour: build
 	@./tools/install-deps bench || echo "tour: going on without what could not be installed"
 	./tools/tour --build $(BUILD)
+
+# Known bugs the suite must catch (tests/mutants/list): each is planted in a
+# scratch copy of the tree (MUTANTS_DIR, default /tmp/ioserve-mutants-$UID,
+# kept between runs so rebuilds are incremental), only its tests are run, and
+# a mutant that survives fails.  MUTANTS=regex runs only the named ones.
+MUTANTS ?= .
+mutants: deps
+	./tools/mutants tests/mutants/list '$(MUTANTS)'
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-valgrind

@@ -167,10 +167,7 @@ static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64
     if (w->respawn_at_ms == 0)
         w->respawn_at_ms = 1;
     log_info("generation %u: respawning worker in %u ms", g->id, w->backoff_ms);
-    w->backoff_ms = w->backoff_ms == 0 ? RESPAWN_BACKOFF_FIRST_MS
-                                       : (w->backoff_ms * 2 > RESPAWN_BACKOFF_MAX_MS
-                                              ? RESPAWN_BACKOFF_MAX_MS
-                                              : w->backoff_ms * 2);
+    w->backoff_ms = respawn_backoff_next(w->backoff_ms);
 }
 
 /* ------------------------------------------------------- generations */

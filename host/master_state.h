@@ -23,6 +23,17 @@
 #define RESPAWN_BACKOFF_MAX_MS 30000
 #define HEALTHY_UPTIME_MS 10000  /* a worker that lived this long resets backoff */
 
+/* The wait before the respawn after one that waited `ms`: the first
+ * replacement starts at once, then the delay doubles from
+ * RESPAWN_BACKOFF_FIRST_MS up to RESPAWN_BACKOFF_MAX_MS, so a crashing
+ * plugin cannot spin the CPU. */
+static inline unsigned respawn_backoff_next(unsigned ms)
+{
+    if (ms == 0)
+        return RESPAWN_BACKOFF_FIRST_MS;
+    return ms > RESPAWN_BACKOFF_MAX_MS / 2 ? RESPAWN_BACKOFF_MAX_MS : ms * 2;
+}
+
 enum gen_state { GEN_STARTING, GEN_ACTIVE, GEN_DRAINING, GEN_FAILED };
 
 struct worker_slot {

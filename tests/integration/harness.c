@@ -1673,11 +1673,15 @@ unsigned long long it_metric_sum(const char *body, const char *family, const cha
         if (!end)
             break;
         if (strncmp(l, family, flen) == 0 && (l[flen] == '{' || l[flen] == ' ')) {
-            const char *sp = memchr(l, ' ', (size_t)(end - l));
+            /* The value follows the last space: label values (a fallback's
+             * reason) may hold spaces too. */
+            const char *sp = end;
+            while (sp > l && sp[-1] != ' ')
+                sp--;
             char labels[512];
             snprintf(labels, sizeof labels, "%.*s", (int)(end - l), l);
-            if (sp && (!label || strstr(labels, label)))
-                sum += strtoull(sp + 1, NULL, 10);
+            if (sp > l && (!label || strstr(labels, label)))
+                sum += strtoull(sp, NULL, 10);
         }
     }
     return sum;

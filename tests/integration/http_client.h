@@ -20,6 +20,7 @@ struct hconn {
     char buf[256 * 1024];
     size_t len;
     int eof;
+    int reset; /* the eof was a reset (ECONNRESET), not a FIN */
 };
 
 struct hresp {
@@ -45,9 +46,11 @@ void hsend(struct hconn *c, const char *req, size_t n);
 #define HSEND(c, s) hsend((c), (s), strlen(s))
 /* Reads a response and checks its status (and the body for 200 GET). */
 void hexpect(struct hconn *c, int head_only, int status, const char *what);
-/* Nothing more arrives on c within wait_ms (and it is not closed). */
+/* Nothing more arrives on c within wait_ms (and it is neither closed nor
+ * reset). */
 void hexpect_quiet(struct hconn *c, int wait_ms, const char *what);
-/* The server closes c within 3 s, with no byte before the close. */
+/* The server closes c within 3 s, with no byte before the close: EOF, not
+ * a reset (a reset may destroy a reply the client has not read yet). */
 void hexpect_closed(struct hconn *c, const char *what);
 
 #endif

@@ -43,6 +43,15 @@ int it_run_spread(void);
 /* sc_close.c: how a connection ends */
 int it_run_stop_reading(void);
 int it_run_linger(void);
+/* Promises of the README only these read (issue 16): sc_timeouts.c,
+ * sc_resume.c, sc_metrics.c, sc_promises.c */
+int it_run_timeouts(void);
+int it_run_resume(void);
+int it_run_metrics_counts(void);
+int it_run_refused_reset(void);
+int it_run_reload_promises(void);
+int it_run_exclusive_wakeup(void);
+int it_run_generation_start(void);
 
 struct scenario {
     const char *name;
@@ -89,6 +98,13 @@ static const struct scenario scenarios[] = {
     {"spread", it_run_spread},
     {"stop_reading", it_run_stop_reading},
     {"linger", it_run_linger},
+    {"timeouts", it_run_timeouts},
+    {"resume", it_run_resume},
+    {"metrics_counts", it_run_metrics_counts},
+    {"refused_reset", it_run_refused_reset},
+    {"reload_promises", it_run_reload_promises},
+    {"exclusive_wakeup", it_run_exclusive_wakeup},
+    {"generation_start", it_run_generation_start},
 };
 
 static void usage(void)

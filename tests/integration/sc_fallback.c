@@ -4,6 +4,7 @@
  *       alone fails to start without a respawn loop, and -t says the same;
  *   fork_refused  with no process creatable, the master cannot start its
  *       workers: it says so and exits 1 at once, leaving nothing behind. */
+#include "clients.h"
 #include "harness.h"
 
 #include <errno.h>
@@ -85,6 +86,19 @@ static void test_list_falls_back_with_reason(void **state)
     IT_CONNECT(fd);
     IT_ECHO(fd, "still served", 12);
     it_close(fd);
+}
+
+/* The fallback is counted on /metrics, by model and reason. */
+static void test_fallback_counted_in_metrics(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    int port = it_status_port(it_srv);
+    IT_CHECK(port > 0, "no \"metrics on\" line in the log");
+    cl_wait_metric(port, "ioserve_model_fallbacks_total", NULL, 1);
+    cl_wait_metric(port, "ioserve_model_fallbacks_total",
+                   "model=\"uring\",reason=\"io_uring_setup: Operation not permitted", 1);
+    cl_wait_metric(port, "ioserve_workers", "state=\"active\"", 1);
 }
 
 static void test_uring_alone_fails_once(void **state)
@@ -180,6 +194,7 @@ int it_run_uring_unavailable(void)
 {
     const struct CMUnitTest tests[] = {
         IT_TEST(test_list_falls_back_with_reason),
+        IT_TEST(test_fallback_counted_in_metrics),
         cmocka_unit_test(test_uring_alone_fails_once),
         cmocka_unit_test(test_check_reports_the_reason),
         cmocka_unit_test(test_harness_skips_refused_uring),

@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -893,16 +894,65 @@ static void check_ids(pid_t pid, const char *what)
     }
 }
 
+/* The rest of "for good": the supplementary groups are nobody's own (not
+ * root's), and no capability is left to regain root with. */
+static void check_groups_and_caps(pid_t pid, const char *what)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *text = it_read_file(path, NULL);
+    IT_CHECK(text, "cannot read %s", path);
+    gid_t want[64];
+    int nwant = 64;
+    if (getgrouplist("nobody", g_nobody_gid, want, &nwant) < 0)
+        nwant = 0;
+    const char *line = strstr(text, "\nGroups:");
+    char groups[512] = "";
+    if (line)
+        sscanf(line + 8, "%511[^\n]", groups);
+    int ngot = 0, stray = -1;
+    for (char *save = NULL, *tok = strtok_r(groups, " \t", &save); tok;
+         tok = strtok_r(NULL, " \t", &save)) {
+        unsigned long g = strtoul(tok, NULL, 10);
+        int known = 0;
+        for (int i = 0; i < nwant; i++)
+            known |= want[i] == (gid_t)g;
+        if (!known && stray < 0)
+            stray = (int)g;
+        ngot++;
+    }
+    unsigned long long prm = 1, eff = 1;
+    const char *cp = strstr(text, "\nCapPrm:");
+    const char *ce = strstr(text, "\nCapEff:");
+    if (cp)
+        sscanf(cp + 9, "%llx", &prm);
+    if (ce)
+        sscanf(ce + 9, "%llx", &eff);
+    free(text);
+    IT_CHECK(line, "%s pid %d: no Groups: line", what, (int)pid);
+    IT_CHECK(stray < 0, "%s pid %d keeps supplementary group %d, not one of nobody's", what,
+             (int)pid, stray);
+    IT_CHECK(ngot <= nwant, "%s pid %d has %d groups, nobody has %d", what, (int)pid, ngot,
+             nwant);
+    IT_CHECK(cp && ce && prm == 0 && eff == 0,
+             "%s pid %d keeps capabilities (CapPrm %llx, CapEff %llx): root could be "
+             "regained",
+             what, (int)pid, prm, eff);
+}
+
 static void privdrop_workers_are_nobody(void **state)
 {
     (void)state;
     IT_BEGIN();
     check_ids(it_srv->pid, "master");
+    check_groups_and_caps(it_srv->pid, "master");
     pid_t kids[64];
     int n = it_children(it_srv->pid, kids, 64);
     IT_CHECK(n == 2, "%d workers, expected 2", n);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         check_ids(kids[i], "worker");
+        check_groups_and_caps(kids[i], "worker");
+    }
     it_log("master and %d workers run as uid %lu", n,
            (unsigned long)g_nobody_uid);
     for (int i = 0; i < 4; i++) {
@@ -911,6 +961,40 @@ static void privdrop_workers_are_nobody(void **state)
         IT_ECHO(fd, "served as nobody", 16);
         it_close(fd);
     }
+}
+
+/* A master started with supplementary groups of its own (here given to
+ * ioserve-it, which it inherits) must not pass them on: initgroups
+ * replaces them by nobody's. */
+static struct it_server g_grouped;
+
+static int grouped_teardown(void **state)
+{
+    (void)state;
+    setgroups(0, NULL);
+    if (g_grouped.pid > 0 && it_server_stop(&g_grouped) != 0)
+        it_failed = 1;
+    return 0;
+}
+
+static void privdrop_supplementary_groups_dropped(void **state)
+{
+    (void)state;
+    IT_BEGIN();
+    gid_t extra[] = {0, 4, 27}; /* root, adm, sudo on Debian: any will do */
+    IT_CHECK(setgroups(3, extra) == 0, "setgroups: %s", strerror(errno));
+    static const char *const lines[] = {"user = \"nobody\";", NULL};
+    char *cfg = it_write_config("privdrop-groups", lines);
+    IT_CHECK(cfg != NULL, "cannot write a config");
+    int rc = it_server_start(&g_grouped, cfg);
+    free(cfg);
+    setgroups(0, NULL);
+    IT_CHECK(rc == 0, "the server did not start");
+    check_groups_and_caps(g_grouped.pid, "master");
+    pid_t kids[8];
+    int n = it_children(g_grouped.pid, kids, 8);
+    IT_CHECK(n == 1, "%d workers, expected 1", n);
+    check_groups_and_caps(kids[0], "worker");
 }
 
 static void privdrop_unknown_user(void **state)
@@ -979,6 +1063,7 @@ int it_run_privdrop(void)
 {
     const struct CMUnitTest tests[] = {
         IT_TEST(privdrop_workers_are_nobody),
+        cmocka_unit_test_teardown(privdrop_supplementary_groups_dropped, grouped_teardown),
         IT_TEST(privdrop_unknown_user),
         IT_TEST(privdrop_check_runs_as_user),
     };

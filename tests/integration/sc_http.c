@@ -166,6 +166,7 @@ static void http_oversized_head(void **state)
     IT_CHECK(rc == 0 || errno == ECONNRESET || errno == EPIPE,
              "sending the oversized head: %s", it_errbuf);
     hexpect(c, 0, 431, "request head over max_header_bytes");
+    hexpect_closed(c, "request head over max_header_bytes");
     hclose(c);
 
     /* just under the limit still works */
@@ -192,6 +193,7 @@ static void http_post(void **state)
     HSEND(c, "POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n"
              "hello");
     hexpect(c, 0, 405, "POST");
+    hexpect_closed(c, "POST");
     hclose(c);
 }
 
@@ -202,6 +204,7 @@ static void http_unknown_method(void **state)
     struct hconn *c = hopen();
     HSEND(c, "BREW /pot HTTP/1.1\r\nHost: localhost\r\n\r\n");
     hexpect(c, 0, 501, "unknown method BREW");
+    hexpect_closed(c, "unknown method BREW");
     hclose(c);
 }
 
@@ -212,6 +215,7 @@ static void http_version(void **state)
     struct hconn *c = hopen();
     HSEND(c, "GET / HTTP/2.0\r\nHost: localhost\r\n\r\n");
     hexpect(c, 0, 505, "HTTP/2.0 request");
+    hexpect_closed(c, "HTTP/2.0 request");
     hclose(c);
 }
 

@@ -26,6 +26,9 @@ set(IT_MODEL_SCENARIOS
   spread
   stop_reading
   linger
+  timeouts
+  resume
+  refused_reset
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
@@ -45,4 +48,8 @@ set(IT_GLOBAL_SCENARIOS
   lifecycle
   restart_settings
   handover_host
+  metrics_counts
+  reload_promises
+  exclusive_wakeup
+  generation_start
 )

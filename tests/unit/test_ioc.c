@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -330,6 +333,75 @@ static void test_backpressure(void **state)
     close(peer);
 }
 
+/* Backpressure that engages with input still waiting in the socket: once
+ * the peer reads its replies, the pump must read that input again by
+ * itself.  `edge`: the model reports only what changed (epoll ET, sigio),
+ * so after the pause no IOC_READABLE ever arrives; otherwise readiness is
+ * polled for the interest the pump returned (level-triggered models). */
+static void check_backpressure_resumes(bool edge)
+{
+    struct ios_handler h = handler();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    fcntl(peer, F_SETFL, O_NONBLOCK);
+    /* A small send buffer on the server's side makes its output queue up
+     * after a few KB, while most of what the peer sent is still unread. */
+    int small = 4096;
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+
+    char chunk[4096];
+    memset(chunk, 'q', sizeof chunk);
+    size_t sent = 0, received = 0;
+    for (int i = 0; i < 1000; i++) {
+        ssize_t n = write(peer, chunk, sizeof chunk);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    unsigned want = ioc_service(&loop, c, IOC_READABLE);
+    assert_false(want & IOC_READABLE); /* paused ... */
+    int unread = 0;
+    assert_int_equal(ioctl(c->fd, FIONREAD, &unread), 0);
+    assert_true(unread > 0); /* ... with input still waiting */
+
+    for (int i = 0; i < 10000 && received < sent && want != IOC_CLOSED; i++) {
+        ssize_t n = read(peer, chunk, sizeof chunk);
+        if (n > 0)
+            received += (size_t)n;
+        unsigned ready = IOC_WRITABLE;
+        if (!edge) {
+            struct pollfd p = {.fd = c->fd,
+                               .events = (short)((want & IOC_READABLE ? POLLIN : 0) |
+                                                 (want & IOC_WRITABLE ? POLLOUT : 0))};
+            ready = 0;
+            if (poll(&p, 1, 0) > 0)
+                ready = (p.revents & POLLIN ? IOC_READABLE : 0) |
+                        (p.revents & POLLOUT ? IOC_WRITABLE : 0);
+        }
+        want = ioc_service(&loop, c, ready);
+    }
+    assert_int_not_equal(want, IOC_CLOSED);
+    assert_int_equal(received, sent); /* every byte came back */
+    assert_int_equal(ios_buf_pending(&c->out), 0);
+    assert_true(ioc_interest(&loop, c) & IOC_READABLE);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+static void test_backpressure_resumes_edge(void **state)
+{
+    (void)state;
+    check_backpressure_resumes(true);
+}
+
+static void test_backpressure_resumes_level(void **state)
+{
+    (void)state;
+    check_backpressure_resumes(false);
+}
+
 static void test_reset_peer_closes(void **state)
 {
     (void)state;
@@ -364,6 +436,74 @@ static void test_idle_timeout(void **state)
     ioc_loop_fini(&loop);
     close(p1);
     close(p2);
+}
+
+/* Idle ordering: activity moves a connection to the tail of the activity
+ * list, so the idle deadline read from the head is the oldest one wherever
+ * the idle connection was accepted.  Time passes by ageing every connection
+ * (no sleeping), then `active` (a string of 'a'/'i', one per connection in
+ * accept order) says which ones send a byte; the idle ones must be closed
+ * by the next tick and the active ones kept. */
+static void check_idle_order(const char *pattern)
+{
+    struct ios_handler h = handler();
+    h.idle_timeout_ms = 1000;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    size_t n = strlen(pattern);
+    struct ioc_conn *c[8];
+    int peer[8];
+    assert_true(n <= 8);
+    for (size_t i = 0; i < n; i++)
+        c[i] = pair_conn(&loop, &peer[i]);
+    for (struct ioc_conn *it = ioc_first(&loop); it; it = ioc_next(&loop, it))
+        it->last_active_ms -= 5000;
+    unsigned active = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pattern[i] != 'a')
+            continue;
+        active++;
+        assert_int_equal(write(peer[i], "x", 1), 1);
+        assert_int_equal(ioc_service(&loop, c[i], IOC_READABLE), IOC_READABLE);
+        char b;
+        assert_int_equal(read(peer[i], &b, 1), 1);
+    }
+    /* an idle connection is overdue: the model must not sleep */
+    if (active < n)
+        assert_int_equal(ioc_timeout_ms(&loop), 0);
+    ioc_tick(&loop);
+    assert_int_equal(loop.nconns, active);
+    for (size_t i = 0; i < n; i++) {
+        char b;
+        fcntl(peer[i], F_SETFL, O_NONBLOCK);
+        ssize_t r = read(peer[i], &b, 1);
+        if (pattern[i] == 'a')
+            assert_true(r < 0 && errno == EAGAIN); /* still open */
+        else
+            assert_int_equal(r, 0); /* closed by the tick */
+    }
+    assert_in_range(ioc_timeout_ms(&loop), 1, 1000);
+    ioc_loop_fini(&loop);
+    for (size_t i = 0; i < n; i++)
+        close(peer[i]);
+}
+
+static void test_idle_accepted_after_active(void **state)
+{
+    (void)state;
+    check_idle_order("ai");
+}
+
+static void test_idle_accepted_before_active(void **state)
+{
+    (void)state;
+    check_idle_order("ia");
+}
+
+static void test_idle_mixed_order(void **state)
+{
+    (void)state;
+    check_idle_order("aiaaii");
 }
 
 /* A request trickling in (slowloris) is closed after request_timeout_ms
@@ -491,8 +631,13 @@ int main(void)
         cmocka_unit_test_setup(test_linger_discards_until_eof, setup),
         cmocka_unit_test_setup(test_linger_deadline, setup),
         cmocka_unit_test_setup(test_backpressure, setup),
+        cmocka_unit_test_setup(test_backpressure_resumes_edge, setup),
+        cmocka_unit_test_setup(test_backpressure_resumes_level, setup),
         cmocka_unit_test_setup(test_reset_peer_closes, setup),
         cmocka_unit_test_setup(test_idle_timeout, setup),
+        cmocka_unit_test_setup(test_idle_accepted_after_active, setup),
+        cmocka_unit_test_setup(test_idle_accepted_before_active, setup),
+        cmocka_unit_test_setup(test_idle_mixed_order, setup),
         cmocka_unit_test_setup(test_request_timeout, setup),
         cmocka_unit_test_setup(test_accept_max_connections, setup),
         cmocka_unit_test_setup(test_accept_fd_limit, setup),
