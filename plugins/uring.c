@@ -234,6 +234,14 @@ static void uring_forget(struct ioc_loop *loop, struct ioc_conn *c)
     /* No room to cancel: a shut-down socket ends its operations too. */
     if (rc != 0)
         shutdown(c->fd, SHUT_RDWR);
+    /* An SQE names a descriptor by number, and the kernel looks the number
+     * up when the SQE is submitted.  ioc_close is about to free the number,
+     * and accept4 or an adoption in the same completion batch may hand it
+     * to a new client: a recv or send still sitting unsubmitted in the SQ
+     * would then read that client's bytes or send this one's replies to it.
+     * Submitted now, they hold this connection's file until they end. */
+    if (io_uring_sq_ready(&m->ring) > 0)
+        io_uring_submit(&m->ring);
     uring_release(uc);
 }
 
