@@ -246,7 +246,7 @@ static int content_type_ok(const char *v)
      .len_offset = FIELD(len), .empty_is_unset = unset}
 #define R_GROUP(n, rules, eg) {.name = n, .kind = CFG_RULE_GROUP, .members = rules, .example = eg}
 #define R_CUSTOM(n, fn) {.name = n, .kind = CFG_RULE_CUSTOM, .custom = fn}
-#define R_END {NULL}
+#define R_END {.name = NULL}
 
 static const struct cfg_rule http_rules[] = {
     R_STRING("body", http.body, 0),
