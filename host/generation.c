@@ -286,15 +286,6 @@ static bool end_if_done(struct master *m, struct generation *g)
     return true;
 }
 
-struct generation *gen_find(struct master *m, enum gen_state state)
-{
-    struct generation *g = NULL;
-    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-        if (m->gens[i] && m->gens[i]->state == state && (!g || m->gens[i]->id > g->id))
-            g = m->gens[i];
-    return g;
-}
-
 struct generation *gen_start(struct master *m, struct ios_config *cfg, int listen_fd)
 {
     unsigned slot;

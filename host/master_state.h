@@ -162,8 +162,17 @@ uint64_t gen_next_deadline(const struct generation *g);
 
 /* For the master's exit: frees g whatever its state. */
 void gen_free(struct master *m, struct generation *g);
-/* The newest generation in `state`, or NULL. */
-struct generation *gen_find(struct master *m, enum gen_state state);
+/* The newest generation in `state`, or NULL.  A query on the master's
+ * table, here rather than in generation.c, so that gen_control.c can ask
+ * it without the two files calling each other. */
+static inline struct generation *gen_find(const struct master *m, enum gen_state state)
+{
+    struct generation *g = NULL;
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+        if (m->gens[i] && m->gens[i]->state == state && (!g || m->gens[i]->id > g->id))
+            g = m->gens[i];
+    return g;
+}
 unsigned gen_live_workers(const struct generation *g);
 void gen_signal_workers(struct generation *g, int sig);
 
