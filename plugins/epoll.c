@@ -34,9 +34,10 @@ _Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDH
                    EPOLLHUP == POLLHUP && EPOLLERR == POLLERR,
                "epoll and poll event bits differ");
 
-/* Tags in epoll_data for the two descriptors that are not connections. */
+/* Tags in epoll_data for the descriptors that are not connections. */
 #define TAG_LISTEN ((void *)1)
 #define TAG_STOP ((void *)2)
+#define TAG_ADOPT ((void *)3)
 
 struct epoll_model {
     const struct ios_handler *h;
@@ -81,6 +82,15 @@ static void epoll_added(struct ioc_loop *loop, struct ioc_conn *c)
     }
 }
 
+/* A given connection's open file lives on in the adopter, and with it our
+ * registration (epoll forgets a file when its last reference goes, not a
+ * descriptor): it must leave the set before our descriptor closes. */
+static void epoll_forget_given(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    struct epoll_model *m = loop->model;
+    epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+}
+
 static void epoll_conn_event(struct epoll_model *m, struct ioc_conn *c, uint32_t events)
 {
     unsigned before = c->interest;
@@ -115,13 +125,15 @@ static int epoll_loop(struct epoll_model *m)
             m->h->log(m->h, IOS_LOG_ERROR, err, "epoll_wait");
             return -err;
         }
-        bool stop = false, listener = false;
+        bool stop = false, listener = false, adopt = false;
         for (int i = 0; i < n; i++) {
             void *tag = m->events[i].data.ptr;
             if (tag == TAG_STOP)
                 stop = true;
             else if (tag == TAG_LISTEN)
                 listener = true;
+            else if (tag == TAG_ADOPT)
+                adopt = true;
             else
                 epoll_conn_event(m, tag, m->events[i].events);
         }
@@ -134,6 +146,8 @@ static int epoll_loop(struct epoll_model *m)
             if (!ioc_accepting(&m->loop))
                 epoll_set_listening(m, false);
         }
+        if (adopt)
+            ioc_adopt_pending(&m->loop, epoll_added);
         ioc_tick(&m->loop);
     }
     return 0;
@@ -152,6 +166,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     if ((rc = ioc_loop_init(&m.loop, h)) != 0)
         return rc;
     m.loop.model = &m;
+    m.loop.on_give = epoll_forget_given;
     m.events = calloc((size_t)m.max_events, sizeof(*m.events));
     if (!m.events) {
         rc = -ENOMEM;
@@ -168,6 +183,14 @@ int model_run(int listen_fd, const struct ios_handler *h)
     if (epoll_ctl(m.epfd, EPOLL_CTL_ADD, h->stop_fd, &ev) != 0) {
         rc = -errno;
         h->log(h, IOS_LOG_ERROR, -rc, "epoll_ctl(stop_fd)");
+        goto out;
+    }
+    /* Level-triggered, never exclusive: the host hands each connection
+     * to this worker alone, and watched while serving and draining. */
+    ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = TAG_ADOPT};
+    if (m.loop.adopt_fd >= 0 && epoll_ctl(m.epfd, EPOLL_CTL_ADD, m.loop.adopt_fd, &ev) != 0) {
+        rc = -errno;
+        h->log(h, IOS_LOG_ERROR, -rc, "epoll_ctl(adopt_fd)");
         goto out;
     }
     if ((rc = epoll_set_listening(&m, true)) != 0)

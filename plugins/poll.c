@@ -7,8 +7,9 @@
  * O(connections) per wait, whatever is ready.
  *
  * The array stays compact: slot 0 is stop_fd, slot 1 the listening socket
- * (fd -1, which poll skips, while not accepting), and each connection owns
- * one slot from 2 on, its index kept in conn->model_flags.  A closing
+ * (fd -1, which poll skips, while not accepting), slot 2 the host's
+ * adopt_fd (-1 when it hands nothing over), and each connection owns one
+ * slot from 3 on, its index kept in conn->model_flags.  A closing
  * connection's slot is filled with the last one.
  * Any kernel.
  */
@@ -22,7 +23,8 @@ IOS_MODEL("poll", "poll(2) readiness over a compact pollfd array", NULL);
 
 #define SLOT_STOP 0
 #define SLOT_LISTEN 1
-#define SLOT_FIRST_CONN 2
+#define SLOT_ADOPT 2
+#define SLOT_FIRST_CONN 3
 #define NO_SLOT ((unsigned)-1)
 
 struct poll_model {
@@ -114,6 +116,8 @@ static int poll_loop(struct poll_model *m)
             ioc_drain_begin(&m->loop);
         else if (m->fds[SLOT_LISTEN].revents && !m->loop.draining)
             ioc_accept_next(&m->loop, m->listen_fd, poll_added);
+        if (m->fds[SLOT_ADOPT].revents)
+            ioc_adopt_pending(&m->loop, poll_added);
         ioc_tick(&m->loop);
     }
     return 0;
@@ -135,6 +139,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
     }
     m.fds[SLOT_STOP] = (struct pollfd){.fd = h->stop_fd, .events = POLLIN};
     m.fds[SLOT_LISTEN] = (struct pollfd){.fd = listen_fd, .events = POLLIN};
+    m.fds[SLOT_ADOPT] = (struct pollfd){.fd = m.loop.adopt_fd, .events = POLLIN};
     m.nfds = SLOT_FIRST_CONN;
     h->ready(h);
     rc = poll_loop(&m);

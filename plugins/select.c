@@ -8,7 +8,9 @@
  * Limit: an fd_set holds descriptors below FD_SETSIZE (1024); FD_SET past
  * it writes out of bounds.  A connection whose descriptor is that high is
  * refused (accepted and closed, with a warning) and the rest keep being
- * served.
+ * served.  So is an adopted one (a hand-over from another model, which has
+ * no such limit): it is closed, logged and counted refused — its client
+ * loses the session — since handing it back could only bounce it again.
  */
 #include <errno.h>
 #include <sys/select.h>
@@ -28,10 +30,12 @@ static int select_wait(struct select_model *m, fd_set *rd, fd_set *wr)
 {
     FD_ZERO(rd);
     FD_ZERO(wr);
-    int maxfd = -1;
+    int maxfd = m->loop.adopt_fd;
+    if (maxfd >= 0)
+        FD_SET(maxfd, rd);
     if (!m->loop.draining) {
         FD_SET(m->h->stop_fd, rd);
-        maxfd = m->h->stop_fd;
+        maxfd = m->h->stop_fd > maxfd ? m->h->stop_fd : maxfd;
         if (ioc_accepting(&m->loop)) {
             FD_SET(m->listen_fd, rd);
             maxfd = m->listen_fd > maxfd ? m->listen_fd : maxfd;
@@ -85,6 +89,8 @@ static int select_loop(struct select_model *m)
             ioc_drain_begin(&m->loop);
         else if (!m->loop.draining && FD_ISSET(m->listen_fd, &rd))
             ioc_accept_next(&m->loop, m->listen_fd, NULL);
+        if (m->loop.adopt_fd >= 0 && FD_ISSET(m->loop.adopt_fd, &rd))
+            ioc_adopt_pending(&m->loop, NULL);
         ioc_tick(&m->loop);
     }
     return 0;
@@ -93,15 +99,18 @@ static int select_loop(struct select_model *m)
 int model_run(int listen_fd, const struct ios_handler *h)
 {
     struct select_model m = {.h = h, .listen_fd = listen_fd};
-    if (listen_fd >= FD_SETSIZE || h->stop_fd >= FD_SETSIZE) {
-        h->log(h, IOS_LOG_ERROR, 0, "%s descriptor %d is beyond FD_SETSIZE",
-               listen_fd >= FD_SETSIZE ? "listening" : "stop",
-               listen_fd >= FD_SETSIZE ? listen_fd : h->stop_fd);
-        return -EMFILE;
-    }
     int rc = ioc_loop_init(&m.loop, h);
     if (rc != 0)
         return rc;
+    int high = listen_fd >= FD_SETSIZE ? listen_fd
+               : h->stop_fd >= FD_SETSIZE ? h->stop_fd
+               : m.loop.adopt_fd >= FD_SETSIZE ? m.loop.adopt_fd : -1;
+    if (high >= 0) {
+        h->log(h, IOS_LOG_ERROR, 0, "%s descriptor %d is beyond FD_SETSIZE",
+               high == listen_fd ? "listening" : high == h->stop_fd ? "stop" : "adopt", high);
+        ioc_loop_fini(&m.loop);
+        return -EMFILE;
+    }
     m.loop.fd_limit = FD_SETSIZE;
     h->ready(h);
     rc = select_loop(&m);

@@ -25,7 +25,11 @@
  * The listening socket and stop_fd are shared with other workers and with
  * the next generation: O_ASYNC and the owner live on that shared open file
  * description, so setting them would steal the other processes'
- * notifications.  Those two are watched with poll(2) next to the signalfd.
+ * notifications.  Those two are watched with poll(2) next to the signalfd,
+ * and so is the host's adopt_fd.  A connection handed over from another
+ * process is routed here like an accepted one (F_SETOWN to us: the owner
+ * follows the last F_SETOWN, so the giver's lingers nowhere), and one we
+ * give loses O_ASYNC in its adopter (plugins/common).
  *
  * Kernel: any Linux (F_SETSIG is Linux-specific; signalfd 2.6.22).
  */
@@ -142,11 +146,14 @@ static int sigio_loop(struct sigio_model *m)
 {
     const struct ios_handler *h = m->h;
     while (!ioc_drained(&m->loop)) {
-        struct pollfd p[3] = {{.fd = m->sigfd, .events = POLLIN},
+        /* adopt_fd -1 (none): poll skips it. */
+        struct pollfd p[4] = {{.fd = m->sigfd, .events = POLLIN},
+                              {.fd = m->loop.adopt_fd, .events = POLLIN},
                               {.fd = h->stop_fd, .events = POLLIN},
                               {.fd = m->listen_fd, .events = POLLIN}};
-        /* Draining: signals only.  Out of descriptors: not the listener. */
-        nfds_t nfds = m->loop.draining ? 1 : ioc_accepting(&m->loop) ? 3 : 2;
+        /* Draining: signals and adoptions only.  Out of descriptors: not
+         * the listener. */
+        nfds_t nfds = m->loop.draining ? 2 : ioc_accepting(&m->loop) ? 4 : 3;
         int n = poll(p, nfds, ioc_timeout_ms(&m->loop));
         if (n < 0) {
             if (errno == EINTR)
@@ -158,10 +165,12 @@ static int sigio_loop(struct sigio_model *m)
         int rc = p[0].revents ? sigio_signals(m) : 0;
         if (rc != 0)
             return rc;
-        if (nfds > 1 && p[1].revents)
+        if (nfds > 2 && p[2].revents)
             ioc_drain_begin(&m->loop);
-        else if (nfds > 2 && p[2].revents)
+        else if (nfds > 3 && p[3].revents)
             ioc_accept_next(&m->loop, m->listen_fd, sigio_watch);
+        if (p[1].revents)
+            ioc_adopt_pending(&m->loop, sigio_watch);
         ioc_tick(&m->loop);
     }
     return 0;

@@ -5,7 +5,8 @@
  * is ready lives here, once: accepting (limits, the EMFILE reserve
  * descriptor, refusing fds a model cannot watch), per-connection buffers,
  * the read -> handler -> write pump with backpressure, half-close, idle
- * timeouts, and drain on stop.
+ * timeouts, drain on stop, and the live hand-over of connections between
+ * generations (ABI 1.2: give at a boundary, adopt what the host hands us).
  *
  * Memory: an idle connection holds only its struct ioc_conn and the
  * handler's state.  Input and output buffers are taken from a per-loop cache
@@ -80,6 +81,12 @@ struct ioc_conn {
  * closed, so a model can forget it (e.g. compact its pollfd array). */
 typedef void (*ioc_close_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
 
+/* Asked before a connection at a boundary is given: true when nothing of
+ * the kernel's still reads into or writes from it.  A model with operations
+ * in flight (uring) starts cancelling them, returns false, and services the
+ * connection again once they have completed, which asks again. */
+typedef bool (*ioc_give_hook)(struct ioc_loop *loop, struct ioc_conn *conn);
+
 struct ioc_loop {
     const struct ios_handler *h;
     void *model;            /* the model's context, for its hooks */
@@ -111,6 +118,21 @@ struct ioc_loop {
     uint64_t last_refusal_log_ms;
     uint64_t refusals_unlogged;
     bool draining;
+
+    /* Hand-over (ABI 1.2; see ioc_drain_begin). */
+    int adopt_fd;            /* readable while connections wait to be
+                                adopted (ioc_adopt_pending); -1: none ever */
+    bool blocking_fds;       /* the model serves blocking sockets: adopted
+                                ones are made blocking too */
+    bool handing_over;       /* draining by giving each connection to the
+                                next generation at its next boundary */
+    bool closing_idle;       /* draining without: a connection idle at a
+                                boundary is closed (h->close_idle_on_drain) */
+    ioc_give_hook may_give;  /* NULL: nothing is ever in flight */
+    ioc_close_hook on_give;  /* called before on_close when a connection is
+                                given: forget what outlives our descriptor
+                                (epoll: its registration follows the open
+                                file, which the adopter now shares) */
 };
 
 /* ------------------------------------------------------------------ time */
@@ -135,7 +157,13 @@ void ioc_loop_fini(struct ioc_loop *loop);
 bool ioc_stop_requested(const struct ios_handler *h);
 
 /* Enters drain: the model must stop watching listen_fd and stop_fd, and
- * return once loop->nconns is 0.  Logs once. */
+ * return once loop->nconns is 0.  Logs once (a serving loop: never, there
+ * is one per connection).  When the host asks for a hand-over
+ * (h->handover_requested), every connection at a boundary is given to the
+ * next generation right away, and each other one at its next boundary,
+ * checked after every ioc_service (models that do their own I/O call
+ * ioc_drain_release).  Without a hand-over and with
+ * h->close_idle_on_drain, a connection idle at a boundary is closed. */
 void ioc_drain_begin(struct ioc_loop *loop);
 
 /* True when the drain is over (draining and no connection left). */
@@ -293,6 +321,33 @@ void ioc_touch(struct ioc_loop *loop, struct ioc_conn *conn);
  * connection from the acceptor's loop to its own thread's loop). */
 void ioc_detach(struct ioc_loop *loop, struct ioc_conn *conn);
 int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/* ------------------------------------------------------------ hand-over */
+
+/* True when conn may leave this process: no output queued or in flight,
+ * not closing or lingering, and the handler between requests
+ * (h->at_boundary).  Unconsumed input may remain: it travels along. */
+bool ioc_at_boundary(const struct ioc_loop *loop, const struct ioc_conn *conn);
+
+/*
+ * During a drain, what ioc_drain_begin promises for one connection: gives
+ * it (hand-over) or ends it (idle, close_idle_on_drain) if it is at a
+ * boundary.  Returns IOC_CLOSED when conn is gone (given, or closed and
+ * freed), its new interest when it began a lingering close, or 0 when
+ * nothing changed (not at a boundary, the model's may_give said wait, or
+ * the host could not take it: it drains here).
+ */
+unsigned ioc_drain_release(struct ioc_loop *loop, struct ioc_conn *conn);
+
+/*
+ * Takes the connections the host hands to this worker (adopt_fd became
+ * readable), a batch at most per call: each becomes an ioc_conn (handler
+ * opened, counted as adopted), the input its previous model had received
+ * but not consumed is fed to the handler first, as if just received (its
+ * replies queue in conn->out, interest says IOC_WRITABLE), and it goes to
+ * `added` like an accepted one.  Returns how many were adopted.
+ */
+unsigned ioc_adopt_pending(struct ioc_loop *loop, ioc_accept_hook added);
 
 /* Closes and frees a connection (calls the close hook and handler). */
 void ioc_close(struct ioc_loop *loop, struct ioc_conn *conn);

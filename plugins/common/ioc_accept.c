@@ -68,7 +68,7 @@ static int accept_out_of_fds(struct ioc_loop *loop, int listen_fd, int err)
     return -err;
 }
 
-static struct ioc_conn *conn_new(struct ioc_loop *loop, int fd)
+struct ioc_conn *ioc_conn_new(struct ioc_loop *loop, int fd)
 {
     const struct ios_handler *h = loop->h;
     struct ioc_conn *c = malloc(sizeof(*c) + h->conn_state_size);
@@ -136,7 +136,7 @@ static int accept_track(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 
-    struct ioc_conn *c = conn_new(loop, fd);
+    struct ioc_conn *c = ioc_conn_new(loop, fd);
     if (!c) {
         refuse(loop, fd, "out of memory or handler refused");
         return 0;

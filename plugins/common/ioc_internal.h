@@ -15,6 +15,11 @@ void ioc_untrack(struct ioc_loop *loop, struct ioc_conn *c);
  * unconsumed input; `progress`: the handler finished a request meanwhile,
  * so what is kept now is a new request. */
 void ioc_request_track(struct ioc_loop *loop, struct ioc_conn *c, bool progress);
+/* A new connection's state, handler opened; NULL when out of memory or
+ * the handler refused. */
+struct ioc_conn *ioc_conn_new(struct ioc_loop *loop, int fd);
+/* Everything ioc_close does but counting. */
+void ioc_release(struct ioc_loop *loop, struct ioc_conn *c);
 void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
 void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
 

@@ -41,6 +41,8 @@ static int loop_init(struct ioc_loop *loop, const struct ios_handler *h, bool se
     loop->active.next = loop->active.prev = &loop->active;
     loop->requests.next = loop->requests.prev = &loop->requests;
     loop->reserve_fd = -1;
+    /* ABI 1.2: a host without it hands nothing over. */
+    loop->adopt_fd = IOS_HANDLER_HAS(h, adopt) && h->adopt ? h->adopt_fd : -1;
     loop->rbuf = malloc(h->read_chunk);
     loop->cache.max = serving_only ? SERVING_CACHE_MAX_BUFS : CACHE_MAX_BUFS;
     loop->cache.bufs = calloc(loop->cache.max, sizeof(*loop->cache.bufs));
@@ -82,7 +84,7 @@ void ioc_loop_fini(struct ioc_loop *loop)
     free(loop->rbuf);
     if (loop->reserve_fd >= 0)
         close(loop->reserve_fd);
-    *loop = (struct ioc_loop){.reserve_fd = -1};
+    *loop = (struct ioc_loop){.reserve_fd = -1, .adopt_fd = -1};
 }
 
 bool ioc_stop_requested(const struct ios_handler *h)
@@ -93,12 +95,28 @@ bool ioc_stop_requested(const struct ios_handler *h)
 
 void ioc_drain_begin(struct ioc_loop *loop)
 {
+    const struct ios_handler *h = loop->h;
     if (loop->draining)
         return;
     loop->draining = true;
-    loop->h->log(loop->h, IOS_LOG_INFO, 0,
-                 "draining: no longer accepting, %u connection(s) open",
-                 loop->nconns);
+    /* Every 1.2 field behind IOS_HANDLER_HAS: a 1.1 host drains as before. */
+    loop->handing_over = IOS_HANDLER_HAS(h, handover_requested) &&
+                         h->handover_requested && h->give &&
+                         h->handover_requested(h) == 1;
+    loop->closing_idle = !loop->handing_over &&
+                         IOS_HANDLER_HAS(h, close_idle_on_drain) &&
+                         h->close_idle_on_drain;
+    if (!loop->serving_only)
+        h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) "
+               "open%s", loop->nconns,
+               loop->handing_over ? ", handing them over at their next boundary" : "");
+    if (!loop->handing_over && !loop->closing_idle)
+        return;
+    struct ioc_conn *c, *next;
+    for (c = ioc_first(loop); c; c = next) {
+        next = ioc_next(loop, c);
+        ioc_drain_release(loop, c);
+    }
 }
 
 /* ------------------------------------------------- leaving the loop */
@@ -116,6 +134,13 @@ int ioc_adopt(struct ioc_loop *loop, struct ioc_conn *c)
 void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
 {
     const struct ios_handler *h = loop->h;
+    ioc_release(loop, c);
+    ioc_count(&h->counters->closed, 1);
+}
+
+void ioc_release(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    const struct ios_handler *h = loop->h;
     if (loop->on_close)
         loop->on_close(loop, c);
     ioc_untrack(loop, c);
@@ -126,7 +151,6 @@ void ioc_close(struct ioc_loop *loop, struct ioc_conn *c)
     ioc_buf_give_back(loop, &c->in);
     ioc_buf_give_back(loop, &c->out);
     ioc_buf_give_back(loop, &c->sending);
-    ioc_count(&h->counters->closed, 1);
     __atomic_fetch_sub(&h->counters->active, 1, __ATOMIC_RELAXED);
     free(c);
 }

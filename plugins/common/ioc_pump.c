@@ -252,6 +252,9 @@ unsigned ioc_service(struct ioc_loop *loop, struct ioc_conn *c, unsigned ready)
 
     if (ioc_finished(c))
         return ioc_end(loop, c);
+    unsigned released;
+    if (loop->draining && (released = ioc_drain_release(loop, c)) != 0)
+        return released;
     if (moved && !(c->flags & IOC_F_LINGER)) /* discarding is no activity */
         ioc_touch(loop, c);
     c->interest = interest(loop, c, ios_buf_pending(&c->out)); /* see queue_full */
