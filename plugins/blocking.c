@@ -7,16 +7,28 @@
  * refused.  With threads = false it is the textbook iterative server: one
  * client at a time, the next waits in the backlog.
  *
- * The acceptor waits in poll(2) on the listening socket and stop_fd, since
- * a thread blocked in accept(2) could not notice a drain.  Idle connections
- * are closed through SO_RCVTIMEO/SO_SNDTIMEO (idle_timeout), and so is a
- * request that takes too long to arrive (request_timeout_ms); the output is
- * sent by the pump's own ioc_flush, on a blocking socket.
+ * The acceptor waits in poll(2) on the listening socket, stop_fd and the
+ * host's adopt_fd, since a thread blocked in accept(2) could not notice a
+ * drain.  A connection thread waits in poll(2) on its socket before each
+ * recv, with the deadline of its idle or request timeout, next to a wake
+ * descriptor: on a hand-over every thread must give its connection back
+ * within milliseconds, and a thread asleep in recv would only see it at
+ * its next byte.  Why not the other ways to wake it: SO_RCVTIMEO slices
+ * wake each idle thread every slice for nothing and still answer late;
+ * pthread_kill needs a signal handler (else the signal kills the process)
+ * and a plugin must not install one — the host owns the process's
+ * signals.  The wake descriptor is an eventfd the acceptor writes once
+ * when the drain begins and nobody reads: it stays readable, so it is a
+ * flag every thread sees, including one started later.  (Iterative: the
+ * acceptor serves the client itself, and watches stop_fd instead.)  The
+ * output is sent by the pump's own ioc_flush, on a blocking socket, within
+ * SO_SNDTIMEO.
  */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -46,6 +58,9 @@ struct blocking_model {
      * while a thread still executes its last instructions in it. */
     struct blocking_job *ended;
     unsigned max_threads;
+    bool threaded;
+    pthread_attr_t attr;
+    int wake_fd; /* readable once the drain began (threaded), or -1 */
 };
 
 struct blocking_job {
@@ -61,7 +76,7 @@ struct blocking_job {
  * call for nothing. */
 #define TIMEOUT_SLACK_MS 50
 
-/* Sets SO_RCVTIMEO/SO_SNDTIMEO to ms unless *now is already close to it. */
+/* Sets the socket timeout `opt` to ms unless *now is already close to it. */
 static void blocking_timeout(int fd, int opt, unsigned *now, unsigned ms)
 {
     if (*now && ms <= *now && *now - ms <= TIMEOUT_SLACK_MS)
@@ -74,7 +89,7 @@ static void blocking_timeout(int fd, int opt, unsigned *now, unsigned ms)
 /* Milliseconds until the connection is due to close — idle_timeout after
  * its last activity, or request_timeout_ms after its unfinished request
  * began, whichever is first: no ioc_tick runs on a connection thread, so
- * socket timeouts enforce both.  0 = due now; *why says which. */
+ * its own waits enforce both.  0 = due now; *why says which. */
 static unsigned blocking_left_ms(const struct ioc_loop *loop, const struct ioc_conn *c,
                                  const char **why)
 {
@@ -116,11 +131,25 @@ static int blocking_flush(struct ioc_loop *loop, struct ioc_conn *c, unsigned *s
     return 0;
 }
 
-/* Serves one connection to its end, then closes it. */
-static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
+/* Waits until the connection is readable (1), `wake_fd` is (2: the drain
+ * began), or ms pass (0).  -errno when poll fails. */
+static int blocking_wait(const struct ioc_loop *loop, const struct ioc_conn *c,
+                         int wake_fd, unsigned ms)
+{
+    struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN},
+                          {.fd = loop->draining ? -1 : wake_fd, .events = POLLIN}};
+    int n = poll(p, 2, (int)ms);
+    if (n < 0)
+        return errno == EINTR ? 0 : -errno;
+    return p[1].revents ? 2 : n > 0 ? 1 : 0;
+}
+
+/* Serves one connection to its end — closed here, or given to the next
+ * generation at a boundary once `wake_fd` says the drain began. */
+static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c, int wake_fd)
 {
     const struct ios_handler *h = loop->h;
-    unsigned rcv_ms = 0, snd_ms = 0;
+    unsigned snd_ms = 0;
     for (;;) {
         const char *why;
         unsigned left = blocking_left_ms(loop, c, &why);
@@ -128,7 +157,21 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
             h->log(h, IOS_LOG_DEBUG, 0, "fd %d: %s, closing", c->fd, why);
             break;
         }
-        blocking_timeout(c->fd, SO_RCVTIMEO, &rcv_ms, left);
+        int ready = blocking_wait(loop, c, wake_fd, left);
+        if (ready == 2) {
+            /* Gives the connection now if it is at a boundary (the loop
+             * holds this one connection: none left means it went). */
+            ioc_drain_begin(loop);
+            if (loop->nconns == 0)
+                return;
+            continue;
+        }
+        if (ready < 0) {
+            ioc_log_conn_error(loop, "poll", -ready);
+            break;
+        }
+        if (ready == 0)
+            continue; /* the deadline above decides */
         ssize_t n = recv(c->fd, loop->rbuf, h->read_chunk, 0);
         if (n > 0) {
             ioc_received(loop, c, (size_t)n);
@@ -137,7 +180,7 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
         } else if (n == 0) {
             ioc_eof(loop, c);
         } else if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
-            continue; /* SO_RCVTIMEO: the deadline above decides */
+            continue;
         } else {
             ioc_log_conn_error(loop, "recv", errno);
             break;
@@ -154,6 +197,8 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c)
         }
         if (ioc_finished(c) && ioc_end(loop, c) == IOC_CLOSED)
             return;
+        if (loop->draining && ioc_drain_release(loop, c) == IOC_CLOSED)
+            return;
     }
     ioc_close(loop, c);
 }
@@ -162,7 +207,7 @@ static void *blocking_thread(void *arg)
 {
     struct blocking_job *job = arg;
     struct blocking_model *m = job->m;
-    blocking_serve(&job->loop, job->conn);
+    blocking_serve(&job->loop, job->conn, m->wake_fd);
     ioc_loop_fini(&job->loop);
     pthread_mutex_lock(&m->lock);
     job->next_ended = m->ended;
@@ -214,8 +259,7 @@ static int blocking_job_new(struct blocking_model *m, struct ioc_conn *c,
     return 0;
 }
 
-static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
-                              const pthread_attr_t *attr)
+static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c)
 {
     blocking_reap(m);
     pthread_mutex_lock(&m->lock);
@@ -227,7 +271,7 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
     struct blocking_job *job = NULL;
     int rc = room ? blocking_job_new(m, c, &job) : -EAGAIN;
     if (rc == 0) {
-        rc = -pthread_create(&job->thread, attr, blocking_thread, job);
+        rc = -pthread_create(&job->thread, &m->attr, blocking_thread, job);
         if (rc != 0) {
             ioc_detach(&job->loop, c);
             ioc_adopt(&m->acceptor, c);
@@ -253,58 +297,95 @@ static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c,
     }
 }
 
+/* A connection accepted or adopted: to a thread of its own, or served
+ * here while the next client waits. */
+static void blocking_start(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    struct blocking_model *m = loop->model;
+    if (m->threaded)
+        blocking_dispatch(m, c);
+    else
+        blocking_serve(loop, c, m->h->stop_fd);
+}
+
+/* The drain began: every connection thread is told (the eventfd stays
+ * readable), and what the host handed us meanwhile is taken, so that it
+ * is given on or served here rather than left to the host's re-sending
+ * when we exit. */
+static void blocking_drain(struct blocking_model *m)
+{
+    ioc_drain_begin(&m->acceptor);
+    uint64_t one = 1;
+    if (m->wake_fd >= 0 && write(m->wake_fd, &one, sizeof(one)) != sizeof(one))
+        m->h->log(m->h, IOS_LOG_WARN, errno, "blocking: waking the connection threads");
+    ioc_adopt_pending(&m->acceptor, blocking_start);
+}
+
 int model_run(int listen_fd, const struct ios_handler *h)
 {
-    struct blocking_model m = {.h = h};
+    struct blocking_model m = {.h = h, .wake_fd = -1};
     int threaded; /* knob values: the host fills in the defaults */
     long long max_threads;
     h->knob_bool(h, "threads", &threaded);
     h->knob_int(h, "max_threads", &max_threads);
     m.max_threads = (unsigned)max_threads;
+    m.threaded = threaded;
 
     int rc = ioc_loop_init(&m.acceptor, h);
     if (rc != 0)
         return rc;
+    m.acceptor.model = &m;
+    m.acceptor.blocking_fds = true;
     if (threaded) {
         /* Refused at accept, like max_connections: never counted as an
          * accepted connection. */
         m.acceptor.conn_limit = m.max_threads;
         m.acceptor.conn_limit_why = "max_threads reached";
+        m.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (m.wake_fd < 0) {
+            rc = -errno;
+            h->log(h, IOS_LOG_ERROR, -rc, "eventfd");
+            ioc_loop_fini(&m.acceptor);
+            return rc;
+        }
     }
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, THREAD_STACK_SIZE);
+    pthread_attr_init(&m.attr);
+    pthread_attr_setstacksize(&m.attr, THREAD_STACK_SIZE);
     pthread_mutex_init(&m.lock, NULL);
     pthread_cond_init(&m.idle, NULL);
     h->ready(h);
 
     while (!m.acceptor.draining) {
-        struct pollfd p[2] = {{.fd = h->stop_fd, .events = POLLIN},
+        /* adopt_fd -1 (none): poll skips it. */
+        struct pollfd p[3] = {{.fd = h->stop_fd, .events = POLLIN},
+                              {.fd = m.acceptor.adopt_fd, .events = POLLIN},
                               {.fd = listen_fd, .events = POLLIN}};
-        int timeout = ioc_accepting(&m.acceptor) ? -1 : ioc_timeout_ms(&m.acceptor);
-        int n = poll(p, ioc_accepting(&m.acceptor) ? 2 : 1, timeout);
+        bool accepting = ioc_accepting(&m.acceptor);
+        int n = poll(p, accepting ? 3 : 2, accepting ? -1 : ioc_timeout_ms(&m.acceptor));
         if (n < 0 && errno != EINTR) {
             rc = -errno;
             h->log(h, IOS_LOG_ERROR, -rc, "poll");
             break;
         }
         if (n > 0 && p[0].revents) {
-            ioc_drain_begin(&m.acceptor);
+            blocking_drain(&m);
             break;
         }
+        if (n > 0 && p[1].revents)
+            ioc_adopt_pending(&m.acceptor, blocking_start);
+        if (n > 0 && !p[2].revents)
+            continue;
         /* One per wake-up, as ioc_accept_next explains; back to poll
          * after it, where a drain is noticed between clients. */
         struct ioc_conn *c;
         int got;
         while ((got = ioc_accept(&m.acceptor, listen_fd, true, &c)) == 0 && !c)
             ; /* refused: the next one */
-        if (got == 0 && threaded)
-            blocking_dispatch(&m, c, &attr);
-        else if (got == 0)
-            blocking_serve(&m.acceptor, c); /* the next client waits */
+        if (got == 0)
+            blocking_start(&m.acceptor, c);
     }
 
-    /* Drain: the open connections finish on their threads. */
+    /* Drain: the open connections finish on their threads, or go. */
     pthread_mutex_lock(&m.lock);
     while (m.threads > 0)
         pthread_cond_wait(&m.idle, &m.lock);
@@ -312,7 +393,9 @@ int model_run(int listen_fd, const struct ios_handler *h)
     blocking_reap(&m);
     pthread_cond_destroy(&m.idle);
     pthread_mutex_destroy(&m.lock);
-    pthread_attr_destroy(&attr);
+    pthread_attr_destroy(&m.attr);
     ioc_loop_fini(&m.acceptor);
+    if (m.wake_fd >= 0)
+        close(m.wake_fd);
     return rc;
 }
