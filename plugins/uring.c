@@ -41,6 +41,13 @@
  * instead of re-armed, exactly where a readiness model would stop waiting
  * for it; it is re-armed when the interest comes back.
  *
+ * Hand-over: the host's adopt_fd is watched with a poll like the listener,
+ * while serving and draining.  A connection is given only when the kernel
+ * holds nothing of ours for it: at a boundary no send is in flight (its
+ * output is sent), and its recv — a multishot one too — is cancelled
+ * first; the give happens when the last completion of that recv has come
+ * back, with its provided buffer returned to the ring.
+ *
  * Why no accept operation: the listening socket is shared by every worker.
  * io_uring's accept waits on it exclusively (one waiter woken per
  * connection) and a multishot accept stays first in the socket's wait
@@ -81,7 +88,7 @@ static const struct ios_knob uring_knobs[] = {
 IOS_MODEL("uring", "asynchronous recv/send with io_uring", uring_knobs);
 
 /* Operations, in the low bits of user_data (pointers are 8-aligned). */
-enum uring_op { OP_LISTEN = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND };
+enum uring_op { OP_LISTEN = 1, OP_STOP, OP_CANCEL, OP_RECV, OP_SEND, OP_ADOPT };
 #define OP_MASK 7u
 
 #define BUF_GROUP 1
@@ -103,7 +110,7 @@ struct uring_model {
     bool ring_ok, closing;
     bool multishot_recv;
     bool recv_seen;              /* a multishot recv has worked once */
-    bool listen_armed, stop_armed;
+    bool listen_armed, stop_armed, adopt_armed;
     /* recv and send operations in flight: they use memory of ours, which
      * must outlive them.  The polls and cancels use none and are not
      * counted, nor is what liburing submits for its own wait timeout on a
@@ -143,16 +150,17 @@ static int uring_cancel(struct uring_model *m, void *ptr, enum uring_op op)
     return 0;
 }
 
-/* A one-shot poll: re-armed after each accepting pass, it reports a
- * socket that is still readable at once (level-triggered, in effect). */
-static int uring_arm_listen(struct uring_model *m)
+/* A one-shot poll on fd (listen_fd, adopt_fd): re-armed after each pass,
+ * it reports a descriptor that is still readable at once
+ * (level-triggered, in effect). */
+static int uring_arm_poll(struct uring_model *m, int fd, enum uring_op op, bool *armed)
 {
     struct io_uring_sqe *sqe = uring_sqe(m);
     if (!sqe)
         return -EBUSY;
-    io_uring_prep_poll_add(sqe, m->listen_fd, POLLIN);
-    uring_tag(sqe, NULL, OP_LISTEN);
-    m->listen_armed = true;
+    io_uring_prep_poll_add(sqe, fd, POLLIN);
+    uring_tag(sqe, NULL, op);
+    *armed = true;
     return 0;
 }
 
@@ -255,6 +263,8 @@ static void uring_update(struct uring_model *m, struct uring_conn *uc)
     struct ioc_conn *c = uc->conn;
     if (ioc_finished(c) && ioc_end(&m->loop, c) == IOC_CLOSED)
         return;
+    if (m->loop.draining && ioc_drain_release(&m->loop, c) == IOC_CLOSED)
+        return;
     unsigned want = ioc_interest(&m->loop, c);
     bool read = want & IOC_READABLE;
     int rc = 0;
@@ -273,7 +283,20 @@ static void uring_update(struct uring_model *m, struct uring_conn *uc)
     }
 }
 
-/* ioc_accept_next's hook for each new connection. */
+/* The loop's may_give hook: a connection leaves only once no recv of ours
+ * can still write into a buffer for it (see the top of the file). */
+static bool uring_may_give(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    struct uring_model *m = loop->model;
+    struct uring_conn *uc = c->model_data;
+    if (!uc || uc->send_busy)
+        return !uc;
+    if (uc->recv_armed && !uc->recv_cancelled)
+        uc->recv_cancelled = uring_cancel(m, uc, OP_RECV) == 0;
+    return !uc->recv_armed;
+}
+
+/* ioc_accept_next's and ioc_adopt_pending's hook for each new connection. */
 static void uring_open(struct ioc_loop *loop, struct ioc_conn *c)
 {
     struct uring_model *m = loop->model;
@@ -367,6 +390,13 @@ static void uring_complete(struct uring_model *m, const struct io_uring_cqe *cqe
         else if (cqe->res < 0 && cqe->res != -ECANCELED && !m->closing)
             m->h->log(m->h, IOS_LOG_WARN, -cqe->res, "io_uring poll(listen)");
         break;
+    case OP_ADOPT:
+        m->adopt_armed = false;
+        if (cqe->res > 0 && !m->closing)
+            ioc_adopt_pending(&m->loop, uring_open);
+        else if (cqe->res < 0 && cqe->res != -ECANCELED && !m->closing)
+            m->h->log(m->h, IOS_LOG_WARN, -cqe->res, "io_uring poll(adopt_fd)");
+        break;
     case OP_STOP:
         m->stop_armed = false;
         if (m->closing || cqe->res == -ECANCELED)
@@ -436,8 +466,13 @@ static int uring_loop(struct uring_model *m)
 {
     while (!ioc_drained(&m->loop) || m->inflight > 0) {
         if (!m->loop.draining && !m->listen_armed && ioc_accepting(&m->loop) &&
-            uring_arm_listen(m) != 0) {
+            uring_arm_poll(m, m->listen_fd, OP_LISTEN, &m->listen_armed) != 0) {
             m->h->log(m->h, IOS_LOG_ERROR, EBUSY, "io_uring: queueing poll(listen)");
+            return -EBUSY;
+        }
+        if (m->loop.adopt_fd >= 0 && !m->adopt_armed &&
+            uring_arm_poll(m, m->loop.adopt_fd, OP_ADOPT, &m->adopt_armed) != 0) {
+            m->h->log(m->h, IOS_LOG_ERROR, EBUSY, "io_uring: queueing poll(adopt_fd)");
             return -EBUSY;
         }
         int rc = uring_wait(m, ioc_timeout_ms(&m->loop));
@@ -560,6 +595,8 @@ static void uring_teardown(struct uring_model *m)
             uring_cancel(m, NULL, OP_LISTEN);
         if (m->stop_armed)
             uring_cancel(m, NULL, OP_STOP);
+        if (m->adopt_armed)
+            uring_cancel(m, NULL, OP_ADOPT);
     }
     ioc_loop_fini(&m->loop); /* the close hook cancels each connection's ops */
     uint64_t deadline = ioc_now_ms() + TEARDOWN_WAIT_MS;
@@ -593,6 +630,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         return rc;
     m.loop.model = &m;
     m.loop.on_close = uring_forget;
+    m.loop.may_give = uring_may_give;
 
     if ((rc = uring_setup_ring(&m, (unsigned)entries)) == 0 &&
         (!buffer_ring || (rc = uring_setup_buffers(&m, (unsigned)nbufs)) == 0) &&
