@@ -157,11 +157,19 @@ static void blocking_serve(struct ioc_loop *loop, struct ioc_conn *c, int wake_f
             h->log(h, IOS_LOG_DEBUG, 0, "fd %d: %s, closing", c->fd, why);
             break;
         }
-        int ready = blocking_wait(loop, c, wake_fd, left);
-        if (ready == 2) {
+        /* A drain that hands nothing over asks the host again now and
+         * then (ioc_drain_recheck). */
+        bool recheck = loop->draining && !loop->handing_over && !loop->handover_failed;
+        int ready = blocking_wait(loop, c, wake_fd,
+                                  recheck && left > IOC_HANDOVER_RECHECK_MS
+                                      ? IOC_HANDOVER_RECHECK_MS : left);
+        if (ready == 2 || (recheck && ready == 0)) {
             /* Gives the connection now if it is at a boundary (the loop
              * holds this one connection: none left means it went). */
-            ioc_drain_begin(loop);
+            if (ready == 2)
+                ioc_drain_begin(loop);
+            else
+                ioc_drain_recheck(loop);
             if (loop->nconns == 0)
                 return;
             continue;

@@ -128,6 +128,7 @@ struct ioc_loop {
                                 next generation at its next boundary */
     bool closing_idle;       /* draining without: a connection idle at a
                                 boundary is closed (h->close_idle_on_drain) */
+    bool handover_failed;    /* the host refused a give: drain the rest here */
     ioc_give_hook may_give;  /* NULL: nothing is ever in flight */
     ioc_close_hook on_give;  /* called before on_close when a connection is
                                 given: forget what outlives our descriptor
@@ -165,6 +166,14 @@ bool ioc_stop_requested(const struct ios_handler *h);
  * ioc_drain_release).  Without a hand-over and with
  * h->close_idle_on_drain, a connection idle at a boundary is closed. */
 void ioc_drain_begin(struct ioc_loop *loop);
+
+/* A drain that hands nothing over asks the host again this often (from
+ * ioc_timeout_ms/ioc_tick) whether a newer generation adopts now. */
+#define IOC_HANDOVER_RECHECK_MS 50
+
+/* Draining without a hand-over, but the host asks for one now: starts it
+ * as ioc_drain_begin would have.  True when it did.  ioc_tick calls it. */
+bool ioc_drain_recheck(struct ioc_loop *loop);
 
 /* True when the drain is over (draining and no connection left). */
 static inline bool ioc_drained(const struct ioc_loop *loop)

@@ -48,6 +48,7 @@ static bool give(struct ioc_loop *loop, struct ioc_conn *c)
          * (control socket full for a second, master gone) would fail
          * again, once per request. */
         loop->handing_over = false;
+        loop->handover_failed = true;
         return false;
     }
     if (loop->on_give)

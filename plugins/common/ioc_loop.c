@@ -93,16 +93,31 @@ bool ioc_stop_requested(const struct ios_handler *h)
     return poll(&p, 1, 0) > 0;
 }
 
+/* Whether the host asks for a hand-over now (ABI 1.2 fields behind
+ * IOS_HANDLER_HAS: a 1.1 host never does). */
+static bool handover_asked(const struct ios_handler *h)
+{
+    return IOS_HANDLER_HAS(h, handover_requested) && h->handover_requested && h->give &&
+           h->handover_requested(h) == 1;
+}
+
+/* Gives or ends every connection at a boundary (ioc_drain_release). */
+static void drain_sweep(struct ioc_loop *loop)
+{
+    struct ioc_conn *c, *next;
+    for (c = ioc_first(loop); c; c = next) {
+        next = ioc_next(loop, c);
+        ioc_drain_release(loop, c);
+    }
+}
+
 void ioc_drain_begin(struct ioc_loop *loop)
 {
     const struct ios_handler *h = loop->h;
     if (loop->draining)
         return;
     loop->draining = true;
-    /* Every 1.2 field behind IOS_HANDLER_HAS: a 1.1 host drains as before. */
-    loop->handing_over = IOS_HANDLER_HAS(h, handover_requested) &&
-                         h->handover_requested && h->give &&
-                         h->handover_requested(h) == 1;
+    loop->handing_over = handover_asked(h);
     loop->closing_idle = !loop->handing_over &&
                          IOS_HANDLER_HAS(h, close_idle_on_drain) &&
                          h->close_idle_on_drain;
@@ -110,13 +125,22 @@ void ioc_drain_begin(struct ioc_loop *loop)
         h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) "
                "open%s", loop->nconns,
                loop->handing_over ? ", handing them over at their next boundary" : "");
-    if (!loop->handing_over && !loop->closing_idle)
-        return;
-    struct ioc_conn *c, *next;
-    for (c = ioc_first(loop); c; c = next) {
-        next = ioc_next(loop, c);
-        ioc_drain_release(loop, c);
-    }
+    if (loop->handing_over || loop->closing_idle)
+        drain_sweep(loop);
+}
+
+bool ioc_drain_recheck(struct ioc_loop *loop)
+{
+    if (!loop->draining || loop->handing_over || loop->handover_failed ||
+        !handover_asked(loop->h))
+        return false;
+    loop->handing_over = true;
+    loop->closing_idle = false;
+    if (!loop->serving_only)
+        loop->h->log(loop->h, IOS_LOG_INFO, 0, "draining: a newer generation adopts: "
+                     "handing %u connection(s) over at their next boundary", loop->nconns);
+    drain_sweep(loop);
+    return true;
 }
 
 /* ------------------------------------------------- leaving the loop */
@@ -237,6 +261,12 @@ int ioc_timeout_ms(const struct ioc_loop *loop)
         if (best < 0 || wait < best)
             best = wait;
     }
+    /* A drain that hands nothing over yet asks again this often: the
+     * host may find an adopter later (a successor after a 1.1 one). */
+    if (loop->draining && !loop->handing_over && !loop->handover_failed &&
+        IOS_HANDLER_HAS(loop->h, handover_requested) &&
+        (best < 0 || best > IOC_HANDOVER_RECHECK_MS))
+        best = IOC_HANDOVER_RECHECK_MS;
     if (loop->accept_resume_ms > now) {
         int64_t wait = (int64_t)(loop->accept_resume_ms - now);
         if (best < 0 || wait < best)
@@ -247,6 +277,7 @@ int ioc_timeout_ms(const struct ioc_loop *loop)
 
 void ioc_tick(struct ioc_loop *loop)
 {
+    ioc_drain_recheck(loop);
     uint64_t now = ioc_now_ms();
     struct ioc_conn *c;
     while ((c = ioc_first(loop)) &&
