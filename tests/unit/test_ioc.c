@@ -9,9 +9,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,7 +24,8 @@
 
 struct test_proto {
     int closes;
-    int mode; /* 0 echo, 1 line-at-a-time echo, 2 close-after-write on 'q' */
+    int mode; /* 0 echo, 1 line-at-a-time echo, 2 close-after-write on 'q',
+                 3 echo, inside a request until a '\n' ends the input */
 };
 
 static struct test_proto proto;
@@ -48,11 +51,19 @@ static ssize_t t_data(const struct ios_handler *h, void *state, const char *in,
         size_t n = (size_t)(nl - in) + 1;
         return ios_buf_append(out, in, n) == 0 ? (ssize_t)n : IOS_DATA_CLOSE_NOW;
     }
+    if (proto.mode == 3)
+        ((unsigned char *)state)[0] = in[len - 1] != '\n'; /* at_boundary */
     if (proto.mode == 2 && memchr(in, 'q', len)) {
         ios_buf_append(out, "bye", 3);
         return IOS_DATA_CLOSE_AFTER_WRITE;
     }
     return ios_buf_append(out, in, len) == 0 ? (ssize_t)len : IOS_DATA_CLOSE_NOW;
+}
+
+static int t_at_boundary(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    return ((unsigned char *)state)[0] == 0;
 }
 
 static void t_close(const struct ios_handler *h, void *state)
@@ -91,6 +102,81 @@ static struct ios_handler handler(void)
     };
 }
 
+/* ------------------------------------------- a fake host for the hand-over
+ * give() sends the descriptor and the carried input over a SEQPACKET pair,
+ * adopt() takes them from its other end, as the real host relays them. */
+
+static struct fake_host {
+    int ctl[2];     /* give writes ctl[0], adopt reads ctl[1] */
+    int requested;  /* handover_requested() */
+    int gives, fail_give;
+} host;
+
+static int f_handover_requested(const struct ios_handler *h)
+{
+    (void)h;
+    return host.requested;
+}
+
+static int f_give(const struct ios_handler *h, int fd, const char *in, size_t len)
+{
+    (void)h;
+    if (host.fail_give)
+        return -EPIPE;
+    char none = 0;
+    struct iovec iov = {.iov_base = len ? (void *)in : &none, .iov_len = len ? len : 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl = {0};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    /* no input travels as one NUL byte (SEQPACKET carries no empty
+     * message with descriptors): the tests never carry a lone NUL */
+    if (sendmsg(host.ctl[0], &msg, 0) < 0)
+        return -errno;
+    host.gives++;
+    return 0;
+}
+
+static int f_adopt(const struct ios_handler *h, int *fd, struct ios_buf *in)
+{
+    (void)h;
+    char data[1024];
+    struct iovec iov = {.iov_base = data, .iov_len = sizeof(data)};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } ctl;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = sizeof(ctl.buf)};
+    ssize_t n = recvmsg(host.ctl[1], &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return -errno;
+    memcpy(fd, CMSG_DATA(CMSG_FIRSTHDR(&msg)), sizeof(int));
+    fcntl(*fd, F_SETFL, O_NONBLOCK);
+    if (n == 1 && data[0] == 0)
+        return 0;
+    return ios_buf_append(in, data, (size_t)n);
+}
+
+/* A 1.2 host: hands connections over through `host`. */
+static struct ios_handler handler_12(void)
+{
+    struct ios_handler h = handler();
+    h.handover_requested = f_handover_requested;
+    h.give = f_give;
+    h.adopt = f_adopt;
+    h.adopt_fd = host.ctl[1];
+    h.at_boundary = t_at_boundary;
+    return h;
+}
+
 /* A connection on one end of a socketpair, tracked by the loop. */
 static struct ioc_conn *pair_conn(struct ioc_loop *loop, int *peer)
 {
@@ -111,6 +197,16 @@ static int setup(void **state)
     (void)state;
     memset(&proto, 0, sizeof(proto));
     memset(&counters, 0, sizeof(counters));
+    memset(&host, 0, sizeof(host));
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, host.ctl), 0);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    close(host.ctl[0]);
+    close(host.ctl[1]);
     return 0;
 }
 
@@ -619,28 +715,277 @@ static void test_accept_fd_limit(void **state)
     close(lfd);
 }
 
+/* ------------------------------------------------------------ hand-over */
+
+/* What was given comes back through adopt: the same socket, its carried
+ * input.  Returns the descriptor; *in gets the input. */
+static int take_given(struct ios_buf *in)
+{
+    struct ios_handler h = handler_12();
+    int fd = -1;
+    assert_int_equal(h.adopt(&h, &fd, in), 0);
+    return fd;
+}
+
+static struct ioc_conn *first_adopted;
+static void note_adopted(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    (void)loop;
+    first_adopted = c;
+}
+
+/* A connection is given only once its queued output is sent, and the
+ * input the handler has not consumed (half a line) travels with it. */
+static void test_give_at_boundary_after_flush(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    host.requested = 1;
+    struct ios_handler h = handler_12();
+    h.output_high_water = 1 << 20; /* keeps reading: the replies pile up */
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(fcntl(peer, F_SETFL, O_NONBLOCK), 0);
+    /* Lines the peer does not read back, until replies stay queued. */
+    char line[1000];
+    memset(line, 'x', sizeof(line) - 1);
+    line[sizeof(line) - 1] = '\n';
+    size_t lines = 0;
+    while (ios_buf_pending(&c->out) == 0) {
+        assert_true(lines < 10000);
+        if (write(peer, line, sizeof(line)) == (ssize_t)sizeof(line))
+            lines++;
+        ioc_service(&loop, c, IOC_READABLE);
+    }
+    assert_int_equal(write(peer, "de", 2), 2);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(ios_buf_pending(&c->in), 2);
+
+    ioc_drain_begin(&loop);
+    assert_int_equal(host.gives, 0); /* output queued: not at a boundary */
+    assert_int_equal(loop.nconns, 1);
+
+    /* The peer reads; each time the pump sends more, and gives the
+     * connection right after its last reply went. */
+    size_t got = 0;
+    unsigned want = 0;
+    char buf[65536];
+    while (want != IOC_CLOSED) {
+        ssize_t n = read(peer, buf, sizeof(buf));
+        if (n > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                assert_int_equal(buf[i], line[(got + (size_t)i) % sizeof(line)]);
+            got += (size_t)n;
+        }
+        want = ioc_service(&loop, c, IOC_WRITABLE);
+    }
+    ssize_t n;
+    while ((n = read(peer, buf, sizeof(buf))) > 0)
+        got += (size_t)n;
+    assert_int_equal(got, lines * sizeof(line)); /* every reply, before the give */
+    assert_int_equal(host.gives, 1);
+    assert_int_equal(loop.nconns, 0);
+    assert_int_equal(counters.given, 1);
+    assert_int_equal(counters.closed, 0);
+    assert_int_equal(counters.active, 0);
+    assert_int_equal(proto.closes, 1); /* handler state released */
+
+    struct ios_buf in = {0};
+    int fd = take_given(&in);
+    assert_int_equal(ios_buf_pending(&in), 2);
+    assert_memory_equal(in.data + in.off, "de", 2);
+    /* The TCP connection itself was not touched: no FIN, still talking. */
+    assert_int_equal(write(fd, "ok", 2), 2);
+    assert_int_equal(fcntl(peer, F_SETFL, 0), 0);
+    assert_int_equal(read(peer, buf, sizeof(buf)), 2);
+    assert_memory_equal(buf, "ok", 2);
+    ios_buf_free(&in);
+    close(fd);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* Inside a request (the handler consumed half of it), a connection stays
+ * until the request is complete and answered. */
+static void test_no_give_inside_request(void **state)
+{
+    (void)state;
+    proto.mode = 3;
+    host.requested = 1;
+    struct ios_handler h = handler_12();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "GET", 3), 3);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    ioc_drain_begin(&loop);
+    assert_int_equal(host.gives, 0);
+    assert_int_equal(loop.nconns, 1);
+
+    assert_int_equal(write(peer, " /\n", 3), 3);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_CLOSED);
+    char buf[16];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 6);
+    assert_memory_equal(buf, "GET /\n", 6);
+    assert_int_equal(host.gives, 1);
+    struct ios_buf in = {0};
+    int fd = take_given(&in);
+    assert_int_equal(ios_buf_pending(&in), 0);
+    close(fd);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* A give the host refuses leaves the connection served here, and the
+ * drain asks no more. */
+static void test_give_refused_drains_here(void **state)
+{
+    (void)state;
+    host.requested = 1;
+    host.fail_give = 1;
+    struct ios_handler h = handler_12();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    ioc_drain_begin(&loop);
+    assert_int_equal(loop.nconns, 1);
+    assert_false(loop.handing_over);
+    assert_int_equal(write(peer, "hi", 2), 2);
+    assert_int_equal(ioc_service(&loop, c, IOC_READABLE), IOC_READABLE);
+    char buf[4];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 2);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* Adopting: the carried input reaches the handler before anything the
+ * client sends next, and its replies are queued for the pump. */
+static void test_adopt_feeds_carried_input_first(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    struct ios_handler h = handler_12();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(f_give(&h, sv[0], "one\ntw", 6), 0);
+    close(sv[0]); /* the giver's copy */
+    first_adopted = NULL;
+    assert_int_equal(ioc_adopt_pending(&loop, note_adopted), 1);
+    struct ioc_conn *c = first_adopted;
+    assert_non_null(c);
+    assert_int_equal(counters.adopted, 1);
+    assert_int_equal(counters.active, 1);
+    assert_int_equal(counters.accepted, 0);
+    assert_int_equal(counters.bytes_in, 0); /* counted by the giver */
+    assert_true(c->interest & IOC_WRITABLE);
+    assert_int_equal(ios_buf_pending(&c->in), 2);
+    assert_true(fcntl(c->fd, F_GETFL) & O_NONBLOCK);
+
+    assert_int_equal(write(sv[1], "o\n", 2), 2);
+    ioc_service(&loop, c, IOC_READABLE | IOC_WRITABLE);
+    char buf[16];
+    assert_int_equal(read(sv[1], buf, sizeof(buf)), 8);
+    assert_memory_equal(buf, "one\ntwo\n", 8);
+    assert_int_equal(ioc_adopt_pending(&loop, note_adopted), 0); /* -EAGAIN */
+    ioc_loop_fini(&loop);
+    close(sv[1]);
+}
+
+/* A 1.1 host has none of the 1.2 fields: nothing is given or adopted. */
+static void test_host_11_drains_as_before(void **state)
+{
+    (void)state;
+    host.requested = 1;
+    struct ios_handler h = handler_12();
+    h.struct_size = offsetof(struct ios_handler, handover_requested);
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    assert_int_equal(loop.adopt_fd, -1);
+    int peer;
+    pair_conn(&loop, &peer);
+    ioc_drain_begin(&loop);
+    assert_int_equal(host.gives, 0);
+    assert_int_equal(loop.nconns, 1);
+    assert_int_equal(ioc_adopt_pending(&loop, NULL), 0);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* -s quit with close_idle_on_drain: an idle connection at a boundary ends
+ * at once (FIN, lingering), one with half a request, or inside one, stays
+ * until it completes. */
+static void test_close_idle_on_drain(void **state)
+{
+    (void)state;
+    proto.mode = 3;
+    host.requested = 0;
+    struct ios_handler h = handler_12();
+    h.close_idle_on_drain = 1;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int idle_peer, busy_peer;
+    struct ioc_conn *idle = pair_conn(&loop, &idle_peer);
+    struct ioc_conn *busy = pair_conn(&loop, &busy_peer);
+    assert_int_equal(write(busy_peer, "GE", 2), 2);
+    ioc_service(&loop, busy, IOC_READABLE);
+    (void)idle;
+
+    ioc_drain_begin(&loop);
+    assert_int_equal(host.gives, 0);
+    char buf[16];
+    struct pollfd p = {.fd = idle_peer, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 1000), 1); /* not left open */
+    assert_int_equal(read(idle_peer, buf, sizeof(buf)), 0); /* FIN */
+    assert_int_equal(fcntl(busy_peer, F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(read(busy_peer, buf, sizeof(buf)), 2); /* the echo */
+    assert_int_equal(read(busy_peer, buf, sizeof(buf)), -1); /* still open */
+    assert_int_equal(errno, EAGAIN);
+
+    /* the request completes: answered, then that one ends too */
+    assert_int_equal(write(busy_peer, "T\n", 2), 2);
+    ioc_service(&loop, busy, IOC_READABLE);
+    assert_int_equal(fcntl(busy_peer, F_SETFL, 0), 0);
+    assert_int_equal(read(busy_peer, buf, sizeof(buf)), 2);
+    assert_int_equal(read(busy_peer, buf, sizeof(buf)), 0); /* FIN */
+    ioc_loop_fini(&loop);
+    close(idle_peer);
+    close(busy_peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_buf_append_consume, setup),
-        cmocka_unit_test_setup(test_buf_reserve_reclaims_prefix, setup),
-        cmocka_unit_test_setup(test_echo_round_trip, setup),
-        cmocka_unit_test_setup(test_partial_request_kept, setup),
-        cmocka_unit_test_setup(test_max_input_closes, setup),
-        cmocka_unit_test_setup(test_half_close_flushes_then_closes, setup),
-        cmocka_unit_test_setup(test_linger_discards_until_eof, setup),
-        cmocka_unit_test_setup(test_linger_deadline, setup),
-        cmocka_unit_test_setup(test_backpressure, setup),
-        cmocka_unit_test_setup(test_backpressure_resumes_edge, setup),
-        cmocka_unit_test_setup(test_backpressure_resumes_level, setup),
-        cmocka_unit_test_setup(test_reset_peer_closes, setup),
-        cmocka_unit_test_setup(test_idle_timeout, setup),
-        cmocka_unit_test_setup(test_idle_accepted_after_active, setup),
-        cmocka_unit_test_setup(test_idle_accepted_before_active, setup),
-        cmocka_unit_test_setup(test_idle_mixed_order, setup),
-        cmocka_unit_test_setup(test_request_timeout, setup),
-        cmocka_unit_test_setup(test_accept_max_connections, setup),
-        cmocka_unit_test_setup(test_accept_fd_limit, setup),
+        cmocka_unit_test_setup_teardown(test_buf_append_consume, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_buf_reserve_reclaims_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_echo_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_request_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_max_input_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_flushes_then_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linger_discards_until_eof, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_linger_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_resumes_edge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_backpressure_resumes_level, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_peer_closes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_accepted_after_active, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_accepted_before_active, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idle_mixed_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_max_connections, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_accept_fd_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_give_at_boundary_after_flush, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_give_inside_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_give_refused_drains_here, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt_feeds_carried_input_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_11_drains_as_before, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_idle_on_drain, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
