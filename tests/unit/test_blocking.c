@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -100,6 +101,35 @@ static void echo_close(const struct ios_handler *h, void *state)
     (void)h, (void)state;
 }
 
+/* A 1.2 host that asks for the hand-over and takes every connection
+ * (keeping a duplicate, as the real one keeps its reference). */
+#define GIVEN_MAX 64
+static bool handing_over;
+static int given_fds[GIVEN_MAX];
+static int given;
+
+static int ask_handover(const struct ios_handler *h)
+{
+    (void)h;
+    return 1;
+}
+
+static int take_given(const struct ios_handler *h, int fd, const char *in, size_t len)
+{
+    (void)h, (void)in;
+    int i = __atomic_fetch_add(&given, 1, __ATOMIC_SEQ_CST);
+    if (i >= GIVEN_MAX || len != 0)
+        return -EINVAL;
+    given_fds[i] = dup(fd);
+    return given_fds[i] >= 0 ? 0 : -errno;
+}
+
+static int adopt_none(const struct ios_handler *h, int *fd, struct ios_buf *in)
+{
+    (void)h, (void)fd, (void)in;
+    return -EAGAIN;
+}
+
 struct server {
     int listen_fd;
     int stop[2];
@@ -162,7 +192,13 @@ static void server_start(struct server *s)
         .knob_int = no_knob_int,
         .knob_bool = no_knob_bool,
         .counters = &s->counters,
+        .adopt_fd = -1,
     };
+    if (handing_over) {
+        s->h.handover_requested = ask_handover;
+        s->h.give = take_given;
+        s->h.adopt = adopt_none;
+    }
     assert_int_equal(pthread_create(&s->thread, NULL, server_main, s), 0);
     char r;
     assert_int_equal(read(ready[0], &r, 1), 1);
@@ -231,12 +267,71 @@ static void max_threads_refuses_at_accept(void **unused)
     max_threads_knob = 0;
 }
 
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* On a hand-over, threads asleep waiting for their client's next request
+ * are woken and give their connections at once — not at their next byte
+ * or their idle timeout (10 s here) — and the TCP connections are not
+ * touched: no FIN, and the host's reference still talks to the client. */
+#define IDLE_CLIENTS 32
+#define HANDOVER_BOUND_MS 1000
+static void handover_wakes_sleeping_threads(void **unused)
+{
+    (void)unused;
+    handing_over = true;
+    given = 0;
+    struct server s = {0};
+    server_start(&s);
+    int fds[IDLE_CLIENTS];
+    for (int i = 0; i < IDLE_CLIENTS; i++) {
+        fds[i] = connect_to(s.port);
+        char buf[4];
+        assert_int_equal(send(fds[i], "ping", 4, MSG_NOSIGNAL), 4);
+        assert_int_equal(recv(fds[i], buf, sizeof(buf), MSG_WAITALL), 4);
+    }
+    usleep(50000); /* every thread back asleep, waiting for a request */
+
+    uint64_t t0 = now_ms();
+    server_stop(&s);
+    uint64_t took = now_ms() - t0;
+    print_message("hand-over of %d idle connections: model_run returned in %llu ms\n",
+                  IDLE_CLIENTS, (unsigned long long)took);
+    assert_true(took < HANDOVER_BOUND_MS);
+    assert_int_equal(s.rc, 0);
+    assert_int_equal(given, IDLE_CLIENTS);
+    assert_int_equal(s.counters.given, IDLE_CLIENTS);
+    assert_int_equal(s.counters.closed, 0);
+    assert_int_equal(s.counters.active, 0);
+    for (int i = 0; i < IDLE_CLIENTS; i++) {
+        char buf[4];
+        assert_int_equal(recv(fds[i], buf, sizeof(buf), MSG_DONTWAIT), -1);
+        assert_int_equal(errno, EAGAIN); /* no FIN, no reset */
+    }
+    for (int i = 0; i < IDLE_CLIENTS; i++) { /* given in any order */
+        assert_int_equal(send(given_fds[i], "pong", 4, MSG_NOSIGNAL), 4);
+        close(given_fds[i]);
+    }
+    for (int i = 0; i < IDLE_CLIENTS; i++) {
+        char buf[4];
+        assert_int_equal(recv(fds[i], buf, sizeof(buf), MSG_WAITALL), 4);
+        assert_memory_equal(buf, "pong", 4);
+        close(fds[i]);
+    }
+    handing_over = false;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(threads_end_before_model_run_returns),
         cmocka_unit_test(max_threads_refuses_at_accept),
+        cmocka_unit_test(handover_wakes_sleeping_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
