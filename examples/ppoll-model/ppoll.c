@@ -8,7 +8,9 @@
  * per wait, like poll), and does itself the per-connection work the in-tree
  * models take from plugins/common: accepting within max_connections, reading
  * until EAGAIN, partial writes, backpressure (output_high_water), half-close,
- * idle and request timeouts, and the drain when stop_fd turns readable.
+ * idle and request timeouts, the drain when stop_fd turns readable, and
+ * the live hand-over of ABI 1.2: giving each connection to the next
+ * generation at a boundary, adopting those the host hands to us.
  *
  * Needs: Linux 2.6.28 (accept4; ppoll is 2.6.16).  Simpler than
  * plugins/common: it frees each buffer once empty instead of caching it,
@@ -29,8 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Runs on any 1.x host: the one field newer than 1.0 it reads,
- * request_timeout_ms, is read behind IOS_HANDLER_HAS. */
+/* Runs on any 1.x host: the fields newer than 1.0 it reads
+ * (request_timeout_ms, and the hand-over of 1.2) are read behind
+ * IOS_HANDLER_HAS. */
 #define IOS_REQUIRE_MINOR 0
 #include <ioserve/plugin.h>
 
@@ -58,9 +61,9 @@ struct conn {
     _Alignas(max_align_t) unsigned char state[]; /* h->conn_state_size bytes */
 };
 
-/* pfds[STOP] watches stop_fd, pfds[LISTEN] listen_fd, and pfds[FIRST + i]
- * the connection conns[i]. */
-enum { STOP, LISTEN, FIRST };
+/* pfds[STOP] watches stop_fd, pfds[LISTEN] listen_fd, pfds[ADOPT] the
+ * host's adopt_fd, and pfds[FIRST + i] the connection conns[i]. */
+enum { STOP, LISTEN, ADOPT, FIRST };
 
 struct ppoll_model {
     const struct ios_handler *h;
@@ -73,6 +76,9 @@ struct ppoll_model {
     unsigned n;                  /* open connections */
     char *rbuf;                  /* h->read_chunk bytes */
     bool draining;
+    bool handing_over;           /* draining: give connections at a boundary */
+    bool closing_idle;           /* draining: close those idle at a boundary */
+    int adopt_fd;                /* -1: a host older than 1.2, or none */
     int reserve_fd;              /* a spare descriptor for EMFILE, or -1 */
     uint64_t accept_resume_ms;   /* accepting paused until then */
     uint64_t logged_ms;          /* last "out of descriptors" line */
@@ -91,8 +97,9 @@ static void count(uint64_t *counter, uint64_t n)
     __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
 }
 
-/* Closes conns[i]; the last connection takes its slot. */
-static void conn_close(struct ppoll_model *m, unsigned i)
+/* Forgets conns[i] — closed, or given to another process — and counts it
+ * in `counter`; the last connection takes its slot. */
+static void conn_release(struct ppoll_model *m, unsigned i, uint64_t *counter)
 {
     struct conn *c = m->conns[i];
     m->h->close(m->h, c->state);
@@ -103,8 +110,13 @@ static void conn_close(struct ppoll_model *m, unsigned i)
     m->n--;
     m->conns[i] = m->conns[m->n];
     m->pfds[FIRST + i] = m->pfds[FIRST + m->n];
-    count(&m->h->counters->closed, 1);
+    count(counter, 1);
     __atomic_fetch_sub(&m->h->counters->active, 1, __ATOMIC_RELAXED);
+}
+
+static void conn_close(struct ppoll_model *m, unsigned i)
+{
+    conn_release(m, i, &m->h->counters->closed);
 }
 
 /* A per-connection error closes that connection only.  Peers that reset
@@ -243,8 +255,8 @@ static bool conn_feed(struct ppoll_model *m, struct conn *c, const char *data, s
     return true;
 }
 
-/* Does what revents allow for conns[i]; may close it. */
-static void conn_service(struct ppoll_model *m, unsigned i, short revents)
+/* Does what revents allow for conns[i]; true when it closed it. */
+static bool conn_service(struct ppoll_model *m, unsigned i, short revents)
 {
     const struct ios_handler *h = m->h;
     struct conn *c = m->conns[i];
@@ -281,12 +293,111 @@ static void conn_service(struct ppoll_model *m, unsigned i, short revents)
     }
     if ((c->eof || c->closing) && ios_buf_pending(&c->out) == 0)
         goto close;
-    return;
+    return false;
 fail:
     conn_fail(m, i, call, -rc);
-    return;
+    return true;
 close:
     conn_close(m, i);
+    return true;
+}
+
+/* ------------------------------------------------ hand-over (ABI 1.2) */
+
+/* A connection may leave at a boundary: no reply waiting to be sent, not
+ * on its way out, and the protocol between requests.  Bytes received but
+ * not consumed (half a request) travel along. */
+static bool conn_at_boundary(const struct ppoll_model *m, const struct conn *c)
+{
+    const struct ios_handler *h = m->h;
+    return !c->eof && !c->closing && ios_buf_pending(&c->out) == 0 &&
+           (!h->at_boundary || h->at_boundary(h, (void *)c->state) == 1);
+}
+
+/* During a drain, for conns[i] at a boundary: gives it (the host took its
+ * own reference: we only close our descriptor — no shutdown, which would
+ * end the TCP connection for the adopter too) or, on a drain without a
+ * successor that wants it (close_idle_on_drain), closes it when no byte of
+ * a next request waits.  A give that fails ends the hand-over: the rest
+ * drains here.  true when conns[i] is gone. */
+static bool conn_release_at_boundary(struct ppoll_model *m, unsigned i)
+{
+    const struct ios_handler *h = m->h;
+    struct conn *c = m->conns[i];
+    if (!(m->handing_over || m->closing_idle) || !conn_at_boundary(m, c))
+        return false;
+    if (m->handing_over) {
+        size_t len = ios_buf_pending(&c->in);
+        if (h->give(h, c->fd, len ? c->in.data + c->in.off : NULL, len) == 0) {
+            conn_release(m, i, &h->counters->given);
+            return true;
+        }
+        m->handing_over = false;
+        return false;
+    }
+    char byte;
+    if (ios_buf_pending(&c->in) || recv(c->fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+        return false;
+    conn_close(m, i);
+    return true;
+}
+
+/* stop_fd turned readable: what the host asks of the drain. */
+static void ppoll_drain_begin(struct ppoll_model *m)
+{
+    const struct ios_handler *h = m->h;
+    m->draining = true;
+    if (IOS_HANDLER_HAS(h, close_idle_on_drain)) { /* the last 1.2 field: all are there */
+        m->handing_over = h->handover_requested && h->give &&
+                          h->handover_requested(h) == 1;
+        m->closing_idle = !m->handing_over && h->close_idle_on_drain;
+    }
+    h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) open%s",
+           m->n, m->handing_over ? ", handing them over" : "");
+    for (unsigned i = m->n; i-- > 0;)
+        conn_release_at_boundary(m, i);
+}
+
+/* Takes the connections the host hands over: each is opened like an
+ * accepted one and its carried input fed to the handler first, whose
+ * replies the next ppoll sends (POLLOUT). */
+static void ppoll_adopt(struct ppoll_model *m)
+{
+    const struct ios_handler *h = m->h;
+    for (long long k = 0; k < m->accept_batch; k++) {
+        int fd;
+        struct ios_buf in = {0};
+        int rc = h->adopt(h, &fd, &in);
+        if (rc != 0) {
+            ios_buf_free(&in);
+            if (rc == -EAGAIN)
+                return;
+            continue; /* logged by the host */
+        }
+        /* Non-blocking as the host hands it, and without O_ASYNC: a
+         * signal-driven giver's flag lives on the open file we now share. */
+        fcntl(fd, F_SETFL, O_NONBLOCK);
+        struct conn *c = m->n < h->max_connections
+                             ? malloc(sizeof(*c) + h->conn_state_size) : NULL;
+        if (c)
+            *c = (struct conn){.fd = fd, .active_ms = now_ms()};
+        if (!c || h->open(h, c->state) != 0) {
+            free(c);
+            ios_buf_free(&in);
+            close(fd); /* its client loses the session, like a refused one */
+            count(&h->counters->refused, 1);
+            h->log(h, IOS_LOG_WARN, 0, "refused an adopted connection (%u open)", m->n);
+            continue;
+        }
+        m->conns[m->n++] = c;
+        count(&h->counters->adopted, 1);
+        count(&h->counters->active, 1);
+        bool ok = !ios_buf_pending(&in) ||
+                  conn_feed(m, c, in.data + in.off, ios_buf_pending(&in));
+        ios_buf_free(&in);
+        if (!ok)
+            conn_close(m, m->n - 1);
+    }
 }
 
 /* Closes connections silent past idle_timeout_ms or holding an unfinished
@@ -325,6 +436,7 @@ static int ppoll_loop(struct ppoll_model *m)
         /* A negative fd is skipped by ppoll: that is how we stop watching. */
         m->pfds[STOP] = (struct pollfd){m->draining ? -1 : h->stop_fd, POLLIN, 0};
         m->pfds[LISTEN] = (struct pollfd){accepting ? m->listen_fd : -1, POLLIN, 0};
+        m->pfds[ADOPT] = (struct pollfd){m->adopt_fd, POLLIN, 0}; /* serving and draining */
         for (unsigned i = 0; i < m->n; i++) {
             const struct conn *c = m->conns[i];
             short events = ios_buf_pending(&c->out) ? POLLOUT : 0;
@@ -339,24 +451,25 @@ static int ppoll_loop(struct ppoll_model *m)
             h->log(h, IOS_LOG_ERROR, errno, "ppoll");
             return -errno;
         }
-        if (m->pfds[STOP].revents) { /* drain: never read or close stop_fd */
-            m->draining = true;
-            h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) open",
-                   m->n);
-        }
-        /* Backwards, so a closed slot is refilled by one already served. */
+        if (m->pfds[STOP].revents) /* drain: never read or close stop_fd */
+            ppoll_drain_begin(m);
+        /* Backwards, so a closed slot is refilled by one already served.
+         * One that just answered may be at its boundary: given now. */
         for (unsigned i = m->n; i-- > 0;)
-            if (m->pfds[FIRST + i].revents)
-                conn_service(m, i, m->pfds[FIRST + i].revents);
+            if (m->pfds[FIRST + i].revents && !conn_service(m, i, m->pfds[FIRST + i].revents))
+                conn_release_at_boundary(m, i);
         if (!m->draining && m->pfds[LISTEN].revents)
             ppoll_accept(m);
+        if (m->pfds[ADOPT].revents)
+            ppoll_adopt(m);
     }
     return 0;
 }
 
 int model_run(int listen_fd, const struct ios_handler *h)
 {
-    struct ppoll_model m = {.h = h, .listen_fd = listen_fd, .reserve_fd = -1};
+    struct ppoll_model m = {.h = h, .listen_fd = listen_fd, .reserve_fd = -1,
+                            .adopt_fd = -1};
     long long batch = 64;
     int nodelay = 1, rc;
     /* The host validated models.ppoll against ppoll_knobs: no checks here. */
@@ -368,6 +481,9 @@ int model_run(int listen_fd, const struct ios_handler *h)
      * 1.0 host has none. */
     if (IOS_HANDLER_HAS(h, request_timeout_ms))
         m.request_timeout_ms = h->request_timeout_ms;
+    /* The hand-over came with 1.2: a 1.1 host adopts and asks nothing. */
+    if (IOS_HANDLER_HAS(h, close_idle_on_drain) && h->adopt)
+        m.adopt_fd = h->adopt_fd;
 
     m.conns = malloc(h->max_connections * sizeof(*m.conns));
     m.pfds = malloc((FIRST + h->max_connections) * sizeof(*m.pfds));
