@@ -266,11 +266,117 @@ static void overflow_loses_nothing(void **state)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ------------------------------------------------ adopting (ABI 1.2) */
+
+/* The host hands over one end of a socketpair that a signal-driven giver
+ * had routed to itself (O_ASYNC, owner: another process). */
+static int handed_fd = -1;
+static pid_t giver = -1;
+
+static void giver_reap(void)
+{
+    kill(giver, SIGKILL);
+    waitpid(giver, NULL, 0);
+}
+
+static int adopt_one(const struct ios_handler *h, int *fd, struct ios_buf *in)
+{
+    (void)h, (void)in;
+    if (handed_fd < 0)
+        return -EAGAIN;
+    *fd = handed_fd;
+    handed_fd = -1;
+    return 0;
+}
+
+static void quiet(const struct ios_handler *h, enum ios_log_level level, int err,
+                  const char *fmt, ...)
+{
+    (void)h, (void)level, (void)err, (void)fmt;
+}
+
+/* Returns the adopted connection's descriptor, after adoption through
+ * `added` (NULL: a model that is not signal-driven). */
+static int adopt_routed_socket(ioc_accept_hook added, struct sigio_model *m, int *peer)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    /* the giver's routing: the owner is another process, a child of ours
+     * that only waits (a signal it should not get ends it, nobody else) */
+    giver = fork();
+    assert_true(giver >= 0);
+    if (giver == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(fcntl(sv[0], F_SETOWN, giver), 0);
+    assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK | O_ASYNC), 0);
+    handed_fd = sv[0];
+    *peer = sv[1];
+    static struct ios_counters counters;
+    static struct ios_handler h;
+    h = (struct ios_handler){
+        .struct_size = sizeof(h), .protocol = "echo", .open = echo_open,
+        .data = echo_data, .close = echo_close, .stop_fd = -1,
+        .max_connections = 10, .idle_timeout_ms = 10000, .read_chunk = 4096,
+        .max_input = 4096, .output_high_water = 65536, .log = quiet,
+        .counters = &counters, .adopt = adopt_one,
+        .adopt_fd = 0, /* any: the test calls ioc_adopt_pending itself */
+    };
+    *m = (struct sigio_model){.h = &h, .signo = SIGRTMIN + 1, .pid = getpid()};
+    assert_int_equal(ioc_loop_init(&m->loop, &h), 0);
+    m->loop.model = m;
+    assert_int_equal(ioc_adopt_pending(&m->loop, added), 1);
+    return sv[0];
+}
+
+/* A sigio adopter routes the socket to itself: the owner follows its
+ * F_SETOWN, so the giver hears nothing more of it. */
+static void adopted_socket_signals_its_adopter(void **state)
+{
+    (void)state;
+    sigset_t mask, old;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGRTMIN + 1);
+    sigaddset(&mask, SIGIO);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &mask, &old), 0);
+    struct sigio_model m;
+    int peer;
+    int fd = adopt_routed_socket(sigio_watch, &m, &peer);
+    assert_int_equal(fcntl(fd, F_GETOWN), getpid());
+    assert_int_equal(fcntl(fd, F_GETSIG), SIGRTMIN + 1);
+    assert_true(fcntl(fd, F_GETFL) & O_ASYNC);
+    ioc_loop_fini(&m.loop);
+    close(peer);
+    giver_reap();
+    /* what the adopted socket raised meanwhile is ours: take it */
+    struct timespec zero = {0};
+    while (sigtimedwait(&mask, NULL, &zero) > 0)
+        ;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Any other adopter: O_ASYNC is cleared, so the giver's signals stop. */
+static void adopted_socket_loses_o_async(void **state)
+{
+    (void)state;
+    struct sigio_model m;
+    int peer;
+    int fd = adopt_routed_socket(NULL, &m, &peer);
+    assert_false(fcntl(fd, F_GETFL) & O_ASYNC);
+    assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+    ioc_loop_fini(&m.loop);
+    close(peer);
+    giver_reap();
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(overflow_loses_nothing),
+        cmocka_unit_test(adopted_socket_signals_its_adopter),
+        cmocka_unit_test(adopted_socket_loses_o_async),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
