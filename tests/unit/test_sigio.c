@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -306,6 +307,10 @@ static int adopt_routed_socket(ioc_accept_hook added, struct sigio_model *m, int
     giver = fork();
     assert_true(giver >= 0);
     if (giver == 0) {
+        /* gone with us, should an assertion end the test before it reaps */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(0);
         pause();
         _exit(0);
     }
