@@ -51,7 +51,8 @@
  *        since 1.0 apply it), with IOS_REQUIRE_MINOR and IOS_HANDLER_HAS.
  *   1.2  hand-over: ios_handler.handover_requested, give, adopt_fd, adopt,
  *        at_boundary, close_idle_on_drain appended; ios_counters.adopted,
- *        given appended.
+ *        given appended (active = accepted + adopted - closed - given).
+ *        A 1.1 plugin is never asked to give or adopt: it drains as before.
  */
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
@@ -310,21 +311,29 @@ struct ios_handler {
 
     /* ---- since 1.2: hand-over ------------------------------------------ */
     /* After stop_fd became readable: 1 = give every connection to the next
-     * generation at its next boundary (give()), 0 = drain as before. */
+     * generation at its next boundary (give()), 0 = drain as before.  May
+     * turn 1 later in the drain (a later reload found a successor that
+     * adopts): ask again now and then while draining without giving. */
     int (*handover_requested)(const struct ios_handler *h);
     /* Gives one connection at a boundary (no output queued, at_boundary()
      * true).  `in`/`len`: input received but not consumed by the handler
      * (len <= max_input), fed first to the adopter's handler.  0: the host
      * has taken its own reference; the model then releases the connection
-     * as a hand-over (handler close(), close(fd) — never shutdown()).
+     * as a hand-over (handler close(), close(fd) — never shutdown(), which
+     * would end the adopter's connection too; and undo first what lives on
+     * the open file rather than the descriptor: an epoll registration).
+     * Nothing of the model's may still be in flight on the socket (an
+     * io_uring recv: cancel it and wait for its completion first).
      * -errno: nothing happened; keep serving it (drain as before). */
     int (*give)(const struct ios_handler *h, int fd, const char *in, size_t len);
     /* Readable while connections handed to this worker wait; -1 when none
      * will ever come.  Watch it while serving and while draining. */
     int adopt_fd;
     /* Takes one waiting connection: *fd (non-blocking, O_CLOEXEC, now the
-     * model's) and its unconsumed input appended to *in.  0, -EAGAIN when
-     * none waits, other -errno (logged by the host). */
+     * model's) and its unconsumed input appended to *in, to be fed to the
+     * handler before anything else.  A signal-driven giver's O_ASYNC may
+     * still be set on it: clear it, or route it with F_SETOWN.  0, -EAGAIN
+     * when none waits, other -errno (logged by the host). */
     int (*adopt)(const struct ios_handler *h, int *fd, struct ios_buf *in);
     /* The protocol: 1 when the connection's state is between requests, so
      * it may be given (echo/upper: always; http: not inside a body). */
