@@ -304,6 +304,11 @@ char *it_http_get(int port, const char *path);
  * labels contain `label`, when not NULL). */
 unsigned long long it_metric_sum(const char *body, const char *family, const char *label);
 
+/* sc_reload.c: the models of IOSERVE_MODELS (";" or "," separated, from
+ * CMake) that this machine can run (it_model_unavailable); falls back to
+ * the scenario's model alone. */
+int it_runnable_models(char names[][64], int max);
+
 /* ------------------------------------------------------------- scenarios */
 
 int it_run_echo(void);

@@ -53,6 +53,16 @@ int it_run_reload_promises(void);
 int it_run_exclusive_wakeup(void);
 int it_run_generation_start(void);
 
+/* sc_handover.c: live hand-over */
+int it_run_handover_rotation(void);
+int it_run_handover_stream(void);
+int it_run_handover_idle(void);
+int it_run_handover_spread(void);
+int it_run_handover_kill(void);
+int it_run_handover_abi11(void);
+int it_run_handover_quit(void);
+int it_run_handover_off(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -105,6 +115,14 @@ static const struct scenario scenarios[] = {
     {"reload_promises", it_run_reload_promises},
     {"exclusive_wakeup", it_run_exclusive_wakeup},
     {"generation_start", it_run_generation_start},
+    {"handover_rotation", it_run_handover_rotation},
+    {"handover_stream", it_run_handover_stream},
+    {"handover_idle", it_run_handover_idle},
+    {"handover_spread", it_run_handover_spread},
+    {"handover_kill", it_run_handover_kill},
+    {"handover_abi11", it_run_handover_abi11},
+    {"handover_quit", it_run_handover_quit},
+    {"handover_off", it_run_handover_off},
 };
 
 static void usage(void)

@@ -49,7 +49,7 @@
 /* The models of IOSERVE_MODELS (";" or "," separated, from CMake) that
  * this machine can run (it_model_unavailable).  Falls back to the
  * scenario's model alone. */
-static int rs_models(char names[][64], int max)
+int it_runnable_models(char names[][64], int max)
 {
     const char *env = getenv("IOSERVE_MODELS");
     int n = 0;
@@ -599,7 +599,7 @@ static void swap_through_models(void **state)
 {
     (void)state;
     char models[RS_MAX_MODELS][64];
-    int nm = rs_models(models, RS_MAX_MODELS);
+    int nm = it_runnable_models(models, RS_MAX_MODELS);
     if (nm == 0)
         IT_FAIL("no model of IOSERVE_MODELS can run here");
 
@@ -890,7 +890,7 @@ static void bad_reloads_keep_serving(void **state)
     /* the good configuration still reloads afterwards */
     if (!problem[0] && !rs_load_errors()) {
         char models[RS_MAX_MODELS][64];
-        int nm = rs_models(models, RS_MAX_MODELS);
+        int nm = it_runnable_models(models, RS_MAX_MODELS);
         const char *other = it_env.model;
         for (int i = 0; i < nm; i++)
             if (strcmp(models[i], it_env.model) != 0 &&

@@ -29,6 +29,14 @@ set(IT_MODEL_SCENARIOS
   timeouts
   resume
   refused_reset
+  handover_rotation
+  handover_stream
+  handover_idle
+  handover_spread
+  handover_kill
+  handover_abi11
+  handover_quit
+  handover_off
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
