@@ -15,6 +15,14 @@
  * Idle connections (-i) are opened first and never used, to expose costs
  * that grow with the number of connections rather than with traffic.
  *
+ * Reload under load (-R PID): SIGHUP is sent to PID (an ioserve or nginx
+ * master: what `-s reload` does) every -E ms of the measured window, the
+ * first one -E ms into it.  Replies completed within -W ms of a SIGHUP go
+ * into the reload-window histogram, the others into the steady one, so the
+ * two p99s compare a reload's cost with the same run's steady state.  A
+ * response carrying "Connection: close" ends its connection without an
+ * error (a client reconnects then); counted as server_closes.
+ *
  * A think time (-t) makes each connection pause between a reply and its
  * next request, as an occasional client does: the server is idle when the
  * request comes, so what it costs to wake up shows in the latency (make
@@ -146,6 +154,7 @@ struct conn {
     size_t partlen, partcap;
     uint64_t body_left;    /* body bytes of the current reply still to come */
     bool in_body;
+    bool closing;          /* http: the server said Connection: close */
     unsigned batch;        /* echo: which pattern the batch carries */
     char *msg;             /* echo: the batch as sent */
 };
@@ -166,6 +175,9 @@ struct opts {
     const char *label;
     pid_t pids[MAX_PIDS];
     int npids;
+    pid_t reload_pid;       /* -R: SIGHUP this process during the window */
+    double reload_every_ms; /* -E */
+    double reload_window_ms; /* -W */
 };
 
 struct sample {
@@ -192,10 +204,15 @@ struct lg {
     bool measuring;
     uint64_t t_start_ns, t_end_ns; /* measured window */
     struct histo hist;
+    struct histo hist_reload, hist_steady; /* -R: replies near a SIGHUP, others */
+    uint64_t last_reload_ns, next_reload_ns;
+    uint64_t reloads;
     uint64_t replies;    /* in the window */
     uint64_t replies_all;
     uint64_t bytes_in;   /* in the window */
     uint64_t errors, bad, connect_errors, idle_lost;
+    uint64_t resets, eofs;     /* errors that were a reset, an EOF */
+    uint64_t server_closes;    /* graceful: Connection: close */
     struct sample s0, s1;
 };
 
@@ -358,6 +375,8 @@ static void conn_reset_state(struct conn *c)
     c->partlen = 0;
     c->body_left = 0;
     c->in_body = false;
+    c->closing = false;
+    c->send_at_ns = 0; /* a reconnected connection starts a batch at once */
 }
 
 static void conn_drop(struct lg *g, struct conn *c)
@@ -472,6 +491,8 @@ static bool write_batch(struct lg *g, struct conn *c)
             arm(g, c, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
             return true;
         } else {
+            if (n < 0 && (errno == ECONNRESET || errno == EPIPE))
+                g->resets++;
             fail_conn(g, c, false);
             return false;
         }
@@ -498,6 +519,11 @@ static void reply_done(struct lg *g, struct conn *c, uint64_t t)
     if (g->measuring) {
         g->replies++;
         h_add(&g->hist, t - c->sent_ns);
+        if (g->o.reload_pid) {
+            bool near = g->last_reload_ns &&
+                        t - g->last_reload_ns < (uint64_t)(g->o.reload_window_ms * 1e6);
+            h_add(near ? &g->hist_reload : &g->hist_steady, t - c->sent_ns);
+        }
     }
     c->outstanding--;
 }
@@ -581,6 +607,13 @@ static ssize_t http_input(struct lg *g, struct conn *c, const char *p, size_t n,
         unsigned long long body = strtoull(cl, &e, 10);
         if (e == cl)
             { fail_conn(g, c, true); return -1; }
+        const char *conn = find_header(h, head_len, "Connection");
+        if (conn) {
+            while (*conn == ' ')
+                conn++;
+            if (strncasecmp(conn, "close", 5) == 0)
+                c->closing = true;
+        }
         pos += head_len;
         c->body_left = body;
         c->in_body = true;
@@ -662,6 +695,11 @@ static void on_readable(struct lg *g, struct conn *c)
             if (c->outstanding == 0) {
                 if (g->o.mode == MODE_HTTP && (c->partlen || c->in_body))
                     { fail_conn(g, c, true); return; } /* bytes beyond the replies */
+                if (c->closing) { /* a goodbye, not a failure: reconnect */
+                    g->server_closes++;
+                    conn_drop(g, c);
+                    return;
+                }
                 if (g->o.think_ns)
                     c->send_at_ns = t + think_pause(g);
                 else
@@ -671,12 +709,15 @@ static void on_readable(struct lg *g, struct conn *c)
             if ((size_t)n < RBUF_SIZE)
                 return;
         } else if (n == 0) {
+            g->eofs++;
             { fail_conn(g, c, false); return; } /* the server closed it */
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             return;
         } else {
+            if (errno == ECONNRESET)
+                g->resets++;
             { fail_conn(g, c, false); return; }
         }
     }
@@ -729,6 +770,17 @@ static void run(struct lg *g)
         }
         if (t >= t_stop)
             break;
+        if (g->o.reload_pid && g->measuring) {
+            if (!g->next_reload_ns)
+                g->next_reload_ns = g->t_start_ns + (uint64_t)(g->o.reload_every_ms * 1e6);
+            if (t >= g->next_reload_ns) {
+                if (kill(g->o.reload_pid, SIGHUP) != 0)
+                    die("kill -HUP (-R)");
+                g->last_reload_ns = t;
+                g->reloads++;
+                g->next_reload_ns += (uint64_t)(g->o.reload_every_ms * 1e6);
+            }
+        }
         /* Reconnect active connections lost to errors (at most a few per
          * pass so a refusing server cannot make this spin). */
         for (int i = 0, budget = 8; i < g->o.conns && budget > 0; i++) {
@@ -740,6 +792,8 @@ static void run(struct lg *g)
             }
         }
         uint64_t until = g->measuring ? t_stop : t_measure;
+        if (g->next_reload_ns && g->next_reload_ns < until)
+            until = g->next_reload_ns;
         if (g->o.think_ns)
             until = send_thought(g, t, until);
         int ms = (int)((until - t + 999999u) / 1000000u);
@@ -827,8 +881,10 @@ static void report(const struct lg *g)
                           "bad", "connect_errors", "idle_lost",
                           "server_cpu_us", "cpu_us_per_req", "server_cpu_pct",
                           "server_rss_kb", "server_hwm_kb", "steal_pct",
-                          "loadgen_cpu_pct", "other_cpu_pct"};
-    char vals[27][64];
+                          "loadgen_cpu_pct", "other_cpu_pct", "resets", "eofs",
+                          "server_closes", "reloads", "reload_requests",
+                          "reload_p99_us", "steady_requests", "steady_p99_us"};
+    char vals[35][64];
     int k = 0;
     snprintf(vals[k++], 64, "%s", g->o.label ? g->o.label : "-");
     snprintf(vals[k++], 64, "%s", modes[g->o.mode]);
@@ -858,6 +914,14 @@ static void report(const struct lg *g)
     snprintf(vals[k++], 64, "%.2f", steal_pct);
     snprintf(vals[k++], 64, "%.1f", loadgen_pct);
     snprintf(vals[k++], 64, "%.1f", other_pct);
+    snprintf(vals[k++], 64, "%" PRIu64, g->resets);
+    snprintf(vals[k++], 64, "%" PRIu64, g->eofs);
+    snprintf(vals[k++], 64, "%" PRIu64, g->server_closes);
+    snprintf(vals[k++], 64, "%" PRIu64, g->reloads);
+    snprintf(vals[k++], 64, "%" PRIu64, g->hist_reload.count);
+    snprintf(vals[k++], 64, "%.1f", (double)h_pct(&g->hist_reload, 99) / 1e3);
+    snprintf(vals[k++], 64, "%" PRIu64, g->hist_steady.count);
+    snprintf(vals[k++], 64, "%.1f", (double)h_pct(&g->hist_steady, 99) / 1e3);
 
     bool csv = strncmp(g->o.out, "csv", 3) == 0;
     if (strcmp(g->o.out, "csvh") == 0)
@@ -892,6 +956,10 @@ static void usage(FILE *f)
         "  -o FORMAT   kv | csv | csvh (csv with a header line); default kv\n"
         "  -l LABEL    a label copied into the output\n"
         "  -A SECS     hard time limit (default warm-up + duration + 60)\n"
+        "  -R PID      SIGHUP PID (a reload) every -E ms of the measured window\n"
+        "  -E MS       reload period (default 1000)\n"
+        "  -W MS       replies within this long of a SIGHUP are the reload window\n"
+        "              (default 500); the others the steady state\n"
         "  -x          exit 3 if any error or bad reply was seen\n"
         "exit status: 0 done, 1 usage or setup error, 2 hard time limit,\n"
         "  3 an error or bad reply (-x), 4 no reply at all in the measured window\n");
@@ -951,9 +1019,10 @@ int main(int argc, char **argv)
         die("calloc");
     g->o = (struct opts){.mode = MODE_ECHO, .host = "127.0.0.1", .conns = 50,
                          .duration = 5, .warmup = 1, .size = 128, .depth = 1,
-                         .out = "kv", .alarm_s = -1};
+                         .out = "kv", .alarm_s = -1, .reload_every_ms = 1000,
+                         .reload_window_ms = 500};
     int opt;
-    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:t:S:o:l:A:xh")) != -1) {
+    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:t:S:o:l:A:R:E:W:xh")) != -1) {
         switch (opt) {
         case 'm':
             if (!strcmp(optarg, "echo")) g->o.mode = MODE_ECHO;
@@ -971,6 +1040,9 @@ int main(int argc, char **argv)
         case 'P': g->o.depth = (unsigned)parse_num(optarg, "-P", 1, MAX_DEPTH); break;
         case 't': g->o.think_ns = (uint64_t)(parse_num(optarg, "-t", 0, 10e6) * 1e3); break;
         case 'A': g->o.alarm_s = (int)parse_num(optarg, "-A", 1, 86400); break;
+        case 'R': g->o.reload_pid = (pid_t)parse_num(optarg, "-R", 2, 1 << 30); break;
+        case 'E': g->o.reload_every_ms = parse_num(optarg, "-E", 10, 3600000); break;
+        case 'W': g->o.reload_window_ms = parse_num(optarg, "-W", 1, 3600000); break;
         case 'o':
             if (strcmp(optarg, "kv") && strcmp(optarg, "csv") && strcmp(optarg, "csvh")) {
                 usage(stderr);
