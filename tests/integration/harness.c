@@ -793,6 +793,28 @@ int it_wait_exit(struct it_server *s, int timeout_ms)
     return 1;
 }
 
+char *it_log_since(const struct it_server *s, size_t off)
+{
+    size_t len = 0;
+    char *text = it_read_file(s->log, &len);
+    if (!text)
+        return strdup("");
+    if (off > len)
+        off = len;
+    memmove(text, text + off, len - off + 1);
+    return text;
+}
+
+void it_stop_servers(struct it_server *srv, int n, int dump_logs)
+{
+    for (int i = 0; i < n; i++) {
+        if (dump_logs && srv[i].log[0])
+            it_dump_log(&srv[i]);
+        if (it_server_stop(&srv[i]) != 0)
+            it_failed = 1;
+    }
+}
+
 pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms)
 {
     int64_t end = it_now_ms() + timeout_ms;

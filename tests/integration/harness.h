@@ -125,6 +125,12 @@ size_t it_log_size(const struct it_server *s);
  * `off` of the log.  1 = found, 0 = not found. */
 int it_wait_log(const struct it_server *s, size_t off, const char *needle,
                 int timeout_ms);
+/* The log from byte `off` on (malloc'd; "" when unreadable). */
+char *it_log_since(const struct it_server *s, size_t off);
+/* A test's teardown of the n servers it started: stops and reaps each
+ * (it_failed when one had to be forced), after printing its log when
+ * dump_logs (the test did not reach its end). */
+void it_stop_servers(struct it_server *srv, int n, int dump_logs);
 /* The master's only child once there is exactly one and it is not `not`;
  * 0 if there is none such within timeout_ms. */
 pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms);

@@ -120,19 +120,6 @@ static int ho_others(char names[][64], int max)
 
 /* ======================================================= log and metrics */
 
-/* The log from byte `off` on (malloc'd; "" when unreadable). */
-static char *ho_log_since(const struct it_server *s, size_t off)
-{
-    size_t len = 0;
-    char *text = it_read_file(s->log, &len);
-    if (!text)
-        return strdup("");
-    if (off > len)
-        off = len;
-    memmove(text, text + off, len - off + 1);
-    return text;
-}
-
 /* The start of the complete line of `text` holding `needle`, or NULL. */
 static const char *ho_line(const char *text, const char *needle)
 {
@@ -172,7 +159,7 @@ static long ho_wait_drained(const struct it_server *s, size_t off, unsigned gen,
 {
     int64_t end = it_now_ms() + timeout_ms;
     for (;;) {
-        char *seg = ho_log_since(s, off);
+        char *seg = it_log_since(s, off);
         long t = ho_line_ms(ho_drained_line(seg, gen));
         int found = ho_drained_line(seg, gen) != NULL;
         free(seg);
@@ -281,7 +268,7 @@ static int ho_reload_done(struct ho_rl *r)
     if (!r->busy)
         return 1;
     struct it_server *s = &ho_srv[r->srv];
-    char *seg = ho_log_since(s, r->off);
+    char *seg = it_log_since(s, r->off);
     const char *l = ho_line(seg, "reload: generation ");
     const char *bad = ho_line(seg, "reload failed");
     if (!bad)
@@ -750,13 +737,7 @@ static int ho_test_teardown(void **state)
     (void)state;
     ho_free_loads();
     it_close_all();
-    for (int i = 0; i < ho_nsrv; i++) {
-        struct it_server *s = &ho_srv[i];
-        if (!ho_passed && s->log[0])
-            it_dump_log(s);
-        if (it_server_stop(s) != 0)
-            it_failed = 1;
-    }
+    it_stop_servers(ho_srv, ho_nsrv, !ho_passed);
     ho_nsrv = 0;
     return 0;
 }
@@ -1032,7 +1013,7 @@ static void idle_thousand(void **state)
 
     size_t off = it_log_size(s);
     unsigned g = ho_reload(ho_index(s), &cfg);
-    char *seg = ho_log_since(s, off);
+    char *seg = it_log_since(s, off);
     char needle[64];
     snprintf(needle, sizeof needle, "reload: generation %u serving", g);
     long ready = ho_line_ms(ho_line(seg, needle));
@@ -1273,7 +1254,7 @@ static void abi11_mix(void **state)
     size_t off = it_log_size(s);
     unsigned g2 = ho_reload(ho_index(s), &old);
     ho_pump(loads, 1, 1000, NULL, NULL);
-    char *seg = ho_log_since(s, off);
+    char *seg = it_log_since(s, off);
     int says = strstr(seg, "does not adopt") != NULL;
     free(seg);
     IT_CHECK(ho_broken(loads[0], "session on X") == 0,
@@ -1467,7 +1448,7 @@ static void handler_change_drains(void **state)
     size_t off = it_log_size(s);
     ho_reload(ho_index(s), &http);
     int64_t t0 = it_now_ms();
-    char *seg = ho_log_since(s, off);
+    char *seg = it_log_since(s, off);
     int says = strstr(seg, "handler changed echo -> http") != NULL;
     free(seg);
     ho_expect_drained(fd, t0, "drain", "echo -> http");

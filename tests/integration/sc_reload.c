@@ -135,13 +135,7 @@ static int rs_test_teardown(void **state)
     rs_end_decoy();
     rs_stop_load();
     it_close_all();
-    for (int i = 0; i < rs_nsrv; i++) {
-        struct it_server *s = &rs_srv[i];
-        if (!rs_passed && s->log[0])
-            it_dump_log(s);
-        if (it_server_stop(s) != 0)
-            it_failed = 1;
-    }
+    it_stop_servers(rs_srv, rs_nsrv, !rs_passed);
     rs_nsrv = 0;
     return 0;
 }
@@ -149,19 +143,6 @@ static int rs_test_teardown(void **state)
 #define RS_TEST(f) cmocka_unit_test_setup_teardown(f, rs_test_setup, rs_test_teardown)
 
 /* ---------------------------------------------------------------- logs */
-
-/* The log from byte `off` on (malloc'd; "" when unreadable). */
-static char *rs_log_since(const struct it_server *s, size_t off)
-{
-    size_t len = 0;
-    char *text = it_read_file(s->log, &len);
-    if (!text)
-        return strdup("");
-    if (off > len)
-        off = len;
-    memmove(text, text + off, len - off + 1);
-    return text;
-}
 
 /* The complete line of `seg` holding `needle`, or NULL. */
 static const char *rs_find_line(const char *seg, const char *needle)
@@ -233,7 +214,7 @@ static void rs_wait_reload(struct it_server *s, size_t off, int timeout_ms,
 {
     int64_t end = it_now_ms() + timeout_ms;
     for (;;) {
-        char *seg = rs_log_since(s, off);
+        char *seg = it_log_since(s, off);
         const char *p;
         if ((p = rs_find_line(seg, "reload: generation ")) &&
             sscanf(p, "reload: generation %u serving", &r->gen) == 1) {
@@ -297,7 +278,7 @@ static void rs_reload(int i, const char *const *lines, int timeout_ms,
         snprintf(r->cmd_out, sizeof r->cmd_out, "%s: %s", how, out ? out : "");
         free(out);
         r->outcome = RL_CMD;
-        r->seg = rs_log_since(s, off);
+        r->seg = it_log_since(s, off);
         return;
     }
     free(out);
