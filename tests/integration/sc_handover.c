@@ -206,6 +206,24 @@ static int ho_wait_active(const struct it_server *s, unsigned gen, long want,
     }
 }
 
+/* Every connection of every reload was handed over, none finished on an
+ * old model: the hand-over metrics say `moved` and 0. */
+static void ho_check_moved(const struct it_server *s, long moved)
+{
+    const char *body = ho_metrics(s);
+    IT_CHECK(body, "no /metrics from %s", s->cfg);
+    long handed = (long)it_metric_sum(body, "ioserve_connections_handed_over_total", NULL);
+    long finished = (long)it_metric_sum(body, "ioserve_connections_finished_on_old_total", NULL);
+    int has_drain = strstr(body, "\nioserve_last_drain_duration_seconds") != NULL;
+    it_log("/metrics: %ld connections handed over, %ld finished on an old model", handed,
+           finished);
+    IT_CHECK(handed == moved && finished == 0 && has_drain,
+             "/metrics: ioserve_connections_handed_over_total %ld (expected %ld), "
+             "ioserve_connections_finished_on_old_total %ld (expected 0), "
+             "ioserve_last_drain_duration_seconds %s",
+             handed, moved, finished, has_drain ? "present" : "missing");
+}
+
 /* Per-worker ioserve_connections_active of generation `gen` into out[j]
  * (worker="j"); the number of workers seen. */
 static int ho_worker_active(const char *body, unsigned gen, long *out, int max)
@@ -880,6 +898,8 @@ static void rotation(void **state)
     ho_exchange_all(loads[0], 5000);
     IT_CHECK(ho_broken(loads[0], "upper session") == 0,
              "upper sessions failed their last exchange");
+    ho_check_moved(su, (long)ROT_UPPER * r.nsteps);
+    ho_check_moved(sh, (long)ROT_HTTP * r.nsteps);
     ho_passed = 1;
 }
 
@@ -1035,6 +1055,7 @@ static void idle_thousand(void **state)
     IT_CHECK(ho_wait_active(s, g, IDLE_CONNS, 3000, &on_gen, &total) == 0,
              "%ld connections on generation %u, %ld on all (expected %d)", on_gen, g, total,
              IDLE_CONNS);
+    ho_check_moved(s, IDLE_CONNS);
     ho_passed = 1;
 }
 
