@@ -1155,7 +1155,12 @@ static void kill_adopter(void **state)
             victim = now[i];
     IT_CHECK(victim > 0, "no new worker among the master's %d children", nn);
     IT_CHECK(kill(victim, SIGSTOP) == 0, "SIGSTOP %d: %s", (int)victim, strerror(errno));
-    /* stopped, it adopts nothing more: what it holds now is all it can lose */
+    /* stopped, it adopts nothing more: what it holds now is all it can lose.
+     * Stopped at once, it usually holds none yet: its share of the 1,000
+     * is in transit (the master's or its own socket's queue), and must
+     * reach the other worker when it dies.  Stopping it later, once it
+     * holds some, would not catch the middle: scanning /proc takes longer
+     * than the whole hand-over. */
     it_sleep_ms(20);
     int held = ho_tcp_held(victim, s->port);
     IT_CHECK(held >= 0, "cannot read the descriptors of worker %d", (int)victim);
