@@ -882,8 +882,8 @@ static void report(const struct lg *g)
                           "server_cpu_us", "cpu_us_per_req", "server_cpu_pct",
                           "server_rss_kb", "server_hwm_kb", "steal_pct",
                           "loadgen_cpu_pct", "other_cpu_pct", "resets", "eofs",
-                          "server_closes", "reloads", "reload_requests",
-                          "reload_p99_us", "steady_requests", "steady_p99_us"};
+                          "server_closes", "reloads", "reload_window_replies",
+                          "p99_reload_window_us", "steady_replies", "p99_steady_us"};
     char vals[35][64];
     int k = 0;
     snprintf(vals[k++], 64, "%s", g->o.label ? g->o.label : "-");
