@@ -1081,7 +1081,9 @@ static int rs_wait_socket_closed(const struct it_server *s, unsigned long inode,
 static void listen_moves_to_new_port(void **state)
 {
     (void)state;
-    const char *const lines[] = {"drain_timeout = 30;", NULL};
+    /* handover = false: the old port's connection stays on generation 1,
+     * whose end then closes the old listener */
+    const char *const lines[] = {"drain_timeout = 30;", "handover = false;", NULL};
     struct it_server *s = rs_start("listen", lines);
     int p1 = s->port;
     unsigned long old_listener = rs_listener(s->pid, p1);
@@ -1092,7 +1094,8 @@ static void listen_moves_to_new_port(void **state)
 
     /* another loopback address, port 0: the server picks a port nobody
      * holds (a port probed free here could be taken before it binds) */
-    const char *const moved[] = {"listen = \"127.0.0.2:0\";", "drain_timeout = 30;", NULL};
+    const char *const moved[] = {"listen = \"127.0.0.2:0\";", "drain_timeout = 30;",
+                                 "handover = false;", NULL};
     struct rl_result r;
     rs_reload(rs_index(s), moved, 5000, &r);
     const char *ln = r.outcome == RL_OK ? rs_find_line(r.seg, "listening on 127.0.0.2:") : NULL;
