@@ -34,10 +34,16 @@ test-asan:
 
 # ThreadSanitizer, in its own tree: the unit tests, the fuzz corpora and
 # the blocking model's scenarios (its threads).  TSAN_TESTS: a ctest -R regex.
+# TSAN_SKIP (ctest -E): the hand-overs of 1,000 connections or 200 sessions
+# on a thread each, timed against wall-clock bounds that a TSan build
+# (thread creation many times slower) cannot meet; the hand-over's threads
+# still run under TSan in unit.test_blocking and it.blocking.handover_stream,
+# _abi11, _quit and _off.
 TSAN_TESTS ?= ^(unit\.|fuzz\.|it\.blocking\.)
+TSAN_SKIP ?= ^it\.blocking\.handover_(rotation|idle|spread|kill)$$
 test-tsan:
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DIOSERVE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
-	cd build-tsan && $(CTEST) -j$(JOBS) -R '$(TSAN_TESTS)'
+	cd build-tsan && $(CTEST) -j$(JOBS) -R '$(TSAN_TESTS)' -E '$(TSAN_SKIP)'
 
 # libFuzzer targets (tests/fuzz/), built by clang in build-fuzz, each run for
 # FUZZ_SECONDS from its seed corpus; a crash fails and leaves its input in
