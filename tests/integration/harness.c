@@ -1,5 +1,6 @@
 /* ioserve-it harness: processes, temp files, sockets, data patterns. */
 #include "harness.h"
+#include "uring_refused.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -93,41 +94,12 @@ int it_skip_scenario(const char *fmt, ...)
     return 0;
 }
 
-/* The io_uring_setup system call itself, as the uring model makes it: this
- * process runs under the same kernel settings and seccomp filter as the
- * servers it starts, so what it is told is what they will be told.  Only
- * "not here" (ENOSYS) and "not allowed" (EPERM) make io_uring unavailable;
- * any other error is left for the model to report, and fails the test. */
-static int io_uring_refused(char *why, size_t len)
-{
-#ifdef __NR_io_uring_setup
-    struct io_uring_params params;
-    memset(&params, 0, sizeof params);
-    long fd = syscall(__NR_io_uring_setup, 4, &params);
-    if (fd >= 0) {
-        close((int)fd);
-        return 0;
-    }
-    int err = errno;
-    if (err != ENOSYS && err != EPERM)
-        return 0;
-    char *knob = it_read_file("/proc/sys/kernel/io_uring_disabled", NULL);
-    snprintf(why, len, "io_uring_setup: %s (kernel.io_uring_disabled=%s)", strerror(err),
-             knob ? strtok(knob, "\n") : "absent");
-    free(knob);
-    return 1;
-#else
-    snprintf(why, len, "this C library has no io_uring_setup system call number");
-    return 1;
-#endif
-}
-
 /* What each model needs from the kernel beyond what every model needs. */
 static const struct {
     const char *model;
     int (*refused)(char *why, size_t len);
 } model_needs[] = {
-    {"uring", io_uring_refused},
+    {"uring", uring_refused},
 };
 
 int it_model_unavailable(const char *model, char *why, size_t len)
