@@ -274,6 +274,20 @@ static bool any_worker(const struct master *m)
     return false;
 }
 
+/* ------------------------------------------------------ status pages */
+
+static int metrics_page(void *ctx, struct ios_buf *out)
+{
+    metrics_render(ctx, out);
+    return 200;
+}
+
+static const struct status_page status_pages[] = {
+    {"/metrics", "text/plain; version=0.0.4; charset=utf-8", metrics_page},
+    {"/healthz", "text/plain; charset=utf-8", health_live},
+    {"/readyz", "text/plain; charset=utf-8", health_ready},
+};
+
 /* Fast stop: SIGTERM now, SIGKILL what is left after a grace period. */
 static void terminate_step(struct master *m)
 {
@@ -412,7 +426,7 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
     struct master m = {.opts = opts, .sigfd = -1};
     char err[1024];
     int fd = -1;
-    status_init(&m.status, metrics_render, &m);
+    status_init(&m.status, status_pages, sizeof(status_pages) / sizeof(status_pages[0]), &m);
     ho_relay_init(&m.relay);
     raise_nofile(&m);
 

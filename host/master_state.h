@@ -1,6 +1,6 @@
 /* The master's state, shared by its parts: master.c (the loop, signals,
- * reload), generation.c (a generation's life, from start to free) and
- * metrics.c (what /metrics reports). */
+ * reload), generation.c (a generation's life, from start to free),
+ * metrics.c (what /metrics reports) and health.c (/healthz, /readyz). */
 #ifndef IOSERVE_MASTER_STATE_H
 #define IOSERVE_MASTER_STATE_H
 
@@ -178,5 +178,9 @@ void gen_signal_workers(struct generation *g, int sig);
 
 /* metrics.c: renders /metrics; ctx is the struct master. */
 void metrics_render(void *ctx, struct ios_buf *out);
+
+/* health.c: the probes' pages (status_render_fn); ctx is the struct master. */
+int health_live(void *ctx, struct ios_buf *out);  /* /healthz */
+int health_ready(void *ctx, struct ios_buf *out); /* /readyz */
 
 #endif

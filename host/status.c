@@ -15,11 +15,13 @@
 
 #define STATUS_CONN_TIMEOUT_MS 5000
 
-void status_init(struct status_server *s, status_render_fn render, void *ctx)
+void status_init(struct status_server *s, const struct status_page *pages, size_t npages,
+                 void *ctx)
 {
     memset(s, 0, sizeof(*s));
     s->listen_fd = -1;
-    s->render = render;
+    s->pages = pages;
+    s->npages = npages;
     s->ctx = ctx;
     for (int i = 0; i < STATUS_MAX_CONNS; i++)
         s->conns[i].fd = -1;
@@ -50,7 +52,7 @@ int status_configure(struct status_server *s, const struct ios_config *cfg, char
 {
     if (!cfg->status_listen) {
         if (s->listen_fd >= 0)
-            log_info("status: /metrics endpoint closed");
+            log_info("status: endpoint closed");
         status_fini(s);
         return 0;
     }
@@ -78,7 +80,7 @@ int status_configure(struct status_server *s, const struct ios_config *cfg, char
     s->listen = name;
     char addr[128];
     addr_format_local(fd, addr, sizeof(addr));
-    log_info("status: metrics on http://%s/metrics", addr);
+    log_info("status: metrics on http://%s/metrics, probes on /healthz and /readyz", addr);
     return 0;
 }
 
@@ -108,6 +110,15 @@ int status_timeout_ms(const struct status_server *s)
     return best <= now ? 0 : (int)(best - now);
 }
 
+static const char *reason_phrase(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error"; /* a page returned a code we do not send */
+    }
+}
+
 /* Queues a whole response; with send_body false (HEAD) the same head, whose
  * Content-Length still describes the body. */
 static void respond(struct status_conn *c, int code, const char *reason, const char *type,
@@ -134,13 +145,20 @@ static void answer(struct status_server *s, struct status_conn *c)
         respond(c, 405, "Method Not Allowed", "text/plain", NULL, false);
         return;
     }
-    if (strncmp(target, "/metrics ", 9) != 0 && strncmp(target, "/metrics?", 9) != 0) {
+    const struct status_page *page = NULL;
+    for (size_t i = 0; i < s->npages && !page; i++) {
+        size_t len = strlen(s->pages[i].path);
+        if (strncmp(target, s->pages[i].path, len) == 0 &&
+            (target[len] == ' ' || target[len] == '?'))
+            page = &s->pages[i];
+    }
+    if (!page) {
         respond(c, 404, "Not Found", "text/plain", NULL, false);
         return;
     }
     struct ios_buf body = {0};
-    s->render(s->ctx, &body);
-    respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", &body, !head);
+    int code = page->render(s->ctx, &body);
+    respond(c, code, reason_phrase(code), page->content_type, &body, !head);
     ios_buf_free(&body);
 }
 

@@ -1,4 +1,5 @@
-/* The master's status endpoint: GET /metrics in Prometheus text format.
+/* The master's status endpoint: a few pages (GET /metrics in Prometheus
+ * text format, the probes /healthz and /readyz), which the master lists.
  * Served from the master's own poll loop, non-blocking, a few connections
  * at a time, so a stuck scraper can never stall supervision; when they are
  * all taken, the oldest connection not being answered makes room, so idle
@@ -24,19 +25,28 @@ struct status_conn {
     uint64_t accepted;    /* accept order: the oldest idle one yields first */
 };
 
-/* Writes the metrics page into out. */
-typedef void (*status_render_fn)(void *ctx, struct ios_buf *out);
+/* Writes a page's body into out; returns its HTTP status code (200, 503). */
+typedef int (*status_render_fn)(void *ctx, struct ios_buf *out);
+
+struct status_page {
+    const char *path;         /* "/metrics": matched exactly, a query ignored */
+    const char *content_type;
+    status_render_fn render;
+};
 
 struct status_server {
     int listen_fd; /* -1: off */
     char *listen;  /* as configured */
     struct status_conn conns[STATUS_MAX_CONNS];
     uint64_t accepts; /* connections accepted so far */
-    status_render_fn render;
-    void *ctx;
+    const struct status_page *pages;
+    size_t npages;
+    void *ctx; /* passed to every page's render */
 };
 
-void status_init(struct status_server *s, status_render_fn render, void *ctx);
+/* pages: npages of them, which must outlive s. */
+void status_init(struct status_server *s, const struct status_page *pages, size_t npages,
+                 void *ctx);
 /* Binds cfg->status_listen if set and different from what is bound now
  * (reloads keep a working socket).  0, or -1 with err set. */
 int status_configure(struct status_server *s, const struct ios_config *cfg, char *err,

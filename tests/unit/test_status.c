@@ -29,11 +29,26 @@ struct fx {
     int port;
 };
 
-static void render(void *ctx, struct ios_buf *out)
+static int render(void *ctx, struct ios_buf *out)
 {
     (void)ctx;
     assert_int_equal(ios_buf_append(out, PAGE, strlen(PAGE)), 0);
+    return 200;
 }
+
+#define NOT_READY "not ready: because\n"
+
+static int render_unavailable(void *ctx, struct ios_buf *out)
+{
+    (void)ctx;
+    assert_int_equal(ios_buf_append(out, NOT_READY, strlen(NOT_READY)), 0);
+    return 503;
+}
+
+static const struct status_page pages[] = {
+    {"/metrics", "text/plain; version=0.0.4; charset=utf-8", render},
+    {"/readyz", "text/plain; charset=utf-8", render_unavailable},
+};
 
 static int64_t now_ms(void)
 {
@@ -55,7 +70,7 @@ static int setup(void **st)
     a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     f->cfg.status_addrlen = sizeof *a;
 
-    status_init(&f->s, render, NULL);
+    status_init(&f->s, pages, sizeof pages / sizeof pages[0], NULL);
     char err[256];
     assert_int_equal(status_configure(&f->s, &f->cfg, err, sizeof err), 0);
     struct sockaddr_in bound;
@@ -134,6 +149,37 @@ static void test_scrape(void **st)
     assert_null(strstr(buf, PAGE));
 }
 
+/* Each page answers at its own path, with the code and type it gives, a
+ * query ignored; a path that only starts like one is not found. */
+static void test_pages(void **st)
+{
+    struct fx *f = *st;
+    char buf[1024];
+    int fd = client(f);
+    ask(f, fd, "GET /readyz?verbose HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof buf);
+    close(fd);
+    assert_true(strncmp(buf, "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
+    assert_non_null(strstr(buf, "Content-Type: text/plain; charset=utf-8\r\n"));
+    assert_non_null(strstr(buf, "\r\n\r\n" NOT_READY));
+
+    fd = client(f);
+    ask(f, fd, "HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n", buf, sizeof buf);
+    close(fd);
+    assert_true(strncmp(buf, "HTTP/1.1 503 ", 13) == 0);
+    assert_null(strstr(buf, NOT_READY));
+
+    static const char *const missing[] = {"/readyzz", "/metricsx", "/", "/ready"};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        char req[128];
+        snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", missing[i]);
+        fd = client(f);
+        ask(f, fd, req, buf, sizeof buf);
+        close(fd);
+        if (strncmp(buf, "HTTP/1.1 404 ", 13) != 0)
+            fail_msg("GET %s: \"%.40s\"", missing[i], buf);
+    }
+}
+
 /* Idle connections must not lock a scraper out: with every slot held by
  * one that sent nothing, each new connection takes the slot of the oldest
  * idle one, and every scrape is answered. */
@@ -193,6 +239,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scrape, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_connections_yield, setup, teardown),
         cmocka_unit_test_setup_teardown(test_too_long, setup, teardown),
     };
