@@ -55,3 +55,34 @@ void cl_wait_metric(int port, const char *family, const char *label, unsigned lo
     IT_FAIL("%s%s%s = %lld, expected %llu", family, label ? " " : "", label ? label : "", got,
             want);
 }
+
+int cl_probe(int port, const char *path, char *body, size_t len)
+{
+    body[0] = '\0';
+    char *resp = it_http_get(port, path);
+    int code = -1;
+    if (!resp || sscanf(resp, "HTTP/1.1 %d ", &code) != 1)
+        return -1;
+    const char *b = strstr(resp, "\r\n\r\n");
+    snprintf(body, len, "%s", b ? b + 4 : "");
+    return code;
+}
+
+void cl_wait_probe(int port, const char *path, int code, const char *needle, int timeout_ms,
+                   char *body, size_t len)
+{
+    char last[512];
+    int got = -1;
+    int64_t end = it_now_ms() + timeout_ms;
+    do {
+        got = cl_probe(port, path, last, sizeof last);
+        if (got == code && strstr(last, needle)) {
+            if (body)
+                snprintf(body, len, "%s", last);
+            return;
+        }
+        it_sleep_ms(10);
+    } while (it_now_ms() < end);
+    IT_FAIL("GET %s: %d %s(expected %d and \"%s\" within %d ms)", path, got, last, code,
+            needle, timeout_ms);
+}

@@ -801,6 +801,22 @@ pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms)
     }
 }
 
+void it_kill_until_respawn_waits(struct it_server *s, const char *delay)
+{
+    pid_t w = s->workers[0];
+    for (int round = 0;; round++) {
+        size_t off = it_log_size(s);
+        IT_CHECK(kill(w, SIGKILL) == 0, "kill(worker %d): %s", (int)w, strerror(errno));
+        char line[64];
+        snprintf(line, sizeof line, "respawning worker in %s", delay);
+        if (it_wait_log(s, off, line, 1000))
+            return;
+        IT_CHECK(round < 3, "after %d kill -9 the log never said \"%s\"", round + 1, line);
+        w = it_wait_new_worker(s, w, 3000);
+        IT_CHECK(w > 0, "no worker respawned after kill -9");
+    }
+}
+
 /* Port of "listening on HOST:PORT" once the whole number is written. */
 static int parse_listening(const char *log)
 {
@@ -841,7 +857,7 @@ static void record_workers(struct it_server *s)
     }
 }
 
-int it_server_start(struct it_server *s, const char *cfg_path)
+int it_server_launch(struct it_server *s, const char *cfg_path)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->cfg, sizeof s->cfg, "%s", cfg_path);
@@ -861,14 +877,20 @@ int it_server_start(struct it_server *s, const char *cfg_path)
         argv[argc++] = kv;
     }
     argv[argc] = NULL;
-    int64_t t0 = it_now_ms();
-    int expect_workers = 1;
+    s->launched_ms = it_now_ms();
     s->pid = spawn(argv, s->log, -1);
     free(set);
     if (s->pid <= 0) {
         s->pid = 0;
         return -1;
     }
+    return 0;
+}
+
+int it_server_wait_listening(struct it_server *s)
+{
+    int64_t t0 = s->launched_ms;
+    int expect_workers = 1;
     for (;;) {
         char *log = it_read_file(s->log, NULL);
         int port = log ? parse_listening(log) : 0;
@@ -925,6 +947,11 @@ int it_server_start(struct it_server *s, const char *cfg_path)
            (int)s->pid, s->port, s->nworkers, s->nworkers == 1 ? "" : "s",
            (long long)(it_now_ms() - t0));
     return 0;
+}
+
+int it_server_start(struct it_server *s, const char *cfg_path)
+{
+    return it_server_launch(s, cfg_path) == 0 ? it_server_wait_listening(s) : -1;
 }
 
 int it_server_alive(struct it_server *s)

@@ -95,6 +95,7 @@ struct it_server {
     int nworkers;
     int status;         /* wait status once reaped */
     int stop_ok;        /* exited on SIGTERM within the limit */
+    int64_t launched_ms;
 };
 
 /*
@@ -104,6 +105,11 @@ struct it_server {
  * (it_model_unavailable), so a server that does not start is a failure.
  */
 int it_server_start(struct it_server *s, const char *cfg_path);
+/* The two halves of it_server_start, for a test that looks at the server
+ * before it serves: starts it (0, or -1), then waits as it_server_start
+ * does for its "listening on" line. */
+int it_server_launch(struct it_server *s, const char *cfg_path);
+int it_server_wait_listening(struct it_server *s);
 /* SIGTERM, waitpid up to 5 s, then SIGKILL.  Also waits for the workers
  * known at start to disappear.  0 = clean stop, -1 = had to force. */
 int it_server_stop(struct it_server *s);
@@ -134,6 +140,10 @@ void it_stop_servers(struct it_server *srv, int n, int dump_logs);
 /* The master's only child once there is exactly one and it is not `not`;
  * 0 if there is none such within timeout_ms. */
 pid_t it_wait_new_worker(const struct it_server *s, pid_t not, int timeout_ms);
+/* workers = 1: kills the worker until its respawn is `delay` away ("2000
+ * ms": the backoff goes 0, 1000, 2000 ms), so the serving generation has
+ * no live worker for that long; fails the test if it never is. */
+void it_kill_until_respawn_waits(struct it_server *s, const char *delay);
 
 /*
  * Runs argv (argv[0] a path) with stdout+stderr to a file, waiting up to

@@ -62,6 +62,8 @@ int it_run_handover_kill(void);
 int it_run_handover_abi11(void);
 int it_run_handover_quit(void);
 int it_run_handover_off(void);
+int it_run_health(void);
+int it_run_health_master(void);
 
 struct scenario {
     const char *name;
@@ -123,6 +125,8 @@ static const struct scenario scenarios[] = {
     {"handover_abi11", it_run_handover_abi11},
     {"handover_quit", it_run_handover_quit},
     {"handover_off", it_run_handover_off},
+    {"health", it_run_health},
+    {"health_master", it_run_health_master},
 };
 
 static void usage(void)

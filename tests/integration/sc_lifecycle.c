@@ -95,27 +95,6 @@ static size_t lc_signal(struct it_server *s, int sig)
     return off;
 }
 
-/*
- * workers = 1: kills the worker until its respawn is `delay` away (the
- * backoff goes 0, 1000, 2000 ms), so the serving generation has no live
- * worker for that long.
- */
-static void lc_kill_until_respawn_waits(struct it_server *s, const char *delay)
-{
-    pid_t w = s->workers[0];
-    for (int round = 0;; round++) {
-        size_t off = it_log_size(s);
-        IT_CHECK(kill(w, SIGKILL) == 0, "kill(worker %d): %s", (int)w, strerror(errno));
-        char line[64];
-        snprintf(line, sizeof line, "respawning worker in %s", delay);
-        if (it_wait_log(s, off, line, 1000))
-            return;
-        IT_CHECK(round < 3, "after %d kill -9 the log never said \"%s\"", round + 1, line);
-        w = it_wait_new_worker(s, w, 3000);
-        IT_CHECK(w > 0, "no worker respawned after kill -9");
-    }
-}
-
 /* ============================================================ lifecycle */
 
 static const char *const one_worker[] = {"workers = 1;", "drain_timeout = 30;", NULL};
@@ -126,7 +105,7 @@ static void quit_while_every_worker_waits_respawn(void **state)
 {
     (void)state;
     struct it_server *s = lc_start("quit_respawn", one_worker);
-    lc_kill_until_respawn_waits(s, "2000 ms");
+    it_kill_until_respawn_waits(s, "2000 ms");
     int64_t t0 = it_now_ms();
     size_t off = lc_signal(s, SIGQUIT);
     IT_CHECK(it_wait_exit(s, 1500),
@@ -144,7 +123,7 @@ static void reload_while_every_worker_waits_respawn(void **state)
 {
     (void)state;
     struct it_server *s = lc_start("reload_respawn", one_worker);
-    lc_kill_until_respawn_waits(s, "2000 ms");
+    it_kill_until_respawn_waits(s, "2000 ms");
     size_t off = lc_signal(s, SIGHUP);
     IT_CHECK(it_wait_log(s, off, "reload: generation 2 serving", 5000),
              "the reload did not complete");

@@ -37,6 +37,7 @@ set(IT_MODEL_SCENARIOS
   handover_abi11
   handover_quit
   handover_off
+  health
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
@@ -60,4 +61,5 @@ set(IT_GLOBAL_SCENARIOS
   reload_promises
   exclusive_wakeup
   generation_start
+  health_master
 )
