@@ -7,6 +7,8 @@
 #   etc/ioserve/ioserve.cfg(.default)    etc/ioserve.cfg made fit to install
 #   share/man/man8/ioserve.8, man5/ioserve.cfg.5
 #   lib/systemd/system/ioserve.{service,socket}
+#   share/ioserve/grafana/ioserve.json   the Grafana dashboard
+#   share/ioserve/prometheus/prometheus.yml  a scrape config for status_listen
 #   var/run/                             where the installed config's pid_file goes
 #
 # The files that name install paths (the config, the .pc file and the
@@ -40,6 +42,9 @@ string(REGEX REPLACE ".*IOS_ABI_MINOR ([0-9]+).*" "\\1" IOSERVE_ABI_MINOR "${abi
 install(FILES man/ioserve.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
 install(FILES man/ioserve.cfg.5 DESTINATION ${CMAKE_INSTALL_MANDIR}/man5)
 install(FILES dist/ioserve.socket DESTINATION ${IOSERVE_SYSTEMD_UNIT_DIR})
+install(FILES dist/grafana/ioserve.json DESTINATION ${CMAKE_INSTALL_DATADIR}/ioserve/grafana)
+install(FILES dist/prometheus/prometheus.yml
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/ioserve/prometheus)
 if(NOT IS_ABSOLUTE "${IOSERVE_RUNSTATE_DIR}") # /var/run exists already
   install(DIRECTORY DESTINATION ${IOSERVE_RUNSTATE_DIR})
 endif()

@@ -51,7 +51,8 @@ for f in bin/ioserve lib/ioserve/plugins/epoll.so include/ioserve/plugin.h \
          lib/pkgconfig/ioserve-plugin.pc etc/ioserve/ioserve.cfg \
          etc/ioserve/ioserve.cfg.default share/man/man8/ioserve.8 \
          share/man/man5/ioserve.cfg.5 lib/systemd/system/ioserve.service \
-         lib/systemd/system/ioserve.socket; do
+         lib/systemd/system/ioserve.socket share/ioserve/grafana/ioserve.json \
+         share/ioserve/prometheus/prometheus.yml; do
     [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 cfg=$prefix/etc/ioserve/ioserve.cfg
