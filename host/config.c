@@ -131,6 +131,7 @@ void cfg_free(struct ios_config *cfg)
     free(cfg->group);
     free(cfg->http.body);
     free(cfg->http.content_type);
+    free(cfg->canary.model);
     if (cfg->lc_valid)
         config_destroy(&cfg->lc);
     memset(cfg, 0, sizeof *cfg);
@@ -258,6 +259,18 @@ static const struct cfg_rule http_rules[] = {
     R_END,
 };
 
+static int nonempty(const char *v)
+{
+    return v[0] != '\0';
+}
+
+static const struct cfg_rule canary_rules[] = {
+    R_STRING_IF("model", canary.model, nonempty, "a model name or a plugin path"),
+    R_UINT("share", canary.share, 1, 99),
+    R_UINT("workers", canary.workers, 1, CFG_MAX_WORKERS),
+    R_END,
+};
+
 static const struct cfg_rule top_rules[] = {
     R_ADDRESS("listen", listen, listen_addr, listen_addrlen, 0),
     R_INT("backlog", backlog, 1, 65535),
@@ -279,16 +292,61 @@ static const struct cfg_rule top_rules[] = {
     R_SIZE("max_input", max_input, 1024, 67108864),
     R_SIZE("output_high_water", output_high_water, 4096, 268435456),
     R_GROUP("http", http_rules, "http = { body = \"hi\\n\"; }"),
+    R_GROUP("canary", canary_rules, "canary = { model = \"uring\"; share = 10; }"),
     /* models.<name>: its knobs are checked against the plugin's table when
      * the plugin is loaded; here the shape, and the names after reading */
     R_CUSTOM("models", cfg_check_models_shape),
     R_END,
 };
 
+/* The canary side's workers when canary.workers is unset: its share of
+ * `workers`, rounded up, so each side has about as many connections per
+ * worker. */
+static unsigned canary_default_workers(unsigned workers, unsigned share)
+{
+    return (workers * share + 99) / 100;
+}
+
+/* `canary`, once read: complete, a model other than `model`'s, and one
+ * that exists.  0, or -1 naming the place. */
+static int check_canary(struct ios_config *cfg, const struct cfg_report *r)
+{
+    const config_setting_t *g = config_lookup(&cfg->lc, "canary");
+    const config_setting_t *s;
+    if (!g)
+        return 0;
+    if (!cfg->canary.model)
+        return cfg_fail_at(r, g, "'canary' needs 'model', the model serving its share, e.g. "
+                                 "canary = { model = \"uring\"; share = 10; }");
+    if (cfg->canary.share == 0)
+        return cfg_fail_at(r, g, "'canary' needs 'share', the percent of new connections "
+                                 "model '%s' serves (1 to 99)", cfg->canary.model);
+    s = config_lookup(&cfg->lc, "canary.model");
+    for (size_t i = 0; i < cfg->n_models; i++)
+        if (strcmp(cfg->models[i], cfg->canary.model) == 0)
+            return cfg_fail_at(r, s, "'canary.model' is '%s', which 'model' already names: a "
+                                     "split compares two different models",
+                               cfg->canary.model);
+    if (cfg_check_model_known(cfg, r, s, cfg->canary.model) < 0)
+        return -1;
+    if (cfg->canary.workers == 0)
+        cfg->canary.workers = canary_default_workers(cfg->workers, cfg->canary.share);
+    if (cfg->workers + cfg->canary.workers > CFG_MAX_WORKERS) {
+        s = config_lookup(&cfg->lc, "canary.workers");
+        return cfg_fail_at(r, s ? s : g, "'workers' (%u) and 'canary.workers' (%u) add up to "
+                                         "more than %d workers",
+                           cfg->workers, cfg->canary.workers, CFG_MAX_WORKERS);
+    }
+    return 0;
+}
+
 /* Settings that are each valid but contradict one another. */
-static int check_cross(const struct ios_config *cfg, const struct cfg_report *r)
+static int check_cross(struct ios_config *cfg, const struct cfg_report *r)
 {
     const config_setting_t *s;
+
+    if (check_canary(cfg, r) < 0)
+        return -1;
 
     if (cfg->max_input >= cfg->http.max_header_bytes)
         return 0;

@@ -27,6 +27,14 @@ struct cfg_http {
     unsigned header_timeout_ms;  /* http.header_timeout (s): time for a whole head */
 };
 
+/* `canary`: an A/B split of new connections between `model` and another
+ * model (host/split.h).  model NULL = no split. */
+struct cfg_canary {
+    char *model;       /* canary.model: a name or a path, like `model` */
+    unsigned share;    /* canary.share: percent of new connections, 1..99 */
+    unsigned workers;  /* canary.workers: the canary side's own workers */
+};
+
 struct ios_config {
     char *file;        /* the config file as given */
     char *dir;         /* its directory, absolute: base of relative paths */
@@ -59,6 +67,7 @@ struct ios_config {
     size_t output_high_water;    /* output_high_water: backpressure threshold */
 
     struct cfg_http http;
+    struct cfg_canary canary;
 
     config_t lc;       /* the parsed tree, kept for models.<name> knobs */
     int lc_valid;

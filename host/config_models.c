@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "config_models.h"
@@ -98,6 +99,35 @@ static void search_model_names(const struct ios_config *cfg, struct name_search 
         closedir(dir);
 }
 
+/* " (did you mean ...)" or why nothing is near, for an unknown `name`. */
+static void unknown_model_hint(const struct ios_config *cfg, const struct name_search *ns,
+                               char *hint, size_t len)
+{
+    if (ns->near.best)
+        cfg_did_you_mean(ns->near.best, "", hint, len);
+    else
+        snprintf(hint, len, " (not built in, and plugin_dir %s has no %s.so)", cfg->plugin_dir,
+                 ns->word);
+}
+
+int cfg_check_model_known(const struct ios_config *cfg, const struct cfg_report *r,
+                          const config_setting_t *s, const char *name)
+{
+    char hint[PATH_MAX + 96], path[PATH_MAX];
+    if (strchr(name, '/')) { /* a path, as `model` may name one */
+        if (cfg_model_path(cfg, name, path, sizeof path) == 0 && access(path, R_OK) == 0)
+            return 0;
+        return cfg_fail_at(r, s, "unknown model '%s': no such plugin file", name);
+    }
+    struct name_search ns = {.word = name};
+    cfg_closest_init(&ns.near, ns.word);
+    search_model_names(cfg, &ns);
+    if (ns.found)
+        return 0;
+    unknown_model_hint(cfg, &ns, hint, sizeof hint);
+    return cfg_fail_at(r, s, "unknown model '%s'%s", name, hint);
+}
+
 int cfg_check_model_names(const struct ios_config *cfg, const struct cfg_report *r)
 {
     const config_setting_t *models =
@@ -112,11 +142,7 @@ int cfg_check_model_names(const struct ios_config *cfg, const struct cfg_report 
         search_model_names(cfg, &ns);
         if (ns.found)
             continue;
-        if (ns.near.best)
-            cfg_did_you_mean(ns.near.best, "", hint, sizeof hint);
-        else
-            snprintf(hint, sizeof hint, " (not built in, and plugin_dir %s has no %s.so)",
-                     cfg->plugin_dir, ns.word);
+        unknown_model_hint(cfg, &ns, hint, sizeof hint);
         return cfg_fail_at(r, m, "unknown model '%s' under 'models'%s", ns.word, hint);
     }
     return 0;

@@ -15,4 +15,9 @@ int cfg_check_models_shape(struct cfg_rules_ctx *cx, const config_setting_t *s);
  * whose knobs nothing would read.  0, or -1 with the closest name. */
 int cfg_check_model_names(const struct ios_config *cfg, const struct cfg_report *r);
 
+/* `name` (of setting s) is a built-in model, a NAME.so in plugin_dir, or a
+ * path to a readable plugin file.  0, or -1 with the closest name. */
+int cfg_check_model_known(const struct ios_config *cfg, const struct cfg_report *r,
+                          const config_setting_t *s, const char *name);
+
 #endif

@@ -10,27 +10,38 @@
 
 #include "master_state.h"
 
-/* The newest active generation's live, ready workers: where connections
- * in hand-over go.  Returns how many; `out` holds MAX_ADOPTERS. */
+/* The newest active generation's live, ready workers, by side: where
+ * connections in transit go. */
 #define MAX_ADOPTERS CFG_MAX_WORKERS
-static size_t adopters(struct master *m, struct ho_end **out)
+struct adopter_sets {
+    struct ho_end *main[MAX_ADOPTERS], *canary[MAX_ADOPTERS];
+    struct ho_targets t;
+};
+
+static const struct ho_targets *adopters(struct master *m, struct adopter_sets *a)
 {
     const struct generation *g = gen_find(m, GEN_ACTIVE);
-    size_t n = 0;
-    for (unsigned j = 0; g && j < g->nslots && n < MAX_ADOPTERS; j++)
-        if (g->slots[j].pid > 0 && g->slots[j].ready && g->slots[j].ctl.fd >= 0)
-            out[n++] = &g->slots[j].ctl;
-    return n;
+    a->t = (struct ho_targets){.main = a->main, .canary = a->canary, .gen_id = g ? g->id : 0};
+    for (unsigned j = 0; g && j < g->nslots; j++) {
+        struct worker_slot *w = &g->slots[j];
+        if (w->pid <= 0 || !w->ready || w->ctl.fd < 0 || w->given_up)
+            continue;
+        if (slot_is_canary(g, j))
+            a->canary[a->t.n_canary++] = &w->ctl;
+        else
+            a->main[a->t.n_main++] = &w->ctl;
+    }
+    return &a->t;
 }
 
 void gen_control_close(struct master *m, struct worker_slot *w)
 {
     if (w->ctl.fd < 0)
         return;
-    struct ho_end *to[MAX_ADOPTERS];
-    ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
+    struct adopter_sets a;
+    ho_relay_read(&m->relay, &w->ctl, adopters(m, &a));
     w->ctl.eof = true; /* not an adopter any more */
-    ho_relay_end_gone(&m->relay, &w->ctl, to, adopters(m, to));
+    ho_relay_end_gone(&m->relay, &w->ctl, adopters(m, &a));
     close(w->ctl.fd);
     w->ctl.fd = -1;
 }
@@ -43,8 +54,8 @@ void gen_control_event(struct master *m, struct generation *g, unsigned idx, sho
     if (revents & POLLOUT)
         ho_relay_writable(&m->relay, &w->ctl);
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
-        struct ho_end *to[MAX_ADOPTERS];
-        ho_relay_read(&m->relay, &w->ctl, to, adopters(m, to));
+        struct adopter_sets a;
+        ho_relay_read(&m->relay, &w->ctl, adopters(m, &a));
     }
 }
 
@@ -61,6 +72,6 @@ void gen_place_in_transit(struct master *m)
 {
     if (ho_relay_in_transit(&m->relay) == 0)
         return;
-    struct ho_end *to[MAX_ADOPTERS];
-    ho_relay_place(&m->relay, to, adopters(m, to));
+    struct adopter_sets a;
+    ho_relay_place(&m->relay, adopters(m, &a));
 }

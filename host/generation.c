@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "handover_wire.h"
+#include "listener.h"
 #include "log.h"
 #include "master_state.h"
 #include "worker.h"
@@ -75,7 +76,8 @@ static void child_become_worker(const struct master *m, struct generation *g, un
 
     /* Copies above 6 survive the dup2s onto 3..6 whatever the originals'
      * numbers; any higher floor would fail under a low RLIMIT_NOFILE. */
-    int lfd = fcntl(g->listen_fd, F_DUPFD, 7);
+    /* A canary worker accepts nothing itself (split.h). */
+    int lfd = fcntl(slot_is_canary(g, idx) ? g->canary_listen_fd : g->listen_fd, F_DUPFD, 7);
     int sfd = fcntl(g->stop_rd, F_DUPFD, 7);
     int rfd = fcntl(report_wr, F_DUPFD, 7);
     int cfd = fcntl(control, F_DUPFD, 7);
@@ -93,7 +95,9 @@ static void child_become_worker(const struct master *m, struct generation *g, un
         .report_fd = 5,
         .control_fd = HO_CONTROL_FD,
         .handover_flag = g->handover,
-        .worker_id = idx,
+        .canary = slot_is_canary(g, idx),
+        .split = g->cfg->canary.model && !slot_is_canary(g, idx) ? g->split : NULL,
+        .worker_id = slot_is_canary(g, idx) ? idx - g->nmain : idx,
         .counters = &g->counters[idx],
         .master_pid = master_pid,
     };
@@ -136,7 +140,8 @@ static int spawn_worker(const struct master *m, struct generation *g, unsigned i
     fcntl(cp[0], F_SETFL, O_NONBLOCK); /* the master never waits on a worker */
     w->pid = pid;
     w->report_fd = rp[0];
-    w->ctl = (struct ho_end){.fd = cp[0], .model = w->model, .protocol = g->cfg->handler};
+    w->ctl = (struct ho_end){
+        .fd = cp[0], .model = w->model, .protocol = g->cfg->handler, .gen_id = g->id};
     w->ready = false;
     w->started_ms = clock_now_ms();
     w->respawn_at_ms = 0;
@@ -173,10 +178,15 @@ static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64
 /* ------------------------------------------------------- generations */
 
 /* What the workers share with the master: their counters, one per slot,
- * then the generation's hand-over flag. */
+ * then the generation's A/B split and hand-over flag. */
+struct gen_shared {
+    struct split_state split;
+    int handover;
+};
+
 static size_t shared_size(unsigned nslots)
 {
-    return sizeof(struct ios_counters) * nslots + sizeof(int);
+    return sizeof(struct ios_counters) * nslots + sizeof(struct gen_shared);
 }
 
 /* Keeps an ended generation's counters, so the per-model totals of
@@ -222,6 +232,8 @@ void gen_free(struct master *m, struct generation *g)
         close(g->stop_rd);
     if (g->listen_fd >= 0)
         close(g->listen_fd);
+    if (g->canary_listen_fd >= 0)
+        close(g->canary_listen_fd);
     if (g->counters)
         munmap(g->counters, shared_size(g->nslots));
     free(g->slots);
@@ -305,7 +317,17 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
     g->cfg = cfg;
     g->listen_fd = listen_fd;
     g->stop_rd = g->stop_wr = -1;
-    g->nslots = cfg->workers;
+    g->canary_listen_fd = -1;
+    g->nmain = g->nslots = cfg->workers;
+    if (cfg->canary.model) {
+        char err[256];
+        g->canary_listen_fd = listener_unreachable(err, sizeof(err));
+        if (g->canary_listen_fd >= 0)
+            g->nslots += cfg->canary.workers;
+        else
+            log_error(0, "generation %u: %s; model %s serves every connection", g->id, err,
+                      cfg->models[0]);
+    }
     g->slots = calloc(g->nslots, sizeof(*g->slots));
     for (unsigned i = 0; g->slots && i < g->nslots; i++) {
         g->slots[i].report_fd = -1; /* what gen_free closes, if this fails */
@@ -315,8 +337,11 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (g->counters == MAP_FAILED)
         g->counters = NULL;
-    else
-        g->handover = (int *)(g->counters + g->nslots);
+    else {
+        struct gen_shared *shared = (struct gen_shared *)(g->counters + g->nslots);
+        g->split = &shared->split;
+        g->handover = &shared->handover;
+    }
     int sp[2];
     m->gens[slot] = g;
     if (!g->slots || !g->counters || pipe2(sp, O_CLOEXEC) != 0) {
@@ -377,7 +402,7 @@ static bool hand_over_allowed(const struct generation *from, const struct genera
     for (unsigned k = 0; k < 2; k++)
         for (unsigned j = 0; j < sides[k]->nslots; j++) {
             const struct worker_slot *w = &sides[k]->slots[j];
-            if (w->pid > 0 && w->ready && w->ctl.abi_minor < 2) {
+            if (w->pid > 0 && w->ready && !w->given_up && w->ctl.abi_minor < 2) {
                 log_info("generation %u: model %s (ABI %u.%u) does not %s: draining, not "
                          "handing over", from->id, w->model, IOS_ABI_MAJOR, w->ctl.abi_minor,
                          verb[k]);
@@ -415,6 +440,8 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
     if (g->state != GEN_ACTIVE)
         return;
     g->state = GEN_DRAINING;
+    if (g->split)
+        split_set(g->split, 0); /* its main workers accept no more anyway */
     bool hand_over = hand_over_allowed(g, successor);
     /* Before stop_fd turns readable: a worker reads the flag then. */
     __atomic_store_n(g->handover, hand_over ? 1 : 0, __ATOMIC_RELEASE);
@@ -457,6 +484,45 @@ static void note_fallback(struct master *m, const char *line)
     }
 }
 
+/* ------------------------------------------------------- the split */
+
+/* The share the main workers route (split.h): the configured one while
+ * the generation serves and a canary worker adopts; else 0, and every
+ * connection stays with the main model. */
+static void update_split(struct generation *g)
+{
+    if (!g->split)
+        return;
+    bool adopts = false;
+    for (unsigned j = g->nmain; j < g->nslots; j++) {
+        const struct worker_slot *w = &g->slots[j];
+        adopts |= w->pid > 0 && w->ready && !w->given_up && w->ctl.abi_minor >= 2;
+    }
+    split_set(g->split, g->state == GEN_ACTIVE && adopts ? g->cfg->canary.share : 0);
+}
+
+bool gen_canary_serves(const struct generation *g)
+{
+    for (unsigned j = g->nmain; j < g->nslots; j++)
+        if (!g->slots[j].given_up)
+            return true;
+    return false;
+}
+
+/* Canary worker w will not serve (it could not start, or cannot adopt):
+ * not respawned, not waited for; once none is left the main model serves
+ * every connection, as after a fallback. */
+static void give_up_canary(struct generation *g, struct worker_slot *w, const char *why)
+{
+    w->given_up = true;
+    if (gen_canary_serves(g))
+        log_warn(0, "generation %u: a canary worker of model %s %s", g->id,
+                 g->cfg->canary.model, why);
+    else
+        log_warn(0, "generation %u: canary model %s %s: model %s serves every connection",
+                 g->id, g->cfg->canary.model, why, g->cfg->models[0]);
+}
+
 /* A worker's report lines: "R<model>" = ready, "F<model>\t<reason>" = that
  * model was skipped for the next one of the list. */
 static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
@@ -479,6 +545,15 @@ static void read_report(struct master *m, struct generation *g, struct worker_sl
                 snprintf(w->model, sizeof(w->model), "%.63s", line + 1);
                 w->ctl.abi_minor = tab ? (unsigned)strtoul(tab, NULL, 10) : 0;
                 w->ready = true;
+                if (slot_is_canary(g, (unsigned)(w - g->slots)) && w->ctl.abi_minor < 2) {
+                    /* A model of ABI 1.1 cannot adopt what it is routed. */
+                    char why[WORKER_REPORT_LINE_MAX];
+                    snprintf(why, sizeof(why), "%.63s\tABI %d.%u: cannot adopt connections",
+                             w->model, IOS_ABI_MAJOR, w->ctl.abi_minor);
+                    note_fallback(m, why);
+                    give_up_canary(g, w, strchr(why, '\t') + 1);
+                    kill(w->pid, SIGTERM);
+                }
                 log_debug("generation %u: worker pid %d ready (model %s)", g->id,
                           (int)w->pid, w->model);
             }
@@ -496,17 +571,20 @@ static enum gen_change activate_if_ready(struct generation *g)
     if (g->state != GEN_STARTING)
         return GEN_UNCHANGED;
     for (unsigned i = 0; i < g->nslots; i++)
-        if (!g->slots[i].ready)
+        if (!g->slots[i].ready && !g->slots[i].given_up)
             return GEN_UNCHANGED;
     g->state = GEN_ACTIVE;
     g->deadline_ms = 0;
+    update_split(g);
     return GEN_NOW_ACTIVE;
 }
 
 enum gen_change gen_report_arrived(struct master *m, struct generation *g, unsigned idx)
 {
     read_report(m, g, &g->slots[idx]);
-    return activate_if_ready(g);
+    enum gen_change change = activate_if_ready(g);
+    update_split(g); /* a canary worker ready again after a respawn */
+    return change;
 }
 
 enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
@@ -538,6 +616,18 @@ enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
     w->pid = 0;
     w->ready = false;
     g->counters[idx].active = 0;
+    update_split(g);
+
+    /* A canary worker that did not get to serve leaves the split, never
+     * the generation: the main model serves everything then. */
+    if (slot_is_canary(g, idx) && !w->given_up &&
+        (g->state == GEN_STARTING || (g->state == GEN_ACTIVE && !was_ready)))
+        give_up_canary(g, w, was_ready ? "ended before its generation served"
+                                       : "did not start");
+    if (w->given_up && (g->state == GEN_STARTING || g->state == GEN_ACTIVE)) {
+        log_debug("generation %u: canary worker pid %d %s", g->id, (int)pid, how);
+        return change != GEN_UNCHANGED ? change : activate_if_ready(g);
+    }
 
     switch (g->state) {
     case GEN_STARTING: {

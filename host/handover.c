@@ -50,17 +50,28 @@ size_t ho_relay_in_transit(const struct ho_relay *r)
     return r->n_pending;
 }
 
-static struct ho_end *pick(struct ho_relay *r, const char *protocol,
-                           struct ho_end *const *adopters, size_t n)
+static struct ho_end *pick_among(size_t *next_pick, const char *protocol,
+                                 struct ho_end *const *adopters, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
-        size_t i = (r->next_pick + k) % n;
+        size_t i = (*next_pick + k) % n;
         if (ho_end_adopts(adopters[i]) && strcmp(adopters[i]->protocol, protocol) == 0) {
-            r->next_pick = i + 1;
+            *next_pick = i + 1;
             return adopters[i];
         }
     }
     return NULL;
+}
+
+/* A connection routed by the serving generation goes to its canary side
+ * while one adopts, else (and a hand-over always) to its main side. */
+static struct ho_end *pick(struct ho_relay *r, const struct ho_pending *p,
+                           const struct ho_targets *t)
+{
+    struct ho_end *e = NULL;
+    if (p->route_gen && p->route_gen == t->gen_id)
+        e = pick_among(&r->next_pick_canary, p->protocol, t->canary, t->n_canary);
+    return e ? e : pick_among(&r->next_pick, p->protocol, t->main, t->n_main);
 }
 
 /* Sends p's ADOPT unless its adopter is full; what cannot go now waits. */
@@ -86,23 +97,23 @@ static void try_send(struct ho_pending *p)
 
 /* Adopters for another protocol: the active generation's handler is not
  * the one a connection in transit speaks. */
-static bool protocol_gone(const char *protocol, struct ho_end *const *adopters, size_t n)
+static bool protocol_gone(const char *protocol, const struct ho_targets *t)
 {
-    return n > 0 && strcmp(adopters[0]->protocol, protocol) != 0;
+    return t->n_main > 0 && strcmp(t->main[0]->protocol, protocol) != 0;
 }
 
-static void place_waiting(struct ho_relay *r, struct ho_end *const *adopters, size_t n)
+static void place_waiting(struct ho_relay *r, const struct ho_targets *t)
 {
     for (size_t i = 0; i < r->n_pending;) {
         struct ho_pending *p = &r->pending[i];
-        if (!p->to && !(p->to = pick(r, p->protocol, adopters, n))) {
-            if (!protocol_gone(p->protocol, adopters, n)) {
+        if (!p->to && !(p->to = pick(r, p, t))) {
+            if (!protocol_gone(p->protocol, t)) {
                 i++; /* waits for an adopter: ho_relay_place */
                 continue;
             }
             log_warn(0, "hand-over: a %s connection from model %s closed: the serving "
                      "generation's handler is %s", p->protocol, p->from_model,
-                     adopters[0]->protocol);
+                     t->main[0]->protocol);
             release(r, i);
             continue;
         }
@@ -111,9 +122,9 @@ static void place_waiting(struct ho_relay *r, struct ho_end *const *adopters, si
     }
 }
 
-void ho_relay_place(struct ho_relay *r, struct ho_end *const *adopters, size_t n_adopters)
+void ho_relay_place(struct ho_relay *r, const struct ho_targets *t)
 {
-    place_waiting(r, adopters, n_adopters);
+    place_waiting(r, t);
 }
 
 /* Everything `e` had not acknowledged waits for another adopter. */
@@ -126,12 +137,11 @@ static void unassign(struct ho_relay *r, const struct ho_end *e)
         }
 }
 
-void ho_relay_end_gone(struct ho_relay *r, struct ho_end *gone, struct ho_end *const *adopters,
-                       size_t n_adopters)
+void ho_relay_end_gone(struct ho_relay *r, struct ho_end *gone, const struct ho_targets *t)
 {
     gone->eof = true;
     unassign(r, gone);
-    place_waiting(r, adopters, n_adopters);
+    place_waiting(r, t);
 }
 
 void ho_relay_writable(struct ho_relay *r, struct ho_end *to)
@@ -166,7 +176,8 @@ static void on_ack(struct ho_relay *r, struct ho_end *from, uint64_t id)
             continue;
         if (p->to != from || !p->sent)
             break;
-        count(r, p->from_model, from->model);
+        if (!p->route_gen) /* a route is no hand-over: the split's own metrics */
+            count(r, p->from_model, from->model);
         release(r, i);
         ho_relay_writable(r, from); /* descriptors in flight went down */
         return;
@@ -176,7 +187,7 @@ static void on_ack(struct ho_relay *r, struct ho_end *from, uint64_t id)
 }
 
 static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg *m,
-                   const int *fds, int nfds, struct ho_end *const *adopters, size_t n)
+                   const int *fds, int nfds, const struct ho_targets *t)
 {
     if (nfds != (m->input_len ? 2 : 1)) {
         for (int i = 0; i < nfds; i++)
@@ -202,10 +213,11 @@ static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg 
     *p = (struct ho_pending){.id = r->next_id++,
                              .conn = fds[0],
                              .memfd = nfds == 2 ? fds[1] : -1,
-                             .input_len = m->input_len};
+                             .input_len = m->input_len,
+                             .route_gen = m->type == HO_ROUTE ? from->gen_id : 0};
     snprintf(p->from_model, sizeof(p->from_model), "%s", from->model);
     snprintf(p->protocol, sizeof(p->protocol), "%s", from->protocol);
-    place_waiting(r, adopters, n);
+    place_waiting(r, t);
     return 0;
 }
 
@@ -232,8 +244,7 @@ static bool fds_to_spare(const struct ho_relay *r, int probe, rlim_t limit)
     return b >= 0;
 }
 
-int ho_relay_read(struct ho_relay *r, struct ho_end *from, struct ho_end *const *adopters,
-                  size_t n_adopters)
+int ho_relay_read(struct ho_relay *r, struct ho_end *from, const struct ho_targets *t)
 {
     struct rlimit nofile = {0, 0};
     getrlimit(RLIMIT_NOFILE, &nofile);
@@ -252,7 +263,7 @@ int ho_relay_read(struct ho_relay *r, struct ho_end *from, struct ho_end *const 
             return 0;
         if (rc == -EPIPE || rc == -ECONNRESET) {
             /* Nothing it was sent and did not acknowledge was adopted. */
-            ho_relay_end_gone(r, from, adopters, n_adopters);
+            ho_relay_end_gone(r, from, t);
             return -EPIPE;
         }
         if (rc != 0) {
@@ -264,8 +275,8 @@ int ho_relay_read(struct ho_relay *r, struct ho_end *from, struct ho_end *const 
         }
         if (m.type == HO_ACK && nfds == 0)
             on_ack(r, from, m.id);
-        else if (m.type == HO_GIVE)
-            on_give(r, from, &m, fds, nfds, adopters, n_adopters);
+        else if (m.type == HO_GIVE || m.type == HO_ROUTE)
+            on_give(r, from, &m, fds, nfds, t);
         else {
             for (int i = 0; i < nfds; i++)
                 close(fds[i]);

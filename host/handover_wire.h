@@ -15,6 +15,8 @@ enum ho_type {
     HO_GIVE = 1,  /* worker -> master: fds [conn] or [conn, memfd]; id 0 */
     HO_ADOPT = 2, /* master -> worker: fds as GIVE; id = the master's */
     HO_ACK = 3,   /* worker -> master: no fds; the ADOPT's id echoed */
+    HO_ROUTE = 4, /* worker -> master: fds [conn]; a new connection for its
+                     generation's canary side (split.h); id 0 */
 };
 
 struct ho_msg {

@@ -1,6 +1,7 @@
 /* The listening socket. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -104,4 +105,36 @@ void listener_apply_backlog(int fd, int was, int backlog, bool socket_activated)
                  was);
     else
         log_info("reload: backlog %d (was %d)", backlog, was);
+}
+
+/*
+ * The canary workers' listen_fd.  A model waits on its listen_fd, and every
+ * model (io_uring's accept, the blocking acceptor) needs a real listening
+ * socket there; but a canary worker must accept nothing itself, or it
+ * would take more than its share (split.h).  So: a loopback socket that
+ * listens, with a socket filter that drops every packet — no handshake
+ * ever completes, so it is never readable, and no local program can reach
+ * the canary around the split.
+ */
+int listener_unreachable(char *err, size_t errlen)
+{
+    struct sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    struct sock_fprog prog = {.len = 1, .filter = drop_all};
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    const struct sockaddr *addrs[] = {(struct sockaddr *)&v4, (struct sockaddr *)&v6};
+    const socklen_t lens[] = {sizeof(v4), sizeof(v6)};
+    int e = 0;
+    for (int i = 0; i < 2; i++) {
+        int fd = socket(addrs[i]->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0 &&
+            bind(fd, addrs[i], lens[i]) == 0 && listen(fd, 1) == 0)
+            return fd;
+        e = errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    snprintf(err, errlen, "the canary workers' listening socket: %s", strerror(e));
+    return -e;
 }

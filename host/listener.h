@@ -30,4 +30,9 @@ int listener_for_reload(int fd, const struct ios_config *serving,
  * why it keeps `was`). */
 void listener_apply_backlog(int fd, int was, int backlog, bool socket_activated);
 
+/* A listening socket no client can reach (a loopback one whose filter
+ * drops every packet): the canary workers' listen_fd.  The descriptor, or
+ * a negative errno with a message in err. */
+int listener_unreachable(char *err, size_t errlen);
+
 #endif

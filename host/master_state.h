@@ -14,6 +14,7 @@
 #include "handover.h"
 #include "ioserve/plugin.h"
 #include "master.h"
+#include "split.h"
 #include "status.h"
 
 #define MAX_GENERATIONS 16
@@ -46,6 +47,8 @@ struct worker_slot {
     char model[64];       /* the model it reported running */
     struct ho_end ctl;    /* the master's end of its control socket */
     uint64_t closed_at_drain; /* its counters' `closed` when the drain began */
+    bool given_up;        /* a canary worker that could not start or adopt:
+                             not respawned, not waited for */
 };
 
 struct generation {
@@ -57,16 +60,27 @@ struct generation {
     uint64_t deadline_ms; /* start or drain deadline; 0 = none */
     struct ios_counters *counters; /* shared with workers, one per slot */
     int *handover; /* shared with workers: 1 = give connections on drain */
+    struct split_state *split; /* shared with workers: the A/B split */
+    unsigned nmain;       /* slots [0, nmain) run `model`, the rest the canary */
+    int canary_listen_fd; /* the canary workers' listen_fd, or -1 */
     uint64_t drain_started_ms;
     struct worker_slot *slots;
     unsigned nslots;
 };
 
+/* Whether slot j is of the canary side of the generation's split. */
+static inline bool slot_is_canary(const struct generation *g, unsigned j)
+{
+    return j >= g->nmain;
+}
+
 /* The model worker j runs: the one it reported, or, before it reported,
- * the first of the list. */
+ * the first of its side's list. */
 static inline const char *slot_model(const struct generation *g, unsigned j)
 {
-    return g->slots[j].model[0] ? g->slots[j].model : g->cfg->models[0];
+    if (g->slots[j].model[0])
+        return g->slots[j].model;
+    return slot_is_canary(g, j) ? g->cfg->canary.model : g->cfg->models[0];
 }
 
 /* What /metrics reports beyond the live generations' counters. */
@@ -135,6 +149,9 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
  * connections over to it if both allow it now.  Models ask again while
  * they drain. */
 void gen_offer_hand_over(struct master *m, const struct generation *successor);
+/* Whether any canary worker of g may still serve its split (false also
+ * without a split). */
+bool gen_canary_serves(const struct generation *g);
 /* Connections g's workers hold now. */
 uint64_t gen_open_connections(const struct generation *g);
 /* Events.  Each may free the generation. */

@@ -27,6 +27,7 @@ struct worker_ctx {
     const struct ios_model_descriptor *desc;
     int report_fd;
     struct worker_ho ho;
+    struct split_state *split;
     int ready;
     /* The model's last error before ready(): the reason a fallback names. */
     char start_error[256];
@@ -104,6 +105,22 @@ static int host_give(const struct ios_handler *h, int fd, const char *in, size_t
 static int host_adopt(const struct ios_handler *h, int *fd, struct ios_buf *in)
 {
     return wh_adopt(&ctx_of(h)->ho, fd, in);
+}
+
+/* Main worker of a split: a new connection goes to the canary side when
+ * the shared counter says it is one of the canary's (split.h).  One that
+ * cannot be given is served here (counted to the canary all the same). */
+static int host_route_accepted(const struct ios_handler *h, int fd)
+{
+    struct worker_ctx *ctx = ctx_of(h);
+    if (!split_take(ctx->split))
+        return 0;
+    int rc = wh_route(&ctx->ho, fd);
+    if (rc != 0) {
+        log_warn(-rc, "worker: could not route a connection to the canary; serving it here");
+        return 0;
+    }
+    return 1;
 }
 
 /* Opens one model of the list and checks its knobs.  0 or -1 (logged). */
@@ -359,18 +376,24 @@ int worker_main(const struct worker_args *a)
     struct worker_ho ho;
     wh_init(&ho, a->control_fd, a->handover_flag);
 
-    for (size_t i = 0; i < cfg->n_models; i++) {
+    /* A canary worker runs the canary's model, with nothing to fall back
+     * to: without it the main model serves every connection. */
+    char *const *models = a->canary ? &cfg->canary.model : cfg->models;
+    size_t n_models = a->canary ? 1 : cfg->n_models;
+    for (size_t i = 0; i < n_models; i++) {
         struct plugin p;
         char err[1024];
-        if (load_model(cfg, cfg->models[i], &p, err, sizeof(err)) != 0) {
-            log_error(0, "%s%s", err,
-                      i + 1 < cfg->n_models ? "; trying the next model" : "");
-            report_fallback(a->report_fd, cfg->models[i], err);
+        if (load_model(cfg, models[i], &p, err, sizeof(err)) != 0) {
+            log_error(0, "%s%s", err, i + 1 < n_models ? "; trying the next model" : "");
+            report_fallback(a->report_fd, models[i], err);
             continue;
         }
 
-        struct worker_ctx ctx = {
-            .cfg = cfg, .desc = p.desc, .report_fd = a->report_fd, .ho = ho};
+        struct worker_ctx ctx = {.cfg = cfg,
+                                 .desc = p.desc,
+                                 .report_fd = a->report_fd,
+                                 .ho = ho,
+                                 .split = a->split};
         struct ios_handler h = {
             .struct_size = sizeof(h),
             .stop_fd = a->stop_fd,
@@ -391,6 +414,8 @@ int worker_main(const struct worker_args *a)
             .give = host_give,
             .adopt_fd = ho.ctl_fd,
             .adopt = host_adopt,
+            .route_accepted = a->split ? host_route_accepted : NULL,
+            .adopts_routed = a->canary,
         };
         if (hnd_setup(&h, cfg) != 0) {
             log_error(0, "handler '%s' could not be set up", cfg->handler);
@@ -411,7 +436,7 @@ int worker_main(const struct worker_args *a)
             return rc == 0 ? WORKER_EXIT_OK : WORKER_EXIT_FAILED;
         }
         log_error(rc < 0 ? -rc : 0, "model %s did not start%s", p.desc->name,
-                  i + 1 < cfg->n_models ? "; trying the next model" : "");
+                  i + 1 < n_models ? "; trying the next model" : "");
         report_fallback(a->report_fd, p.desc->name,
                         ctx.start_error[0] ? ctx.start_error
                         : rc < 0           ? strerror(-rc)

@@ -3,10 +3,12 @@
 #ifndef IOSERVE_WORKER_H
 #define IOSERVE_WORKER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "config.h"
 #include "ioserve/plugin.h"
+#include "split.h"
 
 /* Exit codes.  The master logs them; what it does next depends on the
  * generation's state, not on the code. */
@@ -32,6 +34,10 @@ struct worker_args {
     int report_fd; /* the ready report goes here; -1 = none */
     int control_fd; /* hand-over with the master (handover_wire.h); -1 = none */
     const int *handover_flag; /* the generation's, shared; NULL = never */
+    bool canary;   /* runs the split's canary model (cfg->canary), which only
+                      adopts what the main workers route to it */
+    struct split_state *split; /* the generation's, shared, for a main
+                                  worker of a split; NULL = no split */
     unsigned worker_id;
     struct ios_counters *counters;
     /* The master that forked this worker: when it dies, the worker stops

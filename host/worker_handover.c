@@ -63,7 +63,9 @@ static int input_memfd(const char *in, size_t len)
     return fd;
 }
 
-int wh_give(const struct worker_ho *w, int fd, const char *in, size_t len)
+/* Sends fd (and its input) to the master as a message of `type`. */
+static int send_conn(const struct worker_ho *w, enum ho_type type, int fd, const char *in,
+                     size_t len)
 {
     if (w->ctl_fd < 0)
         return -ENOTCONN;
@@ -72,11 +74,21 @@ int wh_give(const struct worker_ho *w, int fd, const char *in, size_t len)
     int fds[2] = {fd, -1};
     if (len > 0 && (fds[1] = input_memfd(in, len)) < 0)
         return fds[1];
-    struct ho_msg m = {.type = HO_GIVE, .input_len = (uint32_t)len};
+    struct ho_msg m = {.type = type, .input_len = (uint32_t)len};
     int rc = ho_send(w->ctl_fd, &m, fds, len > 0 ? 2 : 1, 0);
     if (fds[1] >= 0)
         close(fds[1]);
     return rc;
+}
+
+int wh_give(const struct worker_ho *w, int fd, const char *in, size_t len)
+{
+    return send_conn(w, HO_GIVE, fd, in, len);
+}
+
+int wh_route(const struct worker_ho *w, int fd)
+{
+    return send_conn(w, HO_ROUTE, fd, NULL, 0);
 }
 
 /* Appends the memfd's `len` bytes to *in.  0 or -errno. */

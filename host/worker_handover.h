@@ -25,6 +25,10 @@ int wh_requested(const struct worker_ho *w);
  * nothing happened. */
 int wh_give(const struct worker_ho *w, int fd, const char *in, size_t len);
 
+/* Gives a connection just accepted to the master for the canary side of
+ * the generation's A/B split.  0 once sent, -errno otherwise. */
+int wh_route(const struct worker_ho *w, int fd);
+
 /* Takes one connection the master relays: *fd non-blocking and
  * close-on-exec, its input appended to *in, acknowledged before it
  * returns.  0, -EAGAIN when none waits, other -errno (logged). */

@@ -53,6 +53,9 @@
  *        at_boundary, close_idle_on_drain appended; ios_counters.adopted,
  *        given appended (active = accepted + adopted - closed - given).
  *        A 1.1 plugin is never asked to give or adopt: it drains as before.
+ *   1.3  A/B split (canary): ios_handler.route_accepted, adopts_routed
+ *        appended.  A 1.2 plugin serves everything it accepts (no split);
+ *        as a canary it adopts, counting its connections as adopted.
  */
 #ifndef IOSERVE_PLUGIN_H
 #define IOSERVE_PLUGIN_H
@@ -72,7 +75,7 @@ extern "C" {
 #define IOS_ABI_MAGIC 0x494f5356u
 /* Major changes break plugins; minor ones only append fields. */
 #define IOS_ABI_MAJOR 1
-#define IOS_ABI_MINOR 2
+#define IOS_ABI_MINOR 3
 
 #if defined(__GNUC__)
 #define IOS_EXPORT __attribute__((visibility("default")))
@@ -341,6 +344,17 @@ struct ios_handler {
     /* The protocol: 1 when a connection idle at a boundary may be closed at
      * once on a drain without hand-over (http keep-alive: 1; echo: 0). */
     int close_idle_on_drain;
+
+    /* ---- since 1.3: A/B split (canary) ---------------------------------- */
+    /* Call with every connection just accepted from listen_fd, before
+     * anything else is done with it (not with adopted ones): 1 = the host
+     * took it for the other side of an A/B split (`canary`) — close(fd),
+     * never shutdown(), and count nothing; 0 = serve it.  NULL: no split. */
+    int (*route_accepted)(const struct ios_handler *h, int fd);
+    /* 1 on a worker of the split's canary side: no connection ever arrives
+     * on its listen_fd (a listening socket no client can reach); all come
+     * through adopt(), new ones, counted as accepted rather than adopted. */
+    int adopts_routed;
 };
 
 /* 1 when the host's struct ios_handler holds all of `field`: ask before

@@ -217,7 +217,8 @@ bool ioc_accepting(const struct ioc_loop *loop);
  *   0, *conn set: a new connection (non-blocking unless `blocking`),
  *      tracked by the loop, handler opened;
  *   0, *conn NULL: one connection was refused (limit, fd >= fd_limit,
- *      handler error): call again;
+ *      handler error), or the host took it for the canary side of an A/B
+ *      split (h->route_accepted): call again;
  *  -EAGAIN: nothing left to accept;
  *  -EMFILE/-ENFILE/-ENOMEM/-ENOBUFS: out of resources; the pending
  *      connections were refused with the reserve-descriptor trick or

@@ -153,6 +153,18 @@ static int accept_track(struct ioc_loop *loop, int fd, struct ioc_conn **conn)
     return 0;
 }
 
+/* The A/B split (ABI 1.3): the host may take a new connection for the
+ * canary side before this model has done anything with it.  true: gone
+ * (closed here: the host holds its own reference, as for a hand-over). */
+static bool routed_away(const struct ios_handler *h, int fd)
+{
+    if (!IOS_HANDLER_HAS(h, route_accepted) || !h->route_accepted ||
+        h->route_accepted(h, fd) != 1)
+        return false;
+    close(fd);
+    return true;
+}
+
 int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
                struct ioc_conn **conn)
 {
@@ -165,6 +177,8 @@ int ioc_accept(struct ioc_loop *loop, int listen_fd, bool blocking,
                      SOCK_CLOEXEC | (blocking ? 0 : SOCK_NONBLOCK));
     if (fd < 0)
         return accept_failed(loop, listen_fd, errno);
+    if (routed_away(loop->h, fd))
+        return 0;
     return accept_track(loop, fd, conn);
 }
 

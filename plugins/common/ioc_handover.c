@@ -105,7 +105,10 @@ static struct ioc_conn *adopt_one(struct ioc_loop *loop, int fd, const struct io
         ioc_log_refusal(loop, why);
         return NULL;
     }
-    ioc_count(&h->counters->adopted, 1);
+    /* A canary worker's connections are new ones routed to it (ABI 1.3):
+     * accepted for the model it runs, as the split's metrics compare. */
+    bool routed = IOS_HANDLER_HAS(h, adopts_routed) && h->adopts_routed;
+    ioc_count(routed ? &h->counters->accepted : &h->counters->adopted, 1);
     ioc_count(&h->counters->active, 1);
     /* The previous model received these and counted them; here they are
      * only what the handler sees first. */

@@ -21,6 +21,7 @@
 #include "handler.h"
 #include "handover.h"
 #include "handover_wire.h"
+#include "split.h"
 #include "worker_handover.h"
 
 #define MAX_WORKERS 6
@@ -37,7 +38,8 @@ struct fx {
     struct wk w[MAX_WORKERS];
     unsigned n;
     struct ho_end *adopters[MAX_WORKERS];
-    size_t n_adopters;
+    struct ho_end *canary[MAX_WORKERS];
+    struct ho_targets t;
     int flag;
 };
 
@@ -82,9 +84,9 @@ static void fx_start(struct fx *f, const unsigned *minors, unsigned n)
 /* Worker 0 gives; workers from..n-1 are the active generation. */
 static void fx_adopters(struct fx *f, unsigned from)
 {
-    f->n_adopters = 0;
+    f->t = (struct ho_targets){.main = f->adopters, .canary = f->canary};
     for (unsigned i = from; i < f->n; i++)
-        f->adopters[f->n_adopters++] = &f->w[i].end;
+        f->adopters[f->t.n_main++] = &f->w[i].end;
 }
 
 static void fx_done(struct fx *f)
@@ -108,7 +110,7 @@ static void conn_pair(int *client, int *server)
 
 static void relay_read(struct fx *f, struct wk *w)
 {
-    assert_int_equal(ho_relay_read(&f->relay, &w->end, f->adopters, f->n_adopters), 0);
+    assert_int_equal(ho_relay_read(&f->relay, &w->end, &f->t), 0);
 }
 
 /* The worker's give, then the relay's read: the giver's copy closed. */
@@ -213,7 +215,7 @@ static void test_copy_held_until_ack(void **st)
 
     wk_open(&f, "poll", 2); /* a worker becomes ready */
     fx_adopters(&f, 1);
-    ho_relay_place(&f.relay, f.adopters, f.n_adopters);
+    ho_relay_place(&f.relay, &f.t);
     int fd = -1;
     struct ios_buf in = {0};
     assert_int_equal(wh_adopt(&f.w[1].ho, &fd, &in), 0);
@@ -241,9 +243,9 @@ static void test_dead_adopter_resends(void **st)
     give(&f, server[1], "two"); /* worker 2 */
 
     wk_die(&f.w[1]);
-    assert_int_equal(ho_relay_read(&f.relay, &f.w[1].end, f.adopters, f.n_adopters), -EPIPE);
+    assert_int_equal(ho_relay_read(&f.relay, &f.w[1].end, &f.t), -EPIPE);
     /* What the generation does when it reaps the worker: harmless twice. */
-    ho_relay_end_gone(&f.relay, &f.w[1].end, f.adopters, f.n_adopters);
+    ho_relay_end_gone(&f.relay, &f.w[1].end, &f.t);
     assert_int_equal(ho_relay_in_transit(&f.relay), 2);
 
     int fd[2];
@@ -331,7 +333,7 @@ static void test_other_protocol_closes(void **st)
     wk_open(&f, "poll", 2);
     f.w[1].end.protocol = "http";
     fx_adopters(&f, 1);
-    ho_relay_place(&f.relay, f.adopters, f.n_adopters);
+    ho_relay_place(&f.relay, &f.t);
     assert_int_equal(ho_relay_in_transit(&f.relay), 0);
     char c;
     assert_int_equal(read(client, &c, 1), 0); /* the client sees the end */
@@ -397,7 +399,7 @@ static void test_no_spare_descriptors_waits(void **st)
     assert_true(n_fill > 0 && n_fill < 256);
     close(fill[--n_fill]);
 
-    assert_int_equal(ho_relay_read(&f.relay, &f.w[0].end, f.adopters, f.n_adopters), 0);
+    assert_int_equal(ho_relay_read(&f.relay, &f.w[0].end, &f.t), 0);
     assert_true(f.w[0].end.throttled);
     assert_int_equal(ho_relay_in_transit(&f.relay), 0); /* still in the socket */
 
@@ -412,6 +414,91 @@ static void test_no_spare_descriptors_waits(void **st)
 }
 
 /* The flag the master sets before it closes stop_wr. */
+
+/* Worker 0 (generation 1, main side) routes one new connection. */
+static void route_fresh(struct fx *f)
+{
+    int client, server;
+    conn_pair(&client, &server);
+    assert_int_equal(wh_route(&f->w[0].ho, server), 0);
+    close(server);
+    relay_read(f, &f->w[0]);
+    close(client);
+}
+
+/* Workers 1..2 are generation 1's main side, 3..4 its canary side. */
+static void fx_split(struct fx *f)
+{
+    fx_init(f);
+    for (unsigned i = 0; i < 5; i++)
+        wk_open(f, i < 3 ? "epoll" : "uring", 2);
+    for (unsigned i = 0; i < 5; i++)
+        f->w[i].end.gen_id = 1;
+    fx_adopters(f, 1);
+    f->t.n_main = 2;
+    f->canary[f->t.n_canary++] = &f->w[3].end;
+    f->canary[f->t.n_canary++] = &f->w[4].end;
+    f->t.gen_id = 1;
+}
+
+static void test_route_goes_to_canary(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_split(&f);
+    for (int i = 0; i < 10; i++)
+        route_fresh(&f);
+    assert_int_equal(adopt_all(&f, &f.w[1]) + adopt_all(&f, &f.w[2]), 0);
+    assert_int_equal(adopt_all(&f, &f.w[3]), 5); /* round-robin over the canary side */
+    assert_int_equal(adopt_all(&f, &f.w[4]), 5);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    assert_int_equal(f.relay.n_counts, 0); /* a route is not a hand-over */
+    /* ... and a hand-over of the same generation goes to its main side */
+    give_fresh(&f, "");
+    assert_int_equal(adopt_all(&f, &f.w[3]) + adopt_all(&f, &f.w[4]), 0);
+    assert_int_equal(adopt_all(&f, &f.w[1]) + adopt_all(&f, &f.w[2]), 1);
+    fx_done(&f);
+}
+
+static void test_route_without_canary_stays_main(void **st)
+{
+    (void)st;
+    struct fx f;
+    fx_split(&f);
+    f.t.n_canary = 0; /* the canary did not start, or died */
+    route_fresh(&f);
+    assert_int_equal(adopt_all(&f, &f.w[1]) + adopt_all(&f, &f.w[2]), 1);
+    f.t.n_canary = 2;
+    f.t.gen_id = 2; /* generation 1 drains now: its routes are hand-overs */
+    route_fresh(&f);
+    assert_int_equal(adopt_all(&f, &f.w[3]) + adopt_all(&f, &f.w[4]), 0);
+    assert_int_equal(adopt_all(&f, &f.w[1]) + adopt_all(&f, &f.w[2]), 1);
+    fx_done(&f);
+}
+
+static void test_split_share_exact(void **st)
+{
+    (void)st;
+    for (unsigned share = 1; share <= 99; share++) {
+        struct split_state s = {0};
+        split_set(&s, share);
+        unsigned canary = 0, run = 0;
+        for (unsigned n = 0; n < 10000; n++) {
+            canary += split_take(&s);
+            /* of any 100 consecutive ones exactly `share` */
+            if (n % 100 == 99) {
+                assert_int_equal(canary - run, share);
+                run = canary;
+            }
+        }
+        assert_int_equal(canary, share * 100);
+    }
+    struct split_state off = {0};
+    for (int n = 0; n < 100; n++)
+        assert_false(split_take(&off));
+    assert_int_equal(off.next, 0); /* nothing numbered while off */
+}
+
 static void test_requested_follows_flag(void **st)
 {
     (void)st;
@@ -496,6 +583,9 @@ int main(void)
         cmocka_unit_test(test_other_protocol_closes),
         cmocka_unit_test(test_full_adopter_queues),
         cmocka_unit_test_teardown(test_no_spare_descriptors_waits, give_back_descriptors),
+        cmocka_unit_test(test_route_goes_to_canary),
+        cmocka_unit_test(test_route_without_canary_stays_main),
+        cmocka_unit_test(test_split_share_exact),
         cmocka_unit_test(test_requested_follows_flag),
         cmocka_unit_test(test_master_gone),
         cmocka_unit_test(test_handler_boundaries),
