@@ -14,6 +14,7 @@
 #include "master.h"
 #include "pidfile.h"
 #include "plugin_load.h"
+#include "split.h"
 #include "worker.h"
 
 #ifndef IOSERVE_DEFAULT_CONFIG
@@ -116,6 +117,18 @@ static int list_models(const struct ios_config *cfg)
         free(names[i]);
     }
     free(names);
+    printf("%s: model %s", cfg->file, cfg->models[0]);
+    for (size_t i = 1; i < cfg->n_models; i++)
+        printf("%s%s", i == 1 ? " (then " : ", ", cfg->models[i]);
+    if (cfg->n_models > 1)
+        printf(")");
+    if (cfg->canary.model) {
+        char split[192];
+        split_describe(cfg->canary.model, cfg->canary.share, cfg->canary.workers, split,
+                       sizeof(split));
+        printf(", %s", split);
+    }
+    printf("\n");
     return 0;
 }
 

@@ -43,6 +43,24 @@
 
 /* ------------------------------------------------------ what serves */
 
+/* The models g serves with, for the startup line and STATUS=: "model
+ * epoll", its A/B split, or why the split is off. */
+static void describe_models(const struct generation *g, char *out, size_t len)
+{
+    int n = snprintf(out, len, "model %s", g->slots[0].model);
+    if (!g->cfg->canary.model || n < 0 || (size_t)n >= len)
+        return;
+    char split[192];
+    if (gen_canary_serves(g)) {
+        split_describe(g->cfg->canary.model, g->cfg->canary.share, g->nslots - g->nmain, split,
+                       sizeof(split));
+        snprintf(out + n, len - (size_t)n, ", %s", split);
+    } else {
+        snprintf(out + n, len - (size_t)n, " for every connection (canary %s is off)",
+                 g->cfg->canary.model);
+    }
+}
+
 /* systemd (Type=notify): READY=1 again after every reload, failed or not,
  * with a STATUS= line a person can read in `systemctl status`. */
 static void notify_serving(struct master *m, const char *note)
@@ -50,11 +68,11 @@ static void notify_serving(struct master *m, const char *note)
     const struct generation *g = gen_find(m, GEN_ACTIVE);
     if (!g)
         return;
-    char addr[128];
+    char addr[128], models[320];
     addr_format_local(g->listen_fd, addr, sizeof(addr));
-    sd_notifyf(0, "READY=1\nSTATUS=%s%sserving %s with model %s, handler %s (generation %u)",
-               note ? note : "", note ? "; " : "", addr, g->slots[0].model,
-               g->cfg->handler, g->id);
+    describe_models(g, models, sizeof(models));
+    sd_notifyf(0, "READY=1\nSTATUS=%s%sserving %s with %s, handler %s (generation %u)",
+               note ? note : "", note ? "; " : "", addr, models, g->cfg->handler, g->id);
 }
 
 static void reload_failed(struct master *m)
@@ -111,11 +129,11 @@ static void serve_newest(struct master *m)
     if (status_configure(&m->status, g->cfg, err, sizeof(err)) != 0)
         log_error(0, "reload: %s; keeping the previous status endpoint", err);
 
-    char addr[128];
+    char addr[128], models[320];
     addr_format_local(g->listen_fd, addr, sizeof(addr));
-    log_info("listening on %s (model %s, handler %s, %u worker%s, generation %u)",
-             addr, g->slots[0].model, g->cfg->handler, g->nslots,
-             g->nslots == 1 ? "" : "s", g->id);
+    describe_models(g, models, sizeof(models));
+    log_info("listening on %s (%s, handler %s, %u worker%s, generation %u)", addr, models,
+             g->cfg->handler, g->nmain, g->nmain == 1 ? "" : "s", g->id);
     m->ever_active = true;
     gen_offer_hand_over(m, g); /* before the drains below: those decide at once */
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {

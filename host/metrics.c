@@ -132,6 +132,23 @@ static void hand_over(struct ios_buf *out, const struct master *m)
     ios_buf_append(out, line, (size_t)n);
 }
 
+/* The serving generation's A/B split: the share its main workers route
+ * now (0 while no canary worker can take them), absent without a split. */
+static void canary_share(struct ios_buf *out, const struct master *m)
+{
+    static const char name[] = "ioserve_canary_share_percent";
+    metric_head(out, name, "gauge",
+                "Percent of new connections the canary model serves (canary.share; 0 while "
+                "it cannot).");
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    if (!g || !g->cfg->canary.model || !g->split)
+        return;
+    char labels[256], model[160];
+    label_escape(model, sizeof(model), g->cfg->canary.model);
+    snprintf(labels, sizeof(labels), "model=\"%s\"", model);
+    metric_line(out, name, labels, __atomic_load_n(&g->split->share, __ATOMIC_RELAXED));
+}
+
 static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
 
 void metrics_render(void *ctx, struct ios_buf *out)
@@ -163,6 +180,7 @@ void metrics_render(void *ctx, struct ios_buf *out)
         metric_line(out, "ioserve_workers", labels, gen_live_workers(g));
     }
     hand_over(out, m);
+    canary_share(out, m);
     metric_head(out, "ioserve_reloads_total", "counter", "Reloads requested (SIGHUP).");
     metric_line(out, "ioserve_reloads_total", "", m->stats.reloads);
     metric_head(out, "ioserve_reloads_failed_total", "counter",

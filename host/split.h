@@ -33,6 +33,7 @@
 #define IOSERVE_SPLIT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* In the generation's shared memory. */
@@ -53,5 +54,10 @@ bool split_take(struct split_state *s);
 
 /* The master: the share the workers apply from now on. */
 void split_set(struct split_state *s, unsigned share);
+
+/* "canary uring for 10% of new connections (1 worker)": the split as the
+ * startup line, STATUS=, -t and --list-models say it. */
+void split_describe(const char *canary_model, unsigned share, unsigned canary_workers,
+                    char *out, size_t len);
 
 #endif

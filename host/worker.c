@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -178,13 +179,14 @@ static int loopback_listener(void)
 }
 
 /* Prints what the report pipe of a dry run says: the model that started
- * and why each one before it was skipped.  0 if one started. */
-static int print_dry_run(int report_fd)
+ * and why each one before it was skipped.  `side`: "model", or "canary
+ * model".  The started model's ABI minor, or -1 if none started. */
+static int print_dry_run(int report_fd, const char *side)
 {
     char buf[WORKER_REPORT_MAX + 1];
     ssize_t n = read(report_fd, buf, sizeof(buf) - 1);
     buf[n > 0 ? n : 0] = '\0';
-    int started = 0;
+    int started = -1;
     for (char *line = buf, *next; *line; line = next) {
         next = strchr(line, '\n');
         next = next ? (*next = '\0', next + 1) : line + strlen(line);
@@ -192,14 +194,16 @@ static int print_dry_run(int report_fd)
             char *tab = strchr(line, '\t');
             if (tab)
                 *tab++ = '\0';
-            printf("ioserve: model %s would not start: %s\n", line + 1, tab ? tab : "");
+            printf("ioserve: %s %s would not start: %s\n", side, line + 1, tab ? tab : "");
         } else if (line[0] == WORKER_READY_TAG) {
-            line[strcspn(line, "\t")] = '\0'; /* the ABI minor is the master's */
-            printf("ioserve: model %s starts\n", line + 1);
-            started = 1;
+            char *tab = strchr(line, '\t');
+            if (tab)
+                *tab++ = '\0';
+            printf("ioserve: %s %s starts\n", side, line + 1);
+            started = tab ? atoi(tab) : 0;
         }
     }
-    return started ? 0 : -1;
+    return started;
 }
 
 /*
@@ -209,7 +213,7 @@ static int print_dry_run(int report_fd)
  * A model that loads but cannot start (io_uring refused by the kernel or a
  * seccomp filter, a missing capability) is found here, with its reason.
  */
-static int check_models_start(const struct ios_config *cfg)
+static int check_models_start(const struct ios_config *cfg, bool canary)
 {
     int stop[2] = {-1, -1}, report[2] = {-1, -1};
     int listen_fd = loopback_listener();
@@ -226,6 +230,7 @@ static int check_models_start(const struct ios_config *cfg)
                             .stop_fd = stop[0],
                             .report_fd = report[1],
                             .control_fd = -1,
+                            .canary = canary,
                             .counters = &counters};
     /* Errors say why a model did not start; info would be the drain. */
     enum ios_log_level saved = log_get_level();
@@ -235,7 +240,7 @@ static int check_models_start(const struct ios_config *cfg)
     alarm(0);
     log_set_level(saved);
     fflush(stderr);
-    rc = print_dry_run(report[0]);
+    rc = print_dry_run(report[0], canary ? "canary model" : "model");
 out:
     for (int i = 0; i < 2; i++) {
         if (stop[i] >= 0)
@@ -246,6 +251,30 @@ out:
     if (listen_fd >= 0)
         close(listen_fd);
     return rc;
+}
+
+/* The canary's part of -t: like a fallback, a canary that cannot serve
+ * is reported but fails nothing — the main model then serves everything. */
+static void check_canary(const struct ios_config *cfg)
+{
+    struct plugin p;
+    char err[1024], split[192];
+    if (load_model(cfg, cfg->canary.model, &p, err, sizeof(err)) != 0) {
+        printf("ioserve: canary model %s would not start: %s\n", cfg->canary.model, err);
+    } else {
+        plugin_close(&p);
+        int minor = check_models_start(cfg, true);
+        if (minor >= 2) {
+            split_describe(cfg->canary.model, cfg->canary.share, cfg->canary.workers, split,
+                           sizeof(split));
+            printf("ioserve: split: model %s, %s\n", cfg->models[0], split);
+            return;
+        }
+        if (minor >= 0)
+            printf("ioserve: canary model %s (ABI %d.%d) cannot adopt connections\n",
+                   cfg->canary.model, IOS_ABI_MAJOR, minor);
+    }
+    printf("ioserve: no split: model %s would serve every connection\n", cfg->models[0]);
 }
 
 int worker_check(const struct ios_config *cfg)
@@ -259,7 +288,11 @@ int worker_check(const struct ios_config *cfg)
     }
     if (check_models_load(cfg) != 0)
         return -1;
-    return check_models_start(cfg);
+    if (check_models_start(cfg, false) < 0)
+        return -1;
+    if (cfg->canary.model)
+        check_canary(cfg);
+    return 0;
 }
 
 /* ------------------------------------------------- the master's death */

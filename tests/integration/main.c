@@ -65,6 +65,12 @@ int it_run_handover_off(void);
 int it_run_health(void);
 int it_run_health_master(void);
 
+/* sc_canary.c: the A/B split */
+int it_run_canary_split(void);
+int it_run_canary_promote(void);
+int it_run_canary_off(void);
+int it_run_canary_bad(void);
+
 struct scenario {
     const char *name;
     int (*run)(void);
@@ -127,6 +133,10 @@ static const struct scenario scenarios[] = {
     {"handover_off", it_run_handover_off},
     {"health", it_run_health},
     {"health_master", it_run_health_master},
+    {"canary_split", it_run_canary_split},
+    {"canary_promote", it_run_canary_promote},
+    {"canary_off", it_run_canary_off},
+    {"canary_bad", it_run_canary_bad},
 };
 
 static void usage(void)

@@ -62,4 +62,21 @@ set(IT_GLOBAL_SCENARIOS
   exclusive_wakeup
   generation_start
   health_master
+  canary_off
+  canary_bad
+)
+# The A/B split, per pair MAIN:CANARY of models: ctest names them
+# it.canary.<MAIN>_<CANARY>.<scenario>  ->  ioserve-it <scenario> MAIN, with
+# IOSERVE_CANARY=CANARY.  Each side of a pair is the other's canary once.
+set(IT_CANARY_PAIRS
+  epoll:uring
+  uring:epoll
+  select:poll
+  poll:select
+  blocking:sigio
+  sigio:blocking
+)
+set(IT_CANARY_SCENARIOS
+  canary_split
+  canary_promote
 )
