@@ -39,6 +39,9 @@ _Static_assert(EPOLLIN == POLLIN && EPOLLOUT == POLLOUT && EPOLLRDHUP == POLLRDH
 #define TAG_STOP ((void *)2)
 #define TAG_ADOPT ((void *)3)
 
+/* model_flags: another process may still hold the connection's file. */
+#define EPOLL_SHARED_FILE 0x1u
+
 struct epoll_model {
     const struct ios_handler *h;
     struct ioc_loop loop;
@@ -89,6 +92,23 @@ static void epoll_forget_given(struct ioc_loop *loop, struct ioc_conn *c)
 {
     struct epoll_model *m = loop->model;
     epoll_ctl(m->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+}
+
+/* An adopted connection's file may outlive our descriptor: the master
+ * keeps its copy until it has read our acknowledgement, which a short
+ * connection (a routed one, closed after one reply) can beat.  Its
+ * registration then outlives our close, and a late event would name a
+ * connection we freed: it leaves the set first. */
+static void epoll_adopted(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    c->model_flags |= EPOLL_SHARED_FILE;
+    epoll_added(loop, c);
+}
+
+static void epoll_forget_shared(struct ioc_loop *loop, struct ioc_conn *c)
+{
+    if (c->model_flags & EPOLL_SHARED_FILE)
+        epoll_forget_given(loop, c);
 }
 
 static void epoll_conn_event(struct epoll_model *m, struct ioc_conn *c, uint32_t events)
@@ -147,7 +167,7 @@ static int epoll_loop(struct epoll_model *m)
                 epoll_set_listening(m, false);
         }
         if (adopt)
-            ioc_adopt_pending(&m->loop, epoll_added);
+            ioc_adopt_pending(&m->loop, epoll_adopted);
         ioc_tick(&m->loop);
     }
     return 0;
@@ -167,6 +187,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         return rc;
     m.loop.model = &m;
     m.loop.on_give = epoll_forget_given;
+    m.loop.on_close = epoll_forget_shared;
     m.events = calloc((size_t)m.max_events, sizeof(*m.events));
     if (!m.events) {
         rc = -ENOMEM;
