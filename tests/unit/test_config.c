@@ -930,6 +930,55 @@ static void test_max_input_cross_check(void **state)
     assert_int_equal(fx->cfg.max_input, 4096);
 }
 
+/* ---------------------------------------------------------------- canary */
+
+static void test_canary(void **state)
+{
+    struct fx *fx = *state;
+
+    load_ok(fx, "model = \"epoll\";\n");
+    assert_null(fx->cfg.canary.model); /* no split unless asked */
+
+    load_ok(fx, "workers = 4;\ncanary = { model = \"uring\"; share = 10; };\n");
+    assert_string_equal(fx->cfg.canary.model, "uring");
+    assert_int_equal(fx->cfg.canary.share, 10);
+    assert_int_equal(fx->cfg.canary.workers, 1); /* its share of 4, rounded up */
+    load_ok(fx, "workers = 8;\ncanary = { model = \"uring\"; share = 50; };\n");
+    assert_int_equal(fx->cfg.canary.workers, 4);
+    load_ok(fx, "canary = { model = \"poll\"; share = 99; workers = 3; };\n");
+    assert_int_equal(fx->cfg.canary.workers, 3);
+    assert_int_equal(fx->cfg.canary.share, 99);
+    load_ok(fx, "canary = { model = \"poll\"; share = 1; };\n");
+    assert_int_equal(fx->cfg.canary.share, 1);
+
+    load_fails_exactly(fx, "canary = {\n model = \"poll\";\n share = 0;\n};\n", 3,
+                       "'canary.share' must be an integer from 1 to 99 (got 0)");
+    load_fails_at(fx, "canary = { model = \"poll\"; share = 100; };\n", 1,
+                  "'canary.share' must be an integer from 1 to 99 (got 100)");
+    load_fails_at(fx, "\ncanary = { model = \"poll\"; };\n", 2, "'canary' needs 'share'");
+    load_fails_at(fx, "canary = { share = 5; };\n", 1, "'canary' needs 'model'");
+    load_fails_at(fx, "canary = { };\n", 1, "'canary' needs 'model'");
+    load_fails_at(fx, "model = \"epoll\";\ncanary = {\n model = \"epoll\"; share = 5; };\n", 3,
+                  "'canary.model' is 'epoll', which 'model' already names");
+    load_fails_at(fx, "model = [\"uring\", \"epoll\"];\ncanary = { model = \"epoll\"; share = 5; };\n",
+                  2, "which 'model' already names");
+    load_fails_exactly(fx, "canary = { model = \"epol\"; share = 5; };\n", 1,
+                       "unknown model 'epol' (did you mean 'epoll'?)");
+    load_fails_at(fx, "canary = { model = \"./nowhere/x.so\"; share = 5; };\n", 1,
+                  "unknown model './nowhere/x.so': no such plugin file");
+    load_fails_at(fx, "canary = { model = \"\"; share = 5; };\n", 1,
+                  "'canary.model' must be a model name or a plugin path");
+    load_fails_at(fx, "canary = \"uring\";\n", 1, "'canary' must be a group");
+    load_fails_at(fx, "canary = { model = \"uring\"; share = 5; size = 3; };\n", 1,
+                  "unknown setting 'canary.size'");
+    load_fails_at(fx, "workers = 64;\ncanary = { model = \"uring\"; share = 5; };\n", 2,
+                  "add up to more than 64 workers");
+    /* -o reaches it as any setting */
+    assert_int_equal(load(fx, "canary = { model = \"uring\"; share = 5; };\n",
+                          "canary.share=20", (char *)NULL), 0);
+    assert_int_equal(fx->cfg.canary.share, 20);
+}
+
 /* ----------------------------------------------------------- models group */
 
 static void test_models_group_shape(void **state)
@@ -1369,6 +1418,7 @@ int main(void)
         T(test_user_group),
         T(test_http_group),
         T(test_max_input_cross_check),
+        T(test_canary),
         T(test_models_group_shape),
         T(test_models_group_names),
         T(test_overrides_basic),
