@@ -171,6 +171,13 @@ static void ppoll_accept(struct ppoll_model *m)
             ppoll_out_of_fds(m, errno);
             return;
         }
+        /* ABI 1.3: the host may take it for the canary side of an A/B
+         * split (`canary`); then it is not ours to count. */
+        if (IOS_HANDLER_HAS(h, route_accepted) && h->route_accepted &&
+            h->route_accepted(h, fd) == 1) {
+            close(fd);
+            continue;
+        }
         /* Past the limit: accept and close at once, so the client learns
          * now instead of waiting in the kernel's queue. */
         struct conn *c = m->n < h->max_connections
@@ -390,7 +397,9 @@ static void ppoll_adopt(struct ppoll_model *m)
             continue;
         }
         m->conns[m->n++] = c;
-        count(&h->counters->adopted, 1);
+        /* On a split's canary side (ABI 1.3) these are new connections. */
+        bool routed = IOS_HANDLER_HAS(h, adopts_routed) && h->adopts_routed;
+        count(routed ? &h->counters->accepted : &h->counters->adopted, 1);
         count(&h->counters->active, 1);
         bool ok = !ios_buf_pending(&in) ||
                   conn_feed(m, c, in.data + in.off, ios_buf_pending(&in));
