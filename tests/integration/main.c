@@ -70,6 +70,7 @@ int it_run_canary_split(void);
 int it_run_canary_promote(void);
 int it_run_canary_off(void);
 int it_run_canary_bad(void);
+int it_run_canary_systemd(void);
 
 struct scenario {
     const char *name;
@@ -137,6 +138,7 @@ static const struct scenario scenarios[] = {
     {"canary_promote", it_run_canary_promote},
     {"canary_off", it_run_canary_off},
     {"canary_bad", it_run_canary_bad},
+    {"canary_systemd", it_run_canary_systemd},
 };
 
 static void usage(void)

@@ -21,16 +21,25 @@
  *                   everything, counted as a fallback; -t says so
  *   canary_bad      a bad `canary` is refused with FILE:LINE and a reason,
  *                   by -t and on reload (the old generation keeps serving)
+ *   canary_systemd  the split on a socket passed as systemd does (20 % of
+ *                   1,000 connections +- 2 points), and STATUS= shows it
  * Every server is stopped and reaped by the teardown, every client closed.
  */
 #include "clients.h"
 #include "harness.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -121,31 +130,52 @@ static long long cn_accepted(const struct it_server *s, const char *model)
 
 /* ============================================================ the split */
 
-/* n connections, CN_BATCH at a time, each an echo round trip then closed.
- * Fails the test on the first that is not served. */
-static void cn_connections(const struct it_server *s, int n)
+/* n connections to `port`, CN_BATCH at a time, each an echo round trip
+ * then closed.  0, or -1 with why in err (the first not served).  Touches
+ * no harness state: a thread may run it. */
+static int cn_try_connections(int port, int n, char *err, size_t errlen)
 {
     int fds[CN_BATCH];
     int64_t end = it_now_ms() + 60000;
     for (int done = 0; done < n;) {
-        int k = n - done < CN_BATCH ? n - done : CN_BATCH;
+        int k = n - done < CN_BATCH ? n - done : CN_BATCH, bad = -1;
         for (int i = 0; i < k; i++) {
-            fds[i] = it_connect_timeout(s->port, 5000);
-            IT_CHECK(fds[i] >= 0, "connection %d: connect: %s", done + i, strerror(errno));
-            IT_CHECK(it_send_all(fds[i], "ping\n", 5, 5000) == 0, "connection %d: send: %s",
-                     done + i, strerror(errno));
+            fds[i] = it_connect_timeout(port, 5000);
+            if (fds[i] < 0 || it_send_all(fds[i], "ping\n", 5, 5000) != 0) {
+                snprintf(err, errlen, "connection %d: %s: %s", done + i,
+                         fds[i] < 0 ? "connect" : "send", strerror(errno));
+                for (int j = 0; j <= i; j++)
+                    if (fds[j] >= 0)
+                        close(fds[j]);
+                return -1;
+            }
         }
         for (int i = 0; i < k; i++) {
             char buf[5];
             ssize_t got = it_recv_exact(fds[i], buf, 5, 5000, NULL);
-            int ok = got == 5 && memcmp(buf, "ping\n", 5) == 0;
+            if (bad < 0 && !(got == 5 && memcmp(buf, "ping\n", 5) == 0)) {
+                bad = done + i;
+                snprintf(err, errlen, "connection %d: no echo (got %zd bytes: %s)", bad, got,
+                         strerror(errno));
+            }
             close(fds[i]);
-            IT_CHECK(ok, "connection %d: no echo (got %zd bytes: %s)", done + i, got,
-                     strerror(errno));
         }
+        if (bad >= 0)
+            return -1;
         done += k;
-        IT_CHECK(it_now_ms() < end, "%d connections took over 60 s", done);
+        if (it_now_ms() >= end) {
+            snprintf(err, errlen, "%d connections took over 60 s", done);
+            return -1;
+        }
     }
+    return 0;
+}
+
+/* The same, failing the test. */
+static void cn_connections(const struct it_server *s, int n)
+{
+    char err[256];
+    IT_CHECK(cn_try_connections(s->port, n, err, sizeof err) == 0, "%s", err);
 }
 
 /* One server, `workers` main workers, a canary of `share` %: the canary
@@ -484,4 +514,127 @@ int it_run_canary_bad(void)
         cmocka_unit_test_teardown(test_bad_refused_on_reload, cn_teardown),
     };
     return cmocka_run_group_tests_name("canary_bad", tests, NULL, NULL);
+}
+
+/* ============================================= a socket passed by systemd */
+
+struct cn_activated {
+    int port;        /* the passed socket's */
+    const char *dir; /* where it_run_activated writes the server's output */
+    long long on_main, on_canary;
+    int ok;
+    char err[512];
+    atomic_bool done; /* the test is finished with the server */
+};
+
+/* The status port of the server whose output is in a cmd*.out of dir. */
+static int cn_find_status_port(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int port = 0;
+    while (d && !port && (e = readdir(d))) {
+        if (strncmp(e->d_name, "cmd", 3) != 0)
+            continue;
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        char *text = it_read_file(path, NULL);
+        const char *p = text ? strstr(text, "metrics on http://127.0.0.1:") : NULL;
+        if (p && text && strstr(text, "listening on"))
+            port = atoi(p + strlen("metrics on http://127.0.0.1:"));
+        free(text);
+    }
+    if (d)
+        closedir(d);
+    return port;
+}
+
+/* Waits for the server, makes 1,000 connections, reads the counts; then
+ * stays connected and silent, so that the server's "idle for" line tells
+ * the test it is over. */
+static void *cn_activated_client(void *arg)
+{
+    struct cn_activated *a = arg;
+    int status = 0, fd = -1;
+    for (int64_t end = it_now_ms() + 10000; !status && it_now_ms() < end; it_sleep_ms(10))
+        status = cn_find_status_port(a->dir);
+    if (!status)
+        snprintf(a->err, sizeof a->err, "the server did not start within 10 s");
+    else if (cn_try_connections(a->port, 1000, a->err, sizeof a->err) == 0) {
+        a->on_main = cl_scrape(status, "ioserve_connections_accepted_total", "model=\"epoll\"");
+        a->on_canary = cl_scrape(status, "ioserve_connections_accepted_total", "model=\"poll\"");
+        a->ok = 1;
+    }
+    if (a->ok)
+        fd = it_connect_timeout(a->port, 5000);
+    while (!atomic_load(&a->done))
+        it_sleep_ms(10);
+    if (fd >= 0)
+        close(fd);
+    return NULL;
+}
+
+static void test_split_on_passed_socket(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"model = \"epoll\";", "workers = 2;",
+                                        "idle_timeout = 1;", "log_level = \"debug\";",
+                                        "status_listen = \"127.0.0.1:0\";",
+                                        "canary = { model = \"poll\"; share = 20; };", NULL};
+    char *cfg = it_write_config("activated", lines);
+    assert_non_null(cfg);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    IT_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+                 listen(lfd, 128) == 0 && getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0,
+             "the socket to pass: %s", strerror(errno));
+    it_track(lfd);
+    /* systemd's notify socket too: STATUS= shows the split */
+    int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX};
+    snprintf(un.sun_path, sizeof un.sun_path, "%.80s/notify.sock", it_tmpdir());
+    IT_CHECK(nfd >= 0 && bind(nfd, (struct sockaddr *)&un, sizeof un) == 0,
+             "the notify socket: %s", strerror(errno));
+    it_track(nfd);
+
+    struct cn_activated a = {.port = ntohs(sa.sin_port), .dir = it_tmpdir()};
+    char *argv[] = {(char *)it_env.bin, "-c", cfg, NULL};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cn_activated_client, &a), 0);
+    char *out = NULL;
+    setenv("NOTIFY_SOCKET", un.sun_path, 1);
+    it_run_activated(argv, lfd, 30000, "idle for", &out, NULL);
+    unsetenv("NOTIFY_SOCKET");
+    atomic_store(&a.done, true);
+    pthread_join(t, NULL);
+    char notes[4096] = "";
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < sizeof notes &&
+           (n = recv(nfd, notes + len, sizeof notes - 1 - len, MSG_DONTWAIT)) > 0)
+        len += (size_t)n;
+    notes[len] = '\0';
+    it_close(nfd);
+    it_close(lfd);
+    free(cfg);
+    static char log[16384];
+    snprintf(log, sizeof log, "%s", out ? out : "");
+    free(out);
+    IT_CHECK(a.ok, "through the passed socket: %s\n%s", a.err, log);
+    it_log("passed socket: 1000 connections: %lld on epoll, %lld on poll", a.on_main,
+           a.on_canary);
+    IT_CHECK(a.on_main + a.on_canary == 1000 && a.on_canary >= 180 && a.on_canary <= 220,
+             "1000 connections: %lld on epoll, %lld on the canary poll: not 20 %% +- 2 points",
+             a.on_main, a.on_canary);
+    IT_CHECK(strstr(notes, "with model epoll, canary poll for 20% of new connections"),
+             "STATUS= does not show the split:\n%s", notes);
+}
+
+int it_run_canary_systemd(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_on_passed_socket),
+    };
+    return cmocka_run_group_tests_name("canary_systemd", tests, NULL, NULL);
 }

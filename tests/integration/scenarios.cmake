@@ -64,6 +64,7 @@ set(IT_GLOBAL_SCENARIOS
   health_master
   canary_off
   canary_bad
+  canary_systemd
 )
 # The A/B split, per pair MAIN:CANARY of models: ctest names them
 # it.canary.<MAIN>_<CANARY>.<scenario>  ->  ioserve-it <scenario> MAIN, with
