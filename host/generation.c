@@ -620,7 +620,7 @@ enum gen_change gen_worker_exited(struct master *m, pid_t pid, int status)
 
     /* A canary worker that did not get to serve leaves the split, never
      * the generation: the main model serves everything then. */
-    if (slot_is_canary(g, idx) && !w->given_up &&
+    if (slot_is_canary(g, idx) && !w->given_up && !m->terminating &&
         (g->state == GEN_STARTING || (g->state == GEN_ACTIVE && !was_ready)))
         give_up_canary(g, w, was_ready ? "ended before its generation served"
                                        : "did not start");

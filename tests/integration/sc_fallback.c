@@ -1,7 +1,8 @@
 /* Global scenarios where the kernel refuses what a start needs:
  *   uring_unavailable  with io_uring refused (as by a container's seccomp
  *       profile), a model list falls back with the reason logged, `uring`
- *       alone fails to start without a respawn loop, and -t says the same;
+ *       alone fails to start without a respawn loop, and -t says the same; a
+ *       uring canary (an A/B split) leaves epoll serving everything;
  *   fork_refused  with no process creatable, the master cannot start its
  *       workers: it says so and exits 1 at once, leaving nothing behind. */
 #include "clients.h"
@@ -190,6 +191,48 @@ static void test_check_reports_the_reason(void **state)
     free(cfg_alone);
 }
 
+/* A canary of uring (an A/B split) under the same refusal: epoll serves
+ * every connection, the log and -t say why, the fallback is counted. */
+static void test_canary_refused(void **state)
+{
+    (void)state;
+    if (it_skip)
+        skip();
+    static const char *const lines[] = {"model = \"epoll\";", "status_listen = \"127.0.0.1:0\";",
+                                        "canary = { model = \"uring\"; share = 50; };", NULL};
+    char *cfg = it_write_config("canary-refused", lines);
+    assert_non_null(cfg);
+    char *argv[] = {g_wrapper, "-c", cfg, "-t", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 10000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+             "-t with a canary that cannot start: expected exit 0, got status %d:\n%s", st, out);
+    IT_CHECK(strstr(out, "canary model uring would not start: io_uring_setup: Operation not "
+                         "permitted") &&
+                 strstr(out, "no split: model epoll would serve every connection"),
+             "-t does not say why there is no split:\n%s", out);
+    free(out);
+
+    struct it_server s = {0};
+    IT_CHECK(it_server_start(&s, cfg) == 0, "the server did not start");
+    free(cfg);
+    IT_CHECK(it_log_contains(&s, "canary model uring did not start: model epoll serves every "
+                                 "connection"),
+             "the log does not say the split is off");
+    for (int i = 0; i < 20; i++) {
+        int fd = it_connect(s.port);
+        IT_CHECK(fd >= 0, "%s", it_errbuf);
+        IT_ECHO(fd, "served", 6);
+        it_close(fd);
+    }
+    int port = it_status_port(&s);
+    cl_wait_metric(port, "ioserve_connections_accepted_total", "model=\"epoll\"", 20);
+    cl_wait_metric(port, "ioserve_model_fallbacks_total",
+                   "model=\"uring\",reason=\"io_uring_setup: Operation not permitted", 1);
+    cl_wait_metric(port, "ioserve_canary_share_percent", NULL, 0);
+    it_stop_servers(&s, 1, 0);
+}
+
 int it_run_uring_unavailable(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +241,7 @@ int it_run_uring_unavailable(void)
         cmocka_unit_test(test_uring_alone_fails_once),
         cmocka_unit_test(test_check_reports_the_reason),
         cmocka_unit_test(test_harness_skips_refused_uring),
+        cmocka_unit_test(test_canary_refused),
     };
     return cmocka_run_group_tests_name("uring_unavailable", tests, fallback_setup,
                                        it_group_teardown);
