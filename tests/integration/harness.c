@@ -546,6 +546,24 @@ int it_run(char *const argv[], int timeout_ms, const char *stop_on,
     return it_run_activated(argv, -1, timeout_ms, stop_on, out, elapsed_ms);
 }
 
+int it_passed_socket(int backlog, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, backlog) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return -1;
+    }
+    it_track(fd);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
 int it_run_activated(char *const argv[], int listen_fd, int timeout_ms,
                      const char *stop_on, char **out, int64_t *elapsed_ms)
 {

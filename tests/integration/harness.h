@@ -154,6 +154,9 @@ void it_kill_until_respawn_waits(struct it_server *s, const char *delay);
  */
 int it_run(char *const argv[], int timeout_ms, const char *stop_on,
            char **out, int64_t *elapsed_ms);
+/* A listening socket on 127.0.0.1, port 0, as systemd would pass one (for
+ * it_run_activated): tracked, its port in *port.  -1 on error (errno). */
+int it_passed_socket(int backlog, int *port);
 /* Like it_run, handing listen_fd (a listening socket the caller holds, so
  * no other program can take its port meanwhile) to the command as systemd
  * does: as fd 3, with LISTEN_FDS=1 and LISTEN_PID set to its pid. */

@@ -583,13 +583,9 @@ static void test_split_on_passed_socket(void **state)
                                         "canary = { model = \"poll\"; share = 20; };", NULL};
     char *cfg = it_write_config("activated", lines);
     assert_non_null(cfg);
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    IT_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-                 listen(lfd, 128) == 0 && getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0,
-             "the socket to pass: %s", strerror(errno));
-    it_track(lfd);
+    struct cn_activated a = {.dir = it_tmpdir()};
+    int lfd = it_passed_socket(128, &a.port);
+    IT_CHECK(lfd >= 0, "the socket to pass: %s", strerror(errno));
     /* systemd's notify socket too: STATUS= shows the split */
     int nfd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un un = {.sun_family = AF_UNIX};
@@ -598,7 +594,6 @@ static void test_split_on_passed_socket(void **state)
              "the notify socket: %s", strerror(errno));
     it_track(nfd);
 
-    struct cn_activated a = {.port = ntohs(sa.sin_port), .dir = it_tmpdir()};
     char *argv[] = {(char *)it_env.bin, "-c", cfg, NULL};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, cn_activated_client, &a), 0);

@@ -153,6 +153,18 @@ static void test_harness_skips_refused_uring(void **state)
     free(out);
 }
 
+/* `ioserve -c cfg -t` under the refusal: its output (malloc'd), once its
+ * exit status was `want` (else the test fails, naming `what`). */
+static char *run_check(const char *cfg, int want, const char *what)
+{
+    char *argv[] = {g_wrapper, "-c", (char *)cfg, "-t", NULL};
+    char *out = NULL;
+    int st = it_run(argv, 10000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == want,
+             "-t with %s: expected exit %d, got status %d:\n%s", what, want, st, out);
+    return out;
+}
+
 /* -t starts each model in a dry run, so it reports the same reason. */
 static void test_check_reports_the_reason(void **state)
 {
@@ -166,11 +178,7 @@ static void test_check_reports_the_reason(void **state)
     assert_non_null(cfg_list);
     assert_non_null(cfg_alone);
 
-    char *argv[] = {g_wrapper, "-c", cfg_list, "-t", NULL};
-    char *out = NULL;
-    int st = it_run(argv, 10000, NULL, &out, NULL);
-    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-             "-t with a fallback: expected exit 0, got status %d:\n%s", st, out);
+    char *out = run_check(cfg_list, 0, "a fallback");
     IT_CHECK(strstr(out, "model uring would not start: io_uring_setup: Operation not "
                          "permitted"),
              "-t does not say why uring is skipped:\n%s", out);
@@ -178,11 +186,7 @@ static void test_check_reports_the_reason(void **state)
     IT_CHECK(strstr(out, "configuration ok"), "no 'configuration ok':\n%s", out);
     free(out);
 
-    argv[2] = cfg_alone;
-    out = NULL;
-    st = it_run(argv, 10000, NULL, &out, NULL);
-    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 1,
-             "-t with uring alone: expected exit 1, got status %d:\n%s", st, out);
+    out = run_check(cfg_alone, 1, "uring alone");
     IT_CHECK(strstr(out, "model uring would not start: io_uring_setup"),
              "-t does not say why uring cannot start:\n%s", out);
     IT_CHECK(strstr(out, "configuration test failed"), "no failure line:\n%s", out);
@@ -202,11 +206,7 @@ static void test_canary_refused(void **state)
                                         "canary = { model = \"uring\"; share = 50; };", NULL};
     char *cfg = it_write_config("canary-refused", lines);
     assert_non_null(cfg);
-    char *argv[] = {g_wrapper, "-c", cfg, "-t", NULL};
-    char *out = NULL;
-    int st = it_run(argv, 10000, NULL, &out, NULL);
-    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-             "-t with a canary that cannot start: expected exit 0, got status %d:\n%s", st, out);
+    char *out = run_check(cfg, 0, "a canary that cannot start");
     IT_CHECK(strstr(out, "canary model uring would not start: io_uring_setup: Operation not "
                          "permitted") &&
                  strstr(out, "no split: model epoll would serve every connection"),

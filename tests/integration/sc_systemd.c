@@ -272,14 +272,9 @@ static void test_socket_activation(void **state)
     assert_non_null(cfg);
     /* The test binds the socket and holds it until ioserve has it, as
      * systemd does: its port cannot be taken by anyone meanwhile. */
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    IT_CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-                 listen(lfd, 16) == 0 && getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0,
-             "the socket to pass: %s", strerror(errno));
-    it_track(lfd);
-    struct activation_client a = {.port = ntohs(sa.sin_port)};
+    struct activation_client a = {0};
+    int lfd = it_passed_socket(16, &a.port);
+    IT_CHECK(lfd >= 0, "the socket to pass: %s", strerror(errno));
     char *argv[] = {(char *)it_env.bin, "-c", cfg, NULL};
 
     pthread_t t;
