@@ -16,9 +16,10 @@
  *                   alone) lose no session and no byte, and afterwards every
  *                   session is open on the last generation
  * Global (model epoll):
- *   canary_off      a canary that cannot serve (its plugin refused, or of
- *                   ABI 1.1: cannot adopt) leaves the main model serving
- *                   everything, counted as a fallback; -t says so
+ *   canary_off      -t and --list-models show a split; a canary that cannot
+ *                   serve (its plugin refused, or of ABI 1.1: cannot adopt)
+ *                   leaves the main model serving everything, counted as a
+ *                   fallback; -t says so
  *   canary_bad      a bad `canary` is refused with FILE:LINE and a reason,
  *                   by -t and on reload (the old generation keeps serving)
  *   canary_systemd  the split on a socket passed as systemd does (20 % of
@@ -424,9 +425,35 @@ static void test_off_cannot_adopt(void **state)
     cn_passed = 1;
 }
 
+/* -t and --list-models show a split that works. */
+static void test_check_and_list_show_split(void **state)
+{
+    (void)state;
+    char *cfg = cn_write("shown", "epoll", "echo", 4,
+                         "canary = { model = \"poll\"; share = 30; };");
+    IT_CHECK(cfg, "cannot write the config");
+    char *out = NULL;
+    int st = cn_check(cfg, &out);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+                 strstr(out, "canary model poll starts") &&
+                 strstr(out, "split: model epoll, canary poll for 30% of new connections "
+                             "(2 workers)"),
+             "-t does not show the split (status %d):\n%s", st, out);
+    free(out);
+    char *argv[] = {(char *)it_env.bin, "-c", cfg, "--list-models", NULL};
+    st = it_run(argv, 15000, NULL, &out, NULL);
+    IT_CHECK(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0 &&
+                 strstr(out, ": model epoll, canary poll for 30% of new connections (2 workers)"),
+             "--list-models does not show the split (status %d):\n%s", st, out);
+    free(out);
+    free(cfg);
+    cn_passed = 1;
+}
+
 int it_run_canary_off(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_check_and_list_show_split, cn_teardown),
         cmocka_unit_test_teardown(test_off_plugin_refused, cn_teardown),
         cmocka_unit_test_teardown(test_off_cannot_adopt, cn_teardown),
     };
