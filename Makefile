@@ -38,8 +38,10 @@ test-asan:
 # on a thread each, timed against wall-clock bounds that a TSan build
 # (thread creation many times slower) cannot meet; the hand-over's threads
 # still run under TSan in unit.test_blocking and it.blocking.handover_stream,
-# _abi11, _quit and _off.
-TSAN_TESTS ?= ^(unit\.|fuzz\.|it\.blocking\.)
+# _abi11, _quit and _off.  The A/B split's promotion with a blocking side
+# runs too (its acceptor thread routes); its 10,000-connection split, a
+# thread each, does not.
+TSAN_TESTS ?= ^(unit\.|fuzz\.|it\.blocking\.|it\.canary\.(blocking_sigio|sigio_blocking)\.canary_promote$$)
 TSAN_SKIP ?= ^it\.blocking\.handover_(rotation|idle|spread|kill)$$
 test-tsan:
 	$(MAKE) build BUILD=build-tsan CMAKE_FLAGS="-DIOSERVE_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
