@@ -76,8 +76,8 @@ static size_t plugin_name_len(const char *file)
     return len > 3 && strcmp(file + len - 3, ".so") == 0 ? len - 3 : 0;
 }
 
-/* The built-in models, the plugins in plugin_dir and those `model` loads by
- * path: the names a models.<name> group may have. */
+/* The built-in models, the plugins in plugin_dir and those `model` or
+ * `canary.model` load by path: the names a models.<name> group may have. */
 static void search_model_names(const struct ios_config *cfg, struct name_search *ns)
 {
     const char *p = IOSERVE_BUILTIN_MODELS;
@@ -86,8 +86,9 @@ static void search_model_names(const struct ios_config *cfg, struct name_search 
         name_search_try(ns, p, len);
         p += len + (p[len] == ',');
     }
-    for (size_t i = 0; i < cfg->n_models; i++) {
-        const char *slash = strrchr(cfg->models[i], '/');
+    for (size_t i = 0; i <= cfg->n_models; i++) {
+        const char *model = i < cfg->n_models ? cfg->models[i] : cfg->canary.model;
+        const char *slash = model ? strrchr(model, '/') : NULL;
         if (slash)
             name_search_try(ns, slash + 1, plugin_name_len(slash + 1));
     }

@@ -523,6 +523,25 @@ static void give_up_canary(struct generation *g, struct worker_slot *w, const ch
                  g->id, g->cfg->canary.model, why, g->cfg->models[0]);
 }
 
+/* The start deadline passed with every main worker ready: the canary
+ * workers still not ready are given up (killed), and the generation serves
+ * without them rather than failing.  False when a main worker is late. */
+static bool give_up_late_canary(struct generation *g)
+{
+    for (unsigned j = 0; j < g->nmain; j++)
+        if (!g->slots[j].ready)
+            return false;
+    for (unsigned j = g->nmain; j < g->nslots; j++) {
+        struct worker_slot *w = &g->slots[j];
+        if (w->ready || w->given_up)
+            continue;
+        give_up_canary(g, w, "did not report ready in time");
+        if (w->pid > 0)
+            kill(w->pid, SIGKILL);
+    }
+    return true;
+}
+
 /* A worker's report lines: "R<model>" = ready, "F<model>\t<reason>" = that
  * model was skipped for the next one of the list. */
 static void read_report(struct master *m, struct generation *g, struct worker_slot *w)
@@ -666,6 +685,8 @@ enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now)
     switch (g->state) {
     case GEN_STARTING:
         if (now >= g->deadline_ms) {
+            if (give_up_late_canary(g))
+                return activate_if_ready(g);
             fail(m, g, "did not report ready in time");
             return GEN_NOW_FAILED;
         }

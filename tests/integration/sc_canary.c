@@ -19,7 +19,8 @@
  *   canary_off      -t and --list-models show a split; a canary that cannot
  *                   serve (its plugin refused, or of ABI 1.1: cannot adopt)
  *                   leaves the main model serving everything, counted as a
- *                   fallback; -t says so
+ *                   fallback; -t says so; a canary worker that crashes or is
+ *                   late to start is given up, not the generation
  *   canary_bad      a bad `canary` is refused with FILE:LINE and a reason,
  *                   by -t and on reload (the old generation keeps serving)
  *   canary_systemd  the split on a socket passed as systemd does (20 % of
@@ -450,12 +451,44 @@ static void test_check_and_list_show_split(void **state)
     cn_passed = 1;
 }
 
+/* A canary worker that crashes before it is ready, or is not ready when
+ * the generation's start deadline (10 s) passes, is given up: the
+ * generation serves all the same, with the canary workers that are. */
+static void test_late_or_crashing_canary(void **state)
+{
+    (void)state;
+    char canary[1400];
+    snprintf(canary, sizeof canary,
+             "canary = { model = \"%s/late_ready.so\"; share = 10; workers = 2; };",
+             it_env.bad_plugin_dir ? it_env.bad_plugin_dir : "");
+    static const char *const knob[] = {"models = { late_ready = { crash = true; }; };",
+                                       "models = { late_ready = { ready_delay_ms = 60000; }; };"};
+    static const char *const says[] = {"a canary worker of model ",
+                                       "did not report ready in time"};
+    for (int i = 0; i < 2; i++) {
+        const char *const lines[] = {"model = \"epoll\";", canary, knob[i], NULL};
+        char *cfg = it_write_config("late", lines);
+        IT_CHECK(cfg, "cannot write the config");
+        char *argv[] = {(char *)it_env.bin, "-c", cfg, NULL};
+        char *out = NULL;
+        int st = it_run(argv, 20000, "listening on", &out, NULL);
+        free(cfg);
+        int ok = st == -1 && strstr(out, "listening on") && strstr(out, says[i]) &&
+                 strstr(out, "canary") && !strstr(out, "failed to start");
+        IT_CHECK(ok, "with %s the generation did not start without the canary worker "
+                     "(status %d):\n%s", knob[i], st, out);
+        free(out);
+    }
+    cn_passed = 1;
+}
+
 int it_run_canary_off(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_check_and_list_show_split, cn_teardown),
         cmocka_unit_test_teardown(test_off_plugin_refused, cn_teardown),
         cmocka_unit_test_teardown(test_off_cannot_adopt, cn_teardown),
+        cmocka_unit_test_teardown(test_late_or_crashing_canary, cn_teardown),
     };
     return cmocka_run_group_tests_name("canary_off", tests, NULL, NULL);
 }
