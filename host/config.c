@@ -96,6 +96,7 @@ void cfg_defaults(struct ios_config *cfg)
     cfg->idle_timeout_ms = 60 * 1000;
     cfg->drain_timeout_ms = 30 * 1000;
     cfg->handover = 1;
+    cfg->upgrade_timeout_ms = 20 * 1000;
     cfg->log_level = IOS_LOG_INFO;
     cfg->read_chunk = 16384;
     cfg->max_input = 65536;
@@ -282,6 +283,7 @@ static const struct cfg_rule top_rules[] = {
     R_MS("idle_timeout", idle_timeout_ms, 86400),
     R_MS("drain_timeout", drain_timeout_ms, 86400),
     R_BOOL("handover", handover),
+    R_MS("upgrade_timeout", upgrade_timeout_ms, 3600),
     R_INDEX("log_level", log_level, log_level_names),
     R_PATH("pid_file", pid_file, 1),
     /* the master's /metrics: off unless set */

@@ -54,6 +54,7 @@ struct ios_config {
     unsigned idle_timeout_ms;    /* idle_timeout (s) */
     unsigned drain_timeout_ms;   /* drain_timeout (s) */
     int handover;      /* a reload moves open connections to the new workers */
+    unsigned upgrade_timeout_ms; /* upgrade_timeout (s): a new binary's wait to be ready */
     enum ios_log_level log_level;
     char *pid_file;    /* absolute, or NULL when unset/empty */
     char *status_listen; /* "HOST:PORT" of the master's /metrics, or NULL = off */

@@ -11,7 +11,8 @@
 #include "master_state.h"
 
 /* The newest active generation's live, ready workers, by side: where
- * connections in transit go. */
+ * connections in transit go; or, while this master hands over to a new
+ * one (binary upgrade), the new master, as the one main adopter. */
 #define MAX_ADOPTERS CFG_MAX_WORKERS
 struct adopter_sets {
     struct ho_end *main[MAX_ADOPTERS], *canary[MAX_ADOPTERS];
@@ -22,6 +23,10 @@ static const struct ho_targets *adopters(struct master *m, struct adopter_sets *
 {
     const struct generation *g = gen_find(m, GEN_ACTIVE);
     a->t = (struct ho_targets){.main = a->main, .canary = a->canary, .gen_id = g ? g->id : 0};
+    if (!g && (a->main[0] = upgrade_adopter(m)) != NULL) {
+        a->t.n_main = 1;
+        return &a->t;
+    }
     for (unsigned j = 0; g && j < g->nslots; j++) {
         struct worker_slot *w = &g->slots[j];
         if (w->pid <= 0 || !w->ready || w->ctl.fd < 0 || w->given_up)
@@ -46,17 +51,21 @@ void gen_control_close(struct master *m, struct worker_slot *w)
     w->ctl.fd = -1;
 }
 
-void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents)
+void gen_control_end_event(struct master *m, struct ho_end *e, short revents)
 {
-    struct worker_slot *w = &g->slots[idx];
-    if (w->ctl.fd < 0)
+    if (e->fd < 0)
         return;
     if (revents & POLLOUT)
-        ho_relay_writable(&m->relay, &w->ctl);
+        ho_relay_writable(&m->relay, e);
     if (revents & (POLLIN | POLLHUP | POLLERR)) {
         struct adopter_sets a;
-        ho_relay_read(&m->relay, &w->ctl, adopters(m, &a));
+        ho_relay_read(&m->relay, e, adopters(m, &a));
     }
+}
+
+void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents)
+{
+    gen_control_end_event(m, &g->slots[idx].ctl, revents);
 }
 
 short gen_control_events(struct master *m, const struct generation *g, unsigned idx)

@@ -381,26 +381,27 @@ static void fail(struct master *m, struct generation *g, const char *why)
     end_if_done(m, g);
 }
 
-/* Whether `from`'s connections may move to `to`: the new configuration
- * wants it, the protocol is the same (a session cannot continue under
- * another), and both models know the hand-over (ABI 1.2).  Says why not. */
-static bool hand_over_allowed(const struct generation *from, const struct generation *to)
+/* Whether `from`'s connections may move to workers whose configuration
+ * has `wanted` (its `handover`) and `handler`: the new configuration wants
+ * it, the protocol is the same (a session cannot continue under another),
+ * and both sides' models know the hand-over (ABI 1.2): `to`'s workers, or,
+ * with `to` NULL, a new master's, which adopts with its own.  Says why not. */
+static bool hand_over_allowed_to(const struct generation *from, bool wanted,
+                                 const char *handler, const struct generation *to)
 {
-    if (!to)
-        return false;
-    if (!to->cfg->handover) {
+    if (!wanted) {
         log_info("generation %u: handover = false: draining, not handing over", from->id);
         return false;
     }
-    if (strcmp(from->cfg->handler, to->cfg->handler) != 0) {
+    if (strcmp(from->cfg->handler, handler) != 0) {
         log_info("generation %u: handler changed %s -> %s: draining, not handing over",
-                 from->id, from->cfg->handler, to->cfg->handler);
+                 from->id, from->cfg->handler, handler);
         return false;
     }
     const struct generation *sides[] = {to, from};
     const char *verb[] = {"adopt", "give"};
     for (unsigned k = 0; k < 2; k++)
-        for (unsigned j = 0; j < sides[k]->nslots; j++) {
+        for (unsigned j = 0; sides[k] && j < sides[k]->nslots; j++) {
             const struct worker_slot *w = &sides[k]->slots[j];
             if (w->pid > 0 && w->ready && !w->given_up && w->ctl.abi_minor < 2) {
                 log_info("generation %u: model %s (ABI %u.%u) does not %s: draining, not "
@@ -410,6 +411,11 @@ static bool hand_over_allowed(const struct generation *from, const struct genera
             }
         }
     return true;
+}
+
+static bool hand_over_allowed(const struct generation *from, const struct generation *to)
+{
+    return to && hand_over_allowed_to(from, to->cfg->handover, to->cfg->handler, to);
 }
 
 void gen_offer_hand_over(struct master *m, const struct generation *successor)
@@ -427,22 +433,12 @@ void gen_offer_hand_over(struct master *m, const struct generation *successor)
     }
 }
 
-void gen_drain(struct master *m, struct generation *g, const struct generation *successor)
+/* active -> draining, handing over or not. */
+static void drain(struct master *m, struct generation *g, bool hand_over)
 {
-    if (g->state == GEN_STARTING) {
-        /* Not serving yet: nothing to finish. */
-        g->state = GEN_FAILED;
-        g->deadline_ms = 0;
-        gen_signal_workers(g, SIGKILL);
-        end_if_done(m, g);
-        return;
-    }
-    if (g->state != GEN_ACTIVE)
-        return;
     g->state = GEN_DRAINING;
     if (g->split)
         split_set(g->split, 0); /* its main workers accept no more anyway */
-    bool hand_over = hand_over_allowed(g, successor);
     /* Before stop_fd turns readable: a worker reads the flag then. */
     __atomic_store_n(g->handover, hand_over ? 1 : 0, __ATOMIC_RELEASE);
     g->drain_started_ms = clock_now_ms();
@@ -459,6 +455,27 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
         g->slots[i].respawn_at_ms = 0;
     g->deadline_ms = clock_now_ms() + g->cfg->drain_timeout_ms;
     end_if_done(m, g);
+}
+
+void gen_drain(struct master *m, struct generation *g, const struct generation *successor)
+{
+    if (g->state == GEN_STARTING) {
+        /* Not serving yet: nothing to finish. */
+        g->state = GEN_FAILED;
+        g->deadline_ms = 0;
+        gen_signal_workers(g, SIGKILL);
+        end_if_done(m, g);
+        return;
+    }
+    if (g->state == GEN_ACTIVE)
+        drain(m, g, hand_over_allowed(g, successor));
+}
+
+void gen_drain_to_master(struct master *m, struct generation *g, bool handover,
+                         const char *handler)
+{
+    if (g->state == GEN_ACTIVE)
+        drain(m, g, hand_over_allowed_to(g, handover, handler, NULL));
 }
 
 /* ------------------------------------------------------------ events */

@@ -141,6 +141,9 @@ void ho_relay_end_gone(struct ho_relay *r, struct ho_end *gone, const struct ho_
 {
     gone->eof = true;
     unassign(r, gone);
+    for (size_t i = 0; i < r->n_pending; i++)
+        if (r->pending[i].upstream == gone)
+            r->pending[i].upstream = NULL; /* nobody to tell any more */
     place_waiting(r, t);
 }
 
@@ -178,6 +181,14 @@ static void on_ack(struct ho_relay *r, struct ho_end *from, uint64_t id)
             break;
         if (!p->route_gen) /* a route is no hand-over: the split's own metrics */
             count(r, p->from_model, from->model);
+        if (p->upstream && !p->upstream->eof) {
+            /* Blocking: the upstream master never blocks on its end, so it
+             * reads this soon; until it does, it keeps its copy. */
+            struct ho_msg ack = {.type = HO_ACK, .id = p->upstream_id};
+            int rc = ho_send(p->upstream->fd, &ack, NULL, 0, 0);
+            if (rc != 0)
+                log_warn(-rc, "upgrade: acknowledging a connection to the old master");
+        }
         release(r, i);
         ho_relay_writable(r, from); /* descriptors in flight went down */
         return;
@@ -189,6 +200,7 @@ static void on_ack(struct ho_relay *r, struct ho_end *from, uint64_t id)
 static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg *m,
                    const int *fds, int nfds, const struct ho_targets *t)
 {
+    /* An old master's ADOPT carries its own id; a worker's GIVE none. */
     if (nfds != (m->input_len ? 2 : 1)) {
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
@@ -214,7 +226,9 @@ static int on_give(struct ho_relay *r, struct ho_end *from, const struct ho_msg 
                              .conn = fds[0],
                              .memfd = nfds == 2 ? fds[1] : -1,
                              .input_len = m->input_len,
-                             .route_gen = m->type == HO_ROUTE ? from->gen_id : 0};
+                             .route_gen = m->type == HO_ROUTE ? from->gen_id : 0,
+                             .upstream = from->upstream ? from : NULL,
+                             .upstream_id = m->id};
     snprintf(p->from_model, sizeof(p->from_model), "%s", from->model);
     snprintf(p->protocol, sizeof(p->protocol), "%s", from->protocol);
     place_waiting(r, t);
@@ -275,7 +289,8 @@ int ho_relay_read(struct ho_relay *r, struct ho_end *from, const struct ho_targe
         }
         if (m.type == HO_ACK && nfds == 0)
             on_ack(r, from, m.id);
-        else if (m.type == HO_GIVE || m.type == HO_ROUTE)
+        else if (from->upstream ? m.type == HO_ADOPT
+                                : (m.type == HO_GIVE || m.type == HO_ROUTE))
             on_give(r, from, &m, fds, nfds, t);
         else {
             for (int i = 0; i < nfds; i++)

@@ -24,6 +24,9 @@ struct ho_end {
     bool want_write;    /* ADOPTs wait for room: poll POLLOUT */
     bool throttled;     /* no descriptors to spare: stop reading it for now */
     unsigned gen_id;    /* its worker's generation */
+    bool upstream;      /* another master handing its connections over (binary
+                         * upgrade): its ADOPTs are gives, each acknowledged to
+                         * it once a worker here has adopted the connection */
 };
 
 /* A connection in transit: the master's copies until the ACK. */
@@ -37,6 +40,8 @@ struct ho_pending {
                            canary side (HO_ROUTE); 0: a hand-over */
     struct ho_end *to; /* NULL: waits for an adopter */
     bool sent;         /* ADOPT sent, ACK awaited */
+    struct ho_end *upstream; /* the master it came from, owed an ACK; or NULL */
+    uint64_t upstream_id;    /* that master's id for it */
 };
 
 /* Connections handed over so far, by (from_model, to_model). */
@@ -77,7 +82,8 @@ void ho_relay_fini(struct ho_relay *r);
 bool ho_end_adopts(const struct ho_end *e);
 
 /*
- * Reads what waits on `from` (POLLIN): each GIVE goes to the next of
+ * Reads what waits on `from` (POLLIN): each GIVE (from an upstream master:
+ * each ADOPT) goes to the next of
  * t's main adopters (those that do not adopt are skipped), each ROUTE of
  * the serving generation to the next of its canary adopters (or, with
  * none, of its main ones), or waits for one (if the adopters serve another

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "pidfile.h"
 #include "plugin_load.h"
 #include "split.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #ifndef IOSERVE_DEFAULT_CONFIG
@@ -35,7 +37,8 @@ static void usage(FILE *out)
         "                       (repeatable; nested keys such as models.epoll.edge_triggered work)\n"
         "  -t, --test           check the configuration, that its models load and which one starts\n"
         "  -s, --signal SIGNAL  send SIGNAL to the running master (through pid_file):\n"
-        "                       reload (swap in a new generation), quit (drain, exit), stop (exit now)\n"
+        "                       reload (swap in a new generation), quit (drain, exit), stop (exit now),\n"
+        "                       upgrade (start the binary now at the master's path as a new master)\n"
         "      --list-models    list the plugins in plugin_dir with their knobs\n"
         "  -V, --version        print the version\n"
         "  -h, --help           this help\n");
@@ -137,9 +140,10 @@ static int send_signal(const struct ios_config *cfg, const char *what)
     int sig = strcmp(what, "reload") == 0 ? SIGHUP
             : strcmp(what, "quit") == 0   ? SIGQUIT
             : strcmp(what, "stop") == 0   ? SIGTERM
+            : strcmp(what, "upgrade") == 0 ? SIGUSR2
                                           : 0;
     if (!sig) {
-        fprintf(stderr, "ioserve: -s %s: expected reload, quit or stop\n", what);
+        fprintf(stderr, "ioserve: -s %s: expected reload, quit, stop or upgrade\n", what);
         return 1;
     }
     if (!cfg->pid_file) {
@@ -157,6 +161,39 @@ static int send_signal(const struct ios_config *cfg, const char *what)
         return 1;
     }
     return 0;
+}
+
+/* The path this binary was started from, absolute (a binary upgrade runs
+ * what is found there then, so symlinks are left as they are): argv[0]
+ * made absolute, or found in PATH, or, failing both, /proc/self/exe.
+ * malloc'd, or NULL. */
+static char *exe_path(const char *argv0)
+{
+    char buf[PATH_MAX];
+    if (argv0[0] == '/')
+        return strdup(argv0);
+    if (strchr(argv0, '/')) {
+        char cwd[PATH_MAX];
+        if (getcwd(cwd, sizeof(cwd)) &&
+            snprintf(buf, sizeof(buf), "%s/%s", cwd, argv0) < (int)sizeof(buf))
+            return strdup(buf);
+    } else if (getenv("PATH")) {
+        char *dirs = strdup(getenv("PATH"));
+        for (char *save = NULL, *d = dirs ? strtok_r(dirs, ":", &save) : NULL; d;
+             d = strtok_r(NULL, ":", &save)) {
+            if (d[0] == '/' && snprintf(buf, sizeof(buf), "%s/%s", d, argv0) < (int)sizeof(buf) &&
+                access(buf, X_OK) == 0) {
+                free(dirs);
+                return strdup(buf);
+            }
+        }
+        free(dirs);
+    }
+    ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+    if (n <= 0)
+        return NULL;
+    buf[n] = '\0';
+    return strdup(buf);
 }
 
 int main(int argc, char **argv)
@@ -228,8 +265,33 @@ int main(int argc, char **argv)
             fprintf(stderr, "ioserve: %s: configuration test failed\n", cfg->file);
     } else {
         log_set_level(cfg->log_level);
-        struct master_opts mo = {config_file, overrides, n_overrides};
-        return master_run(&mo, cfg); /* takes cfg */
+        struct upgrade_inherited in;
+        int inherited = upgrade_inherited_from_env(&in, err, sizeof(err));
+        if (inherited < 0) {
+            fprintf(stderr, "ioserve: %s\n", err);
+            cfg_free(cfg);
+            free(cfg);
+            return 1;
+        }
+        char *exe = exe_path(argv[0]);
+        char **args = calloc((size_t)argc + 1, sizeof(*args));
+        if (!exe || !args) {
+            fprintf(stderr, "ioserve: out of memory\n");
+            free(exe);
+            free(args);
+            cfg_free(cfg);
+            free(cfg);
+            return 1;
+        }
+        args[0] = exe;
+        for (int i = 1; i < argc; i++)
+            args[i] = argv[i];
+        struct master_opts mo = {config_file, overrides, n_overrides, exe, args,
+                                 inherited ? &in : NULL};
+        rc = master_run(&mo, cfg); /* takes cfg */
+        free(exe);
+        free(args);
+        return rc;
     }
     cfg_free(cfg);
     free(cfg);

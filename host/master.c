@@ -146,7 +146,8 @@ static void serve_newest(struct master *m)
         log_info("reload: generation %u serving, generation %u draining", g->id, old->id);
         gen_drain(m, old, g);
     }
-    notify_serving(m, NULL);
+    if (!upgrade_serving(m, g)) /* a new master speaks once the old one lets it */
+        notify_serving(m, NULL);
 }
 
 static void on_gen_change(struct master *m, enum gen_change change)
@@ -176,7 +177,8 @@ static void reap_children(struct master *m)
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
-        on_gen_change(m, gen_worker_exited(m, pid, status));
+        if (!upgrade_reaped(m, pid, status))
+            on_gen_change(m, gen_worker_exited(m, pid, status));
 }
 
 static void do_reload(struct master *m)
@@ -229,12 +231,17 @@ static void on_signal(struct master *m, int sig)
         reap_children(m);
         break;
     case SIGHUP:
-        if (!m->quitting && !m->terminating)
+        if (!m->quitting && !m->terminating && !upgrade_refuses(m, "reload"))
             do_reload(m);
+        break;
+    case SIGUSR2:
+        if (!m->quitting && !m->terminating)
+            upgrade_begin(m);
         break;
     case SIGQUIT:
         if (m->quitting || m->terminating)
             break;
+        upgrade_cancel(m, "this master was asked to quit");
         log_info("SIGQUIT: draining every generation, then exiting");
         sd_notify(0, "STOPPING=1\nSTATUS=draining");
         m->quitting = true;
@@ -247,6 +254,7 @@ static void on_signal(struct master *m, int sig)
         if (m->terminating)
             break;
         log_info("SIG%s: stopping now", sigabbrev_np(sig));
+        upgrade_cancel(m, "this master was asked to stop");
         sd_notify(0, "STOPPING=1\nSTATUS=stopping");
         m->terminating = true;
         break;
@@ -259,6 +267,7 @@ static void check_timers(struct master *m)
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m->gens[i])
             on_gen_change(m, gen_tick(m, m->gens[i], now));
+    upgrade_tick(m, now);
 }
 
 static int next_timeout(const struct master *m)
@@ -271,6 +280,9 @@ static int next_timeout(const struct master *m)
     }
     if (m->terminating && m->kill_at_ms && m->kill_at_ms < best)
         best = m->kill_at_ms;
+    uint64_t up = upgrade_deadline(m);
+    if (up && up < best)
+        best = up;
     if (best == UINT64_MAX)
         return -1;
     return best <= now ? 0 : (int)(best - now > 60000 ? 60000 : best - now);
@@ -329,7 +341,7 @@ static int setup_signals(struct master *m)
 {
     sigset_t mask;
     sigemptyset(&mask);
-    int sigs[] = {SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT};
+    int sigs[] = {SIGCHLD, SIGHUP, SIGQUIT, SIGTERM, SIGINT, SIGUSR2};
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaddset(&mask, sigs[i]);
     sigprocmask(SIG_BLOCK, &mask, NULL);
@@ -342,12 +354,12 @@ static int setup_signals(struct master *m)
     return 0;
 }
 
-/* Each worker: its report pipe and its control socket. */
-#define MAX_POLL (1 + MAX_GENERATIONS * CFG_MAX_WORKERS * 2 + 1 + STATUS_MAX_CONNS)
+/* Each worker: its report pipe and its control socket; the upgrade socket. */
+#define MAX_POLL (1 + MAX_GENERATIONS * CFG_MAX_WORKERS * 2 + 1 + STATUS_MAX_CONNS + 1)
 
 static void run_loop(struct master *m)
 {
-    while (any_generation(m) || (m->terminating && any_worker(m))) {
+    while (any_generation(m) || upgrade_holds_on(m) || (m->terminating && any_worker(m))) {
         if (m->terminating) {
             if (!any_worker(m))
                 break;
@@ -390,6 +402,9 @@ static void run_loop(struct master *m)
         }
         nfds_t status_at = n;
         n += status_pollfds(&m->status, pfds + n, MAX_POLL - n);
+        nfds_t upgrade_at = n;
+        if (upgrade_events(m))
+            pfds[n++] = (struct pollfd){.fd = upgrade_fd(m), .events = upgrade_events(m)};
 
         int timeout = next_timeout(m);
         int st = status_timeout_ms(&m->status);
@@ -413,7 +428,9 @@ static void run_loop(struct master *m)
             if (change != GEN_UNCHANGED)
                 break;
         }
-        status_handle(&m->status, pfds + status_at, n - status_at);
+        status_handle(&m->status, pfds + status_at, upgrade_at - status_at);
+        if (rc > 0 && upgrade_at < n && pfds[upgrade_at].revents)
+            upgrade_event(m, pfds[upgrade_at].revents);
         if (rc > 0 && (pfds[0].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(m->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
@@ -439,16 +456,47 @@ static void raise_nofile(struct master *m)
     }
 }
 
+/* A new master's sockets, from the old one: its listening socket while
+ * `listen` is what it was bound for (or systemd's), else one bound anew;
+ * its status socket likewise (status_configure binds a changed one).  The
+ * listening socket, or a negative errno with err set. */
+static int inherit_sockets(struct master *m, const struct upgrade_inherited *in,
+                           const struct ios_config *cfg, char *err, size_t errlen)
+{
+    if (in->status_fd >= 0) {
+        if (cfg->status_listen && strcmp(cfg->status_listen, in->status_listen) == 0) {
+            if (status_adopt(&m->status, in->status_fd, in->status_listen, err, errlen) != 0)
+                return -ENOMEM;
+        } else {
+            close(in->status_fd);
+        }
+    }
+    m->socket_activated = in->socket_activated;
+    if (strcmp(cfg->listen, in->listen) == 0 || in->socket_activated) {
+        if (strcmp(cfg->listen, in->listen) != 0)
+            log_warn(0, "upgrade: 'listen' changed, but the socket comes from systemd: kept");
+        fcntl(in->listen_fd, F_SETFL, fcntl(in->listen_fd, F_GETFL) | O_NONBLOCK);
+        return in->listen_fd;
+    }
+    log_info("upgrade: 'listen' changed from %s to %s: binding it", in->listen, cfg->listen);
+    close(in->listen_fd);
+    return listener_bind(cfg, err, errlen);
+}
+
 int master_run(const struct master_opts *opts, struct ios_config *cfg)
 {
-    struct master m = {.opts = opts, .sigfd = -1};
+    struct master m = {.opts = opts, .sigfd = -1, .up = {.peer = {.fd = -1}}};
     char err[1024];
     int fd = -1;
     status_init(&m.status, status_pages, sizeof(status_pages) / sizeof(status_pages[0]), &m);
     ho_relay_init(&m.relay);
     raise_nofile(&m);
 
-    if ((fd = listener_open(cfg, &m.socket_activated, err, sizeof(err))) < 0 ||
+    const struct upgrade_inherited *in = opts->inherited;
+    if (in)
+        upgrade_join(&m, in, cfg->handler);
+    if ((fd = in ? inherit_sockets(&m, in, cfg, err, sizeof(err))
+                 : listener_open(cfg, &m.socket_activated, err, sizeof(err))) < 0 ||
         status_configure(&m.status, cfg, err, sizeof(err)) != 0) {
         log_error(0, "%s", err);
         goto fail;
@@ -457,7 +505,8 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
         goto fail;
     if (cfg->pid_file) {
         m.pid_file = strdup(cfg->pid_file);
-        if (!m.pid_file || pidfile_write(m.pid_file, err, sizeof(err)) != 0) {
+        /* A new master takes the pid file over once the old one lets it. */
+        if (!m.pid_file || (!in && pidfile_write(m.pid_file, 0, err, sizeof(err)) != 0)) {
             log_error(0, "%s", m.pid_file ? err : "out of memory");
             free(m.pid_file);
             m.pid_file = NULL;
@@ -483,7 +532,10 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
     if (!first)
         m.exit_code = 1;
     run_loop(&m);
-    sd_notify(0, "STOPPING=1");
+    if (upgrade_handed_over(&m))
+        log_info("handed over to the new master pid %d", (int)m.up.child);
+    else
+        sd_notify(0, "STOPPING=1");
 
     for (unsigned i = 0; i < MAX_GENERATIONS; i++)
         if (m.gens[i])
@@ -491,6 +543,7 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
     ho_relay_fini(&m.relay);
     log_info("exiting");
 fail:
+    upgrade_fini(&m);
     if (m.pid_file) {
         pidfile_remove(m.pid_file);
         free(m.pid_file);

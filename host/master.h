@@ -7,10 +7,19 @@
 
 #include "config.h"
 
+struct upgrade_inherited;
+
 struct master_opts {
     const char *config_file;
     char *const *overrides; /* -o KEY=VALUE, re-applied on every reload */
     size_t n_overrides;
+    /* Binary upgrade: the path the binary was started from, made absolute
+     * at start (what is there when the upgrade comes is run), and the
+     * command line the new master gets, argv[0] being that path. */
+    const char *exe_path;
+    char *const *argv;
+    /* Set when an old master started this one (upgrade.h): its sockets. */
+    const struct upgrade_inherited *inherited;
 };
 
 /* Takes ownership of cfg (already loaded and valid).  Runs until stopped;

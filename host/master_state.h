@@ -16,6 +16,7 @@
 #include "master.h"
 #include "split.h"
 #include "status.h"
+#include "upgrade.h"
 
 #define MAX_GENERATIONS 16
 #define START_TIMEOUT_MS 10000   /* a new generation must be ready by then */
@@ -124,6 +125,7 @@ struct master {
     struct master_stats stats;
     struct ho_relay relay; /* connections in hand-over */
     rlim_t worker_nofile;  /* RLIMIT_NOFILE's soft limit as started: the workers' */
+    struct upgrade up;     /* binary upgrade, as the old or the new master */
 };
 
 /* generation.c: the state machine of a generation's life. */
@@ -144,6 +146,11 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
  * the generation now serving, to which g hands its connections over if
  * both allow it (NULL: none, as for -s quit). */
 void gen_drain(struct master *m, struct generation *g, const struct generation *successor);
+/* Binary upgrade: an active g drains into the new master, whose
+ * configuration has `handover` and `handler`; it hands its connections
+ * over if both allow it (the relay passes them to the new master). */
+void gen_drain_to_master(struct master *m, struct generation *g, bool handover,
+                         const char *handler);
 /* A new generation serves: generations draining without a hand-over (to
  * a successor of another handler, or of ABI 1.1) hand their remaining
  * connections over to it if both allow it now.  Models ask again while
@@ -164,8 +171,11 @@ enum gen_change gen_tick(struct master *m, struct generation *g, uint64_t now);
  * freed): what it gave and the master did not read yet is read first, and
  * what it was sent and did not acknowledge goes to another adopter. */
 void gen_control_close(struct master *m, struct worker_slot *w);
-/* A worker's control socket is ready (poll revents): the hand-over relay
- * reads or writes it.  Never frees a generation. */
+/* An end of the relay is ready (poll revents): a worker's control socket,
+ * or the other master's in a binary upgrade; the relay reads or writes it.
+ * Never frees a generation. */
+void gen_control_end_event(struct master *m, struct ho_end *e, short revents);
+/* The same for worker idx's control socket. */
 void gen_control_event(struct master *m, struct generation *g, unsigned idx, short revents);
 /* What poll should wait for on worker idx's control socket; 0 = skip it. */
 short gen_control_events(struct master *m, const struct generation *g, unsigned idx);

@@ -186,6 +186,11 @@ void metrics_render(void *ctx, struct ios_buf *out)
     metric_head(out, "ioserve_reloads_failed_total", "counter",
                 "Reloads refused: bad config, or the new generation did not start.");
     metric_line(out, "ioserve_reloads_failed_total", "", m->stats.reloads_failed);
+    metric_head(out, "ioserve_upgrades_total", "counter",
+                "Binary upgrades (-s upgrade, SIGUSR2): this master's, to a new one that "
+                "served (succeeded: counted by both masters) or failed.");
+    metric_line(out, "ioserve_upgrades_total", "result=\"succeeded\"", m->up.succeeded);
+    metric_line(out, "ioserve_upgrades_total", "result=\"failed\"", m->up.failed);
     metric_head(out, "ioserve_worker_restarts_total", "counter",
                 "Workers respawned after dying unexpectedly.");
     metric_line(out, "ioserve_worker_restarts_total", "", m->stats.worker_restarts);

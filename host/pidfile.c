@@ -56,11 +56,11 @@ pid_t pidfile_read(const char *path, char *err, size_t errlen)
     return (pid_t)pid;
 }
 
-int pidfile_write(const char *path, char *err, size_t errlen)
+int pidfile_write(const char *path, pid_t replacing, char *err, size_t errlen)
 {
     char old_err[256];
     pid_t old = pidfile_read(path, old_err, sizeof(old_err));
-    if (old > 0 && old != getpid()) {
+    if (old > 0 && old != getpid() && old != replacing) {
         snprintf(err, errlen, "pid file %s: ioserve already running as pid %d", path,
                  (int)old);
         return -1;

@@ -5,8 +5,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Writes getpid() to path.  Refuses if it names a live process.  0 or -1. */
-int pidfile_write(const char *path, char *err, size_t errlen);
+/* Writes getpid() to path.  Refuses if it names a live process other than
+ * `replacing` (the old master of a binary upgrade; 0: none).  0 or -1. */
+int pidfile_write(const char *path, pid_t replacing, char *err, size_t errlen);
 void pidfile_remove(const char *path);
 /* The pid in path, checked to be a live process.  pid, or -1 with err set
  * (missing file, garbage, stale pid). */

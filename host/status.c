@@ -84,6 +84,22 @@ int status_configure(struct status_server *s, const struct ios_config *cfg, char
     return 0;
 }
 
+int status_adopt(struct status_server *s, int fd, const char *listen, char *err,
+                 size_t errlen)
+{
+    char *name = strdup(listen);
+    if (!name) {
+        close(fd);
+        snprintf(err, errlen, "status_listen: out of memory");
+        return -1;
+    }
+    status_fini(s);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    s->listen_fd = fd;
+    s->listen = name;
+    return 0;
+}
+
 size_t status_pollfds(const struct status_server *s, struct pollfd *pfds, size_t max)
 {
     size_t n = 0;

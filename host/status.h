@@ -52,6 +52,11 @@ void status_init(struct status_server *s, const struct status_page *pages, size_
 int status_configure(struct status_server *s, const struct ios_config *cfg, char *err,
                      size_t errlen);
 void status_fini(struct status_server *s);
+/* Binary upgrade: serve on the old master's socket `fd` (taken over),
+ * bound for `listen`; status_configure keeps it while that is unchanged.
+ * 0, or -1 with err set (fd closed). */
+int status_adopt(struct status_server *s, int fd, const char *listen, char *err,
+                 size_t errlen);
 
 /* Appends this server's descriptors to pfds (at most max); returns how many. */
 size_t status_pollfds(const struct status_server *s, struct pollfd *pfds, size_t max);
