@@ -485,7 +485,7 @@ static int inherit_sockets(struct master *m, const struct upgrade_inherited *in,
 
 int master_run(const struct master_opts *opts, struct ios_config *cfg)
 {
-    struct master m = {.opts = opts, .sigfd = -1, .up = {.peer = {.fd = -1}}};
+    struct master m = {.opts = opts, .sigfd = -1, .up = {.peer = {.fd = -1}, .exec_err_fd = -1}};
     char err[1024];
     int fd = -1;
     status_init(&m.status, status_pages, sizeof(status_pages) / sizeof(status_pages[0]), &m);

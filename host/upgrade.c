@@ -29,8 +29,10 @@ struct up_hello {
     char model[64];     /* the sender's model: what the counts name */
 };
 
-/* Descriptor numbers in the new master, as in IOSERVE_UPGRADE. */
-enum { UP_LISTEN_FD = 3, UP_STATUS_FD = 4, UP_PEER_FD = 5 };
+/* Descriptor numbers in the new master, as in IOSERVE_UPGRADE; and, in
+ * the child until exec, where a failed exec writes its errno (it is
+ * close-on-exec: a good exec closes it unwritten). */
+enum { UP_LISTEN_FD = 3, UP_STATUS_FD = 4, UP_PEER_FD = 5, UP_EXEC_ERR_FD = 6 };
 
 /* ----------------------------------------------------- the new master */
 
@@ -180,7 +182,10 @@ static void new_takes_over(struct master *m, const struct up_hello *go)
         if (pidfile_write(m->pid_file, u->old_pid, err, sizeof(err)) != 0)
             log_error(0, "upgrade: %s", err);
     }
-    sd_notifyf(0, "MAINPID=%d", (int)getpid());
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=serving with model %s, handler %s; upgraded "
+               "from master pid %d", (int)getpid(), g ? slot_model(g, 0) : "?",
+               u->own_handler, (int)u->old_pid);
     log_info("upgrade: the old master pid %d hands its connections over", (int)u->old_pid);
 }
 
@@ -226,7 +231,7 @@ static void new_event(struct master *m, short revents)
 /* The child, between fork and exec: the three sockets at 3, 4 and 5, the
  * signals as a fresh process has them, and the binary run. */
 static void child_exec(const struct master *m, int listen_fd, int status_fd, int peer_fd,
-                       const char *listen, const char *status_listen)
+                       int exec_err, const char *listen, const char *status_listen)
 {
     sigset_t none;
     sigemptyset(&none);
@@ -239,14 +244,17 @@ static void child_exec(const struct master *m, int listen_fd, int status_fd, int
     int lfd = fcntl(listen_fd, F_DUPFD, 6);
     int sfd = status_fd >= 0 ? fcntl(status_fd, F_DUPFD, 6) : -1;
     int pfd = fcntl(peer_fd, F_DUPFD, 6);
-    if (lfd < 0 || pfd < 0 || (status_fd >= 0 && sfd < 0) || dup2(lfd, UP_LISTEN_FD) < 0 ||
-        dup2(pfd, UP_PEER_FD) < 0 || (sfd >= 0 ? dup2(sfd, UP_STATUS_FD) : 0) < 0) {
+    int efd = fcntl(exec_err, F_DUPFD, 6);
+    if (lfd < 0 || pfd < 0 || efd < 0 || (status_fd >= 0 && sfd < 0) ||
+        dup2(lfd, UP_LISTEN_FD) < 0 || dup2(pfd, UP_PEER_FD) < 0 ||
+        dup3(efd, UP_EXEC_ERR_FD, O_CLOEXEC) < 0 ||
+        (sfd >= 0 ? dup2(sfd, UP_STATUS_FD) : 0) < 0) {
         log_error(errno, "upgrade: setting up the new master's descriptors");
         _exit(127);
     }
     if (sfd < 0)
         close(UP_STATUS_FD);
-    close_range(UP_PEER_FD + 1, ~0u, 0);
+    close_range(UP_EXEC_ERR_FD + 1, ~0u, 0);
     char env[64];
     snprintf(env, sizeof(env), "%d %d %d %d", UP_LISTEN_FD, sfd >= 0 ? UP_STATUS_FD : -1,
              UP_PEER_FD, m->socket_activated ? 1 : 0);
@@ -254,7 +262,9 @@ static void child_exec(const struct master *m, int listen_fd, int status_fd, int
     setenv(UPGRADE_ENV_LISTEN, listen, 1);
     setenv(UPGRADE_ENV_STATUS, status_listen ? status_listen : "", 1);
     execv(m->opts->exe_path, m->opts->argv);
-    log_error(errno, "upgrade: exec %s", m->opts->exe_path);
+    int err = errno;
+    ssize_t w = write(UP_EXEC_ERR_FD, &err, sizeof(err));
+    (void)w;
     _exit(127);
 }
 
@@ -304,17 +314,28 @@ void upgrade_begin(struct master *m)
     const char *exe = m->opts->exe_path;
     log_info("upgrade: starting %s", exe ? exe : "(unknown path)");
     struct stat st;
-    if (!exe || stat(exe, &st) != 0 || !S_ISREG(st.st_mode) || access(exe, X_OK) != 0) {
+    const char *why = !exe                     ? "its path is unknown"
+                      : stat(exe, &st) != 0    ? strerror(errno)
+                      : !S_ISREG(st.st_mode)   ? "not a regular file"
+                      : access(exe, X_OK) != 0 ? strerror(errno)
+                                               : NULL;
+    if (why) {
         u->failed++;
-        log_error(exe ? errno : 0, "upgrade failed: %s is not an executable file; this "
-                  "master (pid %d) keeps serving", exe ? exe : "the binary's path",
-                  (int)getpid());
+        log_error(0, "upgrade failed: %s is not an executable file (%s); this master "
+                  "(pid %d) keeps serving", exe ? exe : "the binary", why, (int)getpid());
         return;
     }
-    int sp[2];
+    int sp[2], ep[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
         u->failed++;
         log_error(errno, "upgrade failed: socketpair");
+        return;
+    }
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        u->failed++;
+        log_error(errno, "upgrade failed: pipe2");
+        close(sp[0]);
+        close(sp[1]);
         return;
     }
     fflush(NULL);
@@ -324,12 +345,16 @@ void upgrade_begin(struct master *m)
         log_error(errno, "upgrade failed: fork");
         close(sp[0]);
         close(sp[1]);
+        close(ep[0]);
+        close(ep[1]);
         return;
     }
     if (pid == 0)
-        child_exec(m, g->listen_fd, m->status.listen_fd, sp[1], g->cfg->listen,
+        child_exec(m, g->listen_fd, m->status.listen_fd, sp[1], ep[1], g->cfg->listen,
                    m->status.listen);
     close(sp[1]);
+    close(ep[1]);
+    u->exec_err_fd = ep[0];
     fcntl(sp[0], F_SETFL, O_NONBLOCK); /* the old master never waits on the new one */
     u->child = pid;
     u->peer = (struct ho_end){.fd = sp[0], .model = u->peer_model, .protocol = u->peer_handler};
@@ -404,9 +429,7 @@ static void old_event(struct master *m, short revents)
 static void describe(int status, char *out, size_t len)
 {
     if (WIFEXITED(status))
-        snprintf(out, len, "exited with status %d%s", WEXITSTATUS(status),
-                 WEXITSTATUS(status) == 127 ? " (exec failed, or a shell could not run it)"
-                                            : "");
+        snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
     else if (WIFSIGNALED(status))
         snprintf(out, len, "was killed by signal %d (SIG%s)", WTERMSIG(status),
                  sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
@@ -422,8 +445,20 @@ bool upgrade_reaped(struct master *m, pid_t pid, int status)
     u->child = 0;
     char how[160];
     describe(status, how, sizeof(how));
+    int exec_errno = 0;
+    if (u->exec_err_fd >= 0) {
+        if (read(u->exec_err_fd, &exec_errno, sizeof(exec_errno)) != sizeof(exec_errno))
+            exec_errno = 0;
+        close(u->exec_err_fd);
+        u->exec_err_fd = -1;
+    }
     switch (u->role) {
     case UP_OLD_WAITING:
+        if (exec_errno) {
+            fail_upgrade(m, "%s could not be run: exec: %s", m->opts->exe_path,
+                         strerror(exec_errno));
+            break;
+        }
         fail_upgrade(m, "the new master (pid %d, %s) %s before it was ready", (int)pid,
                      m->opts->exe_path, how);
         break;
@@ -531,4 +566,7 @@ void upgrade_fini(struct master *m)
     if (u->peer.fd >= 0)
         close(u->peer.fd);
     u->peer.fd = -1;
+    if (u->exec_err_fd >= 0)
+        close(u->exec_err_fd);
+    u->exec_err_fd = -1;
 }

@@ -49,6 +49,7 @@ enum upgrade_role {
 struct upgrade {
     enum upgrade_role role;
     pid_t child;            /* old master: the new master, until reaped */
+    int exec_err_fd;        /* old master: the child's exec errno, if exec failed; or -1 */
     pid_t old_pid;          /* new master: the old one */
     struct ho_end peer;     /* the other master's end of the upgrade socket */
     uint64_t deadline_ms;   /* READY due (waiting), or SIGKILL due (stopping) */

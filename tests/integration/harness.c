@@ -875,6 +875,13 @@ static void record_workers(struct it_server *s)
     }
 }
 
+void it_server_follow(struct it_server *s, pid_t pid)
+{
+    s->pid = pid;
+    reg_proc(pid, 1, 0);
+    record_workers(s);
+}
+
 int it_server_launch(struct it_server *s, const char *cfg_path)
 {
     memset(s, 0, sizeof *s);

@@ -110,6 +110,10 @@ int it_server_start(struct it_server *s, const char *cfg_path);
  * does for its "listening on" line. */
 int it_server_launch(struct it_server *s, const char *cfg_path);
 int it_server_wait_listening(struct it_server *s);
+/* After a binary upgrade: s follows the new master `pid`, which became our
+ * child when the old one exited (the test process is a child subreaper):
+ * it is registered, and its workers recorded, as it_server_start does. */
+void it_server_follow(struct it_server *s, pid_t pid);
 /* SIGTERM, waitpid up to 5 s, then SIGKILL.  Also waits for the workers
  * known at start to disappear.  0 = clean stop, -1 = had to force. */
 int it_server_stop(struct it_server *s);

@@ -53,6 +53,11 @@ int it_run_reload_promises(void);
 int it_run_exclusive_wakeup(void);
 int it_run_generation_start(void);
 
+/* sc_upgrade.c: binary upgrade */
+int it_run_upgrade_load(void);
+int it_run_upgrade_broken(void);
+int it_run_upgrade_systemd(void);
+
 /* sc_handover.c: live hand-over */
 int it_run_handover_rotation(void);
 int it_run_handover_stream(void);
@@ -139,6 +144,9 @@ static const struct scenario scenarios[] = {
     {"canary_off", it_run_canary_off},
     {"canary_bad", it_run_canary_bad},
     {"canary_systemd", it_run_canary_systemd},
+    {"upgrade_load", it_run_upgrade_load},
+    {"upgrade_broken", it_run_upgrade_broken},
+    {"upgrade_systemd", it_run_upgrade_systemd},
 };
 
 static void usage(void)

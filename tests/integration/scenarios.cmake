@@ -38,6 +38,7 @@ set(IT_MODEL_SCENARIOS
   handover_quit
   handover_off
   health
+  upgrade_load
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
@@ -65,6 +66,8 @@ set(IT_GLOBAL_SCENARIOS
   canary_off
   canary_bad
   canary_systemd
+  upgrade_broken
+  upgrade_systemd
 )
 # The A/B split, per pair MAIN:CANARY of models: ctest names them
 # it.canary.<MAIN>_<CANARY>.<scenario>  ->  ioserve-it <scenario> MAIN, with
