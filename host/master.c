@@ -401,7 +401,8 @@ static void run_loop(struct master *m)
             }
         }
         nfds_t status_at = n;
-        n += status_pollfds(&m->status, pfds + n, MAX_POLL - n);
+        if (!upgrade_joining(m)) /* the old master answers until it lets this one */
+            n += status_pollfds(&m->status, pfds + n, MAX_POLL - n);
         nfds_t upgrade_at = n;
         if (upgrade_events(m))
             pfds[n++] = (struct pollfd){.fd = upgrade_fd(m), .events = upgrade_events(m)};

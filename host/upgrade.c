@@ -550,6 +550,11 @@ bool upgrade_holds_on(const struct master *m)
            ho_relay_in_transit(&m->relay) > 0;
 }
 
+bool upgrade_joining(const struct master *m)
+{
+    return m->up.role == UP_NEW_JOINING || m->up.role == UP_NEW_READY;
+}
+
 bool upgrade_handed_over(const struct master *m)
 {
     return m->up.role == UP_OLD_HANDING;

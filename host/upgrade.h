@@ -102,6 +102,9 @@ void upgrade_tick(struct master *m, uint64_t now);
 /* Old master: true while it must stay for the new master's
  * acknowledgements (connections in transit to it). */
 bool upgrade_holds_on(const struct master *m);
+/* New master: true until the old one lets it serve (GO): the status
+ * endpoint it inherited is still the old master's to answer. */
+bool upgrade_joining(const struct master *m);
 /* True once this master has handed over to a new one (it exits quietly:
  * the pid file and systemd belong to the new master). */
 bool upgrade_handed_over(const struct master *m);

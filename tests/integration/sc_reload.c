@@ -1476,7 +1476,7 @@ static void signals_missing_pid_file(void **state)
     rs_expect_refusal(cfg, "reload", pidfile);
     rs_expect_refusal(cfg, "quit", "pid file");
     rs_expect_refusal(cfg, "stop", "pid file");
-    rs_expect_refusal(cfg, "bogus", "reload, quit or stop");
+    rs_expect_refusal(cfg, "bogus", "reload, quit, stop or upgrade");
     free(cfg);
     const char *const nopid[] = {"pid_file = \"\";", NULL};
     cfg = it_write_config("nopidfile", nopid);

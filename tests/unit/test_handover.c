@@ -2,7 +2,9 @@
  * (host/worker_handover.c), with real socketpairs and descriptors: what a
  * draining worker gives reaches an adopter with its input, the master's
  * copy lives until the ACK, a dead adopter's connections go to another,
- * adopters are chosen round-robin, and a 1.1 worker is never chosen. */
+ * adopters are chosen round-robin, a 1.1 worker is never chosen, and in a
+ * binary upgrade two relays in a chain keep the old master's copy until
+ * the new master's worker has adopted it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -537,6 +539,72 @@ static void test_master_gone(void **st)
     fx_done(&f);
 }
 
+/*
+ * Binary upgrade: the old master's relay sends to the new master's end as
+ * to an adopter; the new master's relay takes each ADOPT from its upstream
+ * end as a give, places it on its own workers (re-sending when one dies
+ * before adopting) and acknowledges it upstream only once a worker has: the
+ * old master's copy lives until then.  f (the old master): worker 0 gives,
+ * w[1] is the master-to-master socket; g (the new master): w[0] is its end
+ * of that socket, w[1] and w[2] its workers.
+ */
+static void test_upgrade_chain_acks_once_adopted(void **st)
+{
+    (void)st;
+    struct fx f, g;
+    fx_start(&f, (const unsigned[]){2}, 1);
+    fx_start(&g, (const unsigned[]){2, 2}, 2);
+    /* The master-to-master socket replaces the adopter end of f and the
+     * giver end of g: f.w[1].end and g.w[0].end are its two sides. */
+    int mm[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, mm), 0);
+    assert_int_equal(fcntl(mm[0], F_SETFL, O_NONBLOCK), 0);
+    close(f.w[1].end.fd);
+    f.w[1].end.fd = mm[0];
+    f.w[1].end.model = "new master";
+    close(g.w[0].end.fd);
+    g.w[0].end.fd = mm[1];
+    g.w[0].end.upstream = true;
+    g.w[0].end.abi_minor = 0;
+
+    int client, server;
+    conn_pair(&client, &server);
+    give(&f, server, "half a line");
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    relay_read(&g, &g.w[0]); /* the new master takes it, sends it to worker 1 */
+    assert_int_equal(ho_relay_in_transit(&g.relay), 1);
+
+    /* Worker 1 dies before adopting: the new master sends it to worker 2;
+     * the old master hears nothing yet and keeps its copy. */
+    wk_die(&g.w[1]);
+    assert_int_equal(ho_relay_read(&g.relay, &g.w[1].end, g.adopters, g.n_adopters), -EPIPE);
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+
+    int fd = -1;
+    struct ios_buf in = {0};
+    assert_int_equal(wh_adopt(&g.w[2].ho, &fd, &in), 0);
+    assert_memory_equal(in.data, "half a line", in.len);
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1); /* adopted, not yet acknowledged */
+    relay_read(&g, &g.w[2]); /* the worker's ACK: the new master acknowledges upstream */
+    assert_int_equal(ho_relay_in_transit(&g.relay), 0);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 1);
+    relay_read(&f, &f.w[1]);
+    assert_int_equal(ho_relay_in_transit(&f.relay), 0);
+    /* Counted by the new master from the upstream end's model. */
+    assert_int_equal(g.relay.n_counts, 1);
+    assert_string_equal(g.relay.counts[0].from, "epoll");
+    assert_string_equal(g.relay.counts[0].to, "poll");
+
+    assert_connected(client, fd);
+    close(fd);
+    close(client);
+    ios_buf_free(&in);
+    fx_done(&g);
+    fx_done(&f);
+}
+
 /* The protocols' side of the hand-over. */
 static void test_handler_boundaries(void **st)
 {
@@ -588,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_split_share_exact),
         cmocka_unit_test(test_requested_follows_flag),
         cmocka_unit_test(test_master_gone),
+        cmocka_unit_test(test_upgrade_chain_acks_once_adopted),
         cmocka_unit_test(test_handler_boundaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
