@@ -159,15 +159,21 @@ bool upgrade_serving(struct master *m, const struct generation *g)
     return true;
 }
 
-/* New master: the old one is gone before GO (it failed us, or died). */
-static void new_alone(struct master *m, const char *why)
+/* The upgrade is over for this master: the socket to the other closes. */
+static void peer_close(struct upgrade *u)
 {
-    struct upgrade *u = &m->up;
-    log_warn(0, "upgrade: %s", why);
     close(u->peer.fd);
     u->peer.fd = -1;
     u->peer.eof = true;
     u->role = UP_IDLE;
+}
+
+/* New master: the pid file names it from now on. */
+static void take_pid_file(struct master *m)
+{
+    char err[1024];
+    if (m->pid_file && pidfile_write(m->pid_file, m->up.old_pid, err, sizeof(err)) != 0)
+        log_error(0, "upgrade: %s", err);
 }
 
 /* Pid file and systemd: the new master is the server now. */
@@ -177,11 +183,7 @@ static void new_takes_over(struct master *m, const struct up_hello *go)
     snprintf(u->peer_model, sizeof(u->peer_model), "%s", go->model);
     u->role = UP_NEW_ADOPTING;
     u->succeeded++;
-    if (m->pid_file) {
-        char err[1024];
-        if (pidfile_write(m->pid_file, u->old_pid, err, sizeof(err)) != 0)
-            log_error(0, "upgrade: %s", err);
-    }
+    take_pid_file(m);
     const struct generation *g = gen_find(m, GEN_ACTIVE);
     sd_notifyf(0, "MAINPID=%d\nREADY=1\nSTATUS=serving with model %s, handler %s; upgraded "
                "from master pid %d", (int)getpid(), g ? slot_model(g, 0) : "?",
@@ -189,41 +191,24 @@ static void new_takes_over(struct master *m, const struct up_hello *go)
     log_info("upgrade: the old master pid %d hands its connections over", (int)u->old_pid);
 }
 
-static void new_event(struct master *m, short revents)
+/* New master: what the old one said (recv_hello's rc), before GO. */
+static void new_heard(struct master *m, int rc, const struct up_hello *h, const char *why)
 {
     struct upgrade *u = &m->up;
-    if (u->role == UP_NEW_ADOPTING) {
-        gen_control_end_event(m, &u->peer, revents);
-        if (u->peer.eof) {
-            log_info("upgrade: complete, the old master pid %d is gone", (int)u->old_pid);
-            close(u->peer.fd);
-            u->peer.fd = -1;
-            u->role = UP_IDLE;
-        }
-        return;
-    }
-    struct up_hello h;
-    char why[160];
-    int rc = recv_hello(u->peer.fd, &h, why, sizeof(why));
-    if (rc == -EAGAIN)
-        return;
     if (rc == -EPIPE || rc == -ECONNRESET) {
-        new_alone(m, "the old master went away before the hand-over; serving alone");
-        if (m->pid_file) {
-            char err[1024];
-            if (pidfile_write(m->pid_file, u->old_pid, err, sizeof(err)) != 0)
-                log_error(0, "upgrade: %s", err);
-        }
+        log_warn(0, "upgrade: the old master pid %d went away before the hand-over; serving "
+                 "alone", (int)u->old_pid);
+        peer_close(u);
+        take_pid_file(m);
         return;
     }
-    if (rc != 0 || u->role != UP_NEW_READY || h.type != UP_GO) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "the old master sent %s; serving alone",
+    if (rc != 0 || u->role != UP_NEW_READY || h->type != UP_GO) {
+        log_warn(0, "upgrade: the old master pid %d sent %s; serving alone", (int)u->old_pid,
                  rc == -EPROTO ? why : "an unexpected message");
-        new_alone(m, msg);
+        peer_close(u);
         return;
     }
-    new_takes_over(m, &h);
+    new_takes_over(m, h);
 }
 
 /* ----------------------------------------------------- the old master */
@@ -398,18 +383,10 @@ static void commit(struct master *m, const struct up_hello *ready)
     }
 }
 
-static void old_event(struct master *m, short revents)
+/* Old master: what the new one said (recv_hello's rc), before READY. */
+static void old_heard(struct master *m, int rc, const struct up_hello *h, const char *why)
 {
     struct upgrade *u = &m->up;
-    if (u->role == UP_OLD_HANDING) {
-        gen_control_end_event(m, &u->peer, revents);
-        return;
-    }
-    struct up_hello h;
-    char why[160];
-    int rc = recv_hello(u->peer.fd, &h, why, sizeof(why));
-    if (rc == -EAGAIN)
-        return;
     if (rc == -EPIPE || rc == -ECONNRESET) {
         u->peer.eof = true; /* its exit, reaped next, says why */
         return;
@@ -419,11 +396,11 @@ static void old_event(struct master *m, short revents)
                      m->opts->exe_path, why);
     else if (rc != 0)
         fail_upgrade(m, "reading the upgrade socket: %s", strerror(-rc));
-    else if (h.type != UP_READY)
+    else if (h->type != UP_READY)
         fail_upgrade(m, "the new master (pid %d) sent GO; only READY was expected",
                      (int)u->child);
     else
-        commit(m, &h);
+        commit(m, h);
 }
 
 static void describe(int status, char *out, size_t len)
@@ -538,10 +515,24 @@ short upgrade_events(const struct master *m)
 
 void upgrade_event(struct master *m, short revents)
 {
-    if (m->up.role >= UP_NEW_JOINING)
-        new_event(m, revents);
+    struct upgrade *u = &m->up;
+    if (u->role == UP_OLD_HANDING || u->role == UP_NEW_ADOPTING) {
+        gen_control_end_event(m, &u->peer, revents); /* the relay's messages */
+        if (u->role == UP_NEW_ADOPTING && u->peer.eof) {
+            log_info("upgrade: complete, the old master pid %d is gone", (int)u->old_pid);
+            peer_close(u);
+        }
+        return;
+    }
+    struct up_hello h;
+    char why[160];
+    int rc = recv_hello(u->peer.fd, &h, why, sizeof(why));
+    if (rc == -EAGAIN)
+        return;
+    if (u->role >= UP_NEW_JOINING)
+        new_heard(m, rc, &h, why);
     else
-        old_event(m, revents);
+        old_heard(m, rc, &h, why);
 }
 
 bool upgrade_holds_on(const struct master *m)
