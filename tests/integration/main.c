@@ -57,6 +57,7 @@ int it_run_generation_start(void);
 int it_run_upgrade_load(void);
 int it_run_upgrade_broken(void);
 int it_run_upgrade_systemd(void);
+int it_run_upgrade_fake_master(void);
 
 /* sc_handover.c: live hand-over */
 int it_run_handover_rotation(void);
@@ -147,6 +148,7 @@ static const struct scenario scenarios[] = {
     {"upgrade_load", it_run_upgrade_load},
     {"upgrade_broken", it_run_upgrade_broken},
     {"upgrade_systemd", it_run_upgrade_systemd},
+    {"upgrade_fake_master", it_run_upgrade_fake_master},
 };
 
 static void usage(void)

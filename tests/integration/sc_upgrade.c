@@ -19,6 +19,8 @@
  *                    connections), the log names the cause, the pid file is
  *                    unchanged and ioserve_upgrades_total{result="failed"}
  *                    counts it; then a good upgrade still works
+ *   (upgrade_fake_master is no test: upgrade_broken runs it as the new binary
+ *   that answers with another upgrade protocol)
  *   upgrade_systemd  under a NOTIFY_SOCKET: the old master sends
  *                    MAINPID=<new> and nothing after it (no STOPPING=1),
  *                    the new master READY=1, and a reload afterwards is a
@@ -44,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #define UP_MAX_SERVERS 2
@@ -382,9 +385,11 @@ static void up_check_still_serving(struct it_server *s, pid_t master, int fd, co
 
 struct broken {
     const char *what;
-    const char *content; /* NULL: the real ioserve, with a config it refuses */
+    const char *content; /* NULL: the real ioserve, its config given `cfg_extra` */
     mode_t mode;
-    const char *cause; /* in the "upgrade failed" line */
+    const char *cause;     /* in the "upgrade failed" line */
+    const char *cfg_extra; /* for the real ioserve: a line that breaks its config */
+    const char *says;      /* what the real ioserve then says */
 };
 
 static void broken_binaries(void **state)
@@ -398,18 +403,38 @@ static void broken_binaries(void **state)
     IT_CHECK(it_roundtrip(fd, "hello\n", 6, "HELLO\n", 6, 5000) == 0, "%s", it_errbuf);
 
     static const char not_ioserve[] = "#!/bin/sh\necho 'this is not ioserve' >&2\nexit 3\n";
+    static const char crashes[] = "#!/bin/sh\nkill -SEGV $$\n";
     static const char never_ready[] = "#!/bin/sh\nexec sleep 30\n";
+    /* ioserve-it itself, acting as a new master of another protocol */
+    char other_protocol[1200], self[1024];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    IT_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[len] = '\0';
+    snprintf(other_protocol, sizeof other_protocol,
+             "#!/bin/sh\nexec '%s' upgrade_fake_master %s\n", self, it_env.model);
+    char bad_abi[1200];
+    snprintf(bad_abi, sizeof bad_abi, "model = \"%s/bad_abi.so\";", it_env.bad_plugin_dir);
     const struct broken cases[] = {
-        {"a file that is not a program", "just some text\n", 0755, "Exec format error"},
-        {"a file that is not executable", "just some text\n", 0644,
-         "is not an executable file"},
-        {"a script that exits at once", not_ioserve, 0755,
-         "exited with status 3 before it was ready"},
-        {"a script that never reports ready", never_ready, 0755,
-         "did not report ready within upgrade_timeout (1000 ms)"},
-        {"ioserve refusing its config", NULL, 0755,
-         "exited with status 1 before it was ready"},
+        {.what = "a file that is not a program", .content = "just some text\n", .mode = 0755,
+         .cause = "Exec format error"},
+        {.what = "a file that is not executable", .content = "just some text\n", .mode = 0644,
+         .cause = "is not an executable file"},
+        {.what = "a script that exits at once", .content = not_ioserve, .mode = 0755,
+         .cause = "exited with status 3 before it was ready"},
+        {.what = "a script that crashes", .content = crashes, .mode = 0755,
+         .cause = "was killed by signal 11 (SIGSEGV) before it was ready"},
+        {.what = "a script that never reports ready", .content = never_ready, .mode = 0755,
+         .cause = "did not report ready within upgrade_timeout (1000 ms)"},
+        {.what = "a new master of another upgrade protocol", .content = other_protocol,
+         .mode = 0755, .cause = "sent upgrade protocol 99, this master speaks 1"},
+        {.what = "ioserve refusing its config", .mode = 0755,
+         .cause = "exited with status 1 before it was ready",
+         .cfg_extra = "this is no setting", .says = "syntax error"},
+        {.what = "ioserve refusing the plugin's ABI", .mode = 0755,
+         .cause = "exited with status 1 before it was ready", .cfg_extra = bad_abi,
+         .says = "ABI"},
     };
+
     const int n = (int)(sizeof cases / sizeof cases[0]);
     char *good_cfg = it_read_file(s->cfg, NULL);
     IT_CHECK(good_cfg, "cannot read %s", s->cfg);
@@ -419,8 +444,17 @@ static void broken_binaries(void **state)
             up_install(b->content, strlen(b->content), b->mode);
         } else {
             up_install_ioserve();
-            char bad[8192];
-            snprintf(bad, sizeof bad, "%sthis is no setting\n", good_cfg);
+            /* good_cfg without the line of cfg_extra's key, then cfg_extra */
+            char bad[8192] = "", key[64];
+            snprintf(key, sizeof key, "%.*s", (int)strcspn(b->cfg_extra, " ="), b->cfg_extra);
+            for (const char *l = good_cfg; *l;) {
+                size_t n = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
+                if (!(strncmp(l, key, strlen(key)) == 0 && l[strlen(key)] == ' '))
+                    strncat(bad, l, n < sizeof bad - strlen(bad) ? n : sizeof bad - strlen(bad) - 1);
+                l += n;
+            }
+            strncat(bad, b->cfg_extra, sizeof bad - strlen(bad) - 2);
+            strcat(bad, "\n");
             IT_CHECK(it_write_file(s->cfg, bad) == 0, "cannot write %s", s->cfg);
         }
         size_t off = it_log_size(s);
@@ -430,7 +464,7 @@ static void broken_binaries(void **state)
         char *seg = it_log_since(s, off);
         char *line = up_line(seg, "upgrade failed");
         if (!b->content) {
-            int said = strstr(seg, "syntax error") != NULL;
+            int said = strstr(seg, b->says) != NULL;
             IT_CHECK(it_write_file(s->cfg, good_cfg) == 0, "cannot restore %s", s->cfg);
             IT_CHECK(said, "%s: the new master did not say what is wrong:\n%s", b->what, seg);
         }
@@ -442,7 +476,7 @@ static void broken_binaries(void **state)
         IT_CHECK(named, "%s: the \"upgrade failed\" line does not say \"%s\"", b->what,
                  b->cause);
         free(line);
-        if (b->content == never_ready)
+        if (b->content == never_ready || b->content == other_protocol)
             IT_CHECK(it_wait_log(s, off, "upgrade: the failed new master pid", 10000),
                      "%s: the new binary was not stopped", b->what);
         up_check_still_serving(s, master, fd, b->what);
@@ -466,6 +500,7 @@ static void broken_binaries(void **state)
 
 int it_run_upgrade_broken(void)
 {
+    IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
     const struct CMUnitTest tests[] = {UP_TEST(broken_binaries)};
     return cmocka_run_group_tests_name("upgrade_broken", tests, up_group_setup, NULL);
 }
@@ -567,4 +602,23 @@ int it_run_upgrade_systemd(void)
 {
     const struct CMUnitTest tests[] = {UP_TEST(systemd_follows)};
     return cmocka_run_group_tests_name("upgrade_systemd", tests, up_group_setup, NULL);
+}
+
+/* ========================================================= fake master */
+
+/* Run by upgrade_broken as the "new binary": it answers READY as a new
+ * master would (the layout of host/upgrade.c's struct up_hello), but with
+ * upgrade protocol 99, then waits to be stopped. */
+int it_run_upgrade_fake_master(void)
+{
+    struct {
+        uint32_t type, protocol, handover, pid;
+        char handler[32];
+        char model[64];
+    } ready = {0x55500001u, 99, 1, (uint32_t)getpid(), "upper", "epoll"};
+    if (!getenv("IOSERVE_UPGRADE") ||
+        send(5, &ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready)
+        return 1;
+    for (;;)
+        pause(); /* SIGQUIT from the old master ends it */
 }
