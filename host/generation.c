@@ -474,8 +474,9 @@ void gen_drain(struct master *m, struct generation *g, const struct generation *
 void gen_drain_to_master(struct master *m, struct generation *g, bool handover,
                          const char *handler)
 {
+    /* !handover: the new master said why (upgrade.c) */
     if (g->state == GEN_ACTIVE)
-        drain(m, g, hand_over_allowed_to(g, handover, handler, NULL));
+        drain(m, g, handover && hand_over_allowed_to(g, true, handler, NULL));
 }
 
 /* ------------------------------------------------------------ events */

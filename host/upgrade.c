@@ -23,7 +23,8 @@ enum { UP_READY = 0x55500001, UP_GO = 0x55500002 };
 struct up_hello {
     uint32_t type;
     uint32_t protocol;  /* UPGRADE_PROTOCOL */
-    uint32_t handover;  /* READY: the new configuration's `handover` */
+    uint32_t handover;  /* READY: 1 when the new master takes connections over (its
+                         * `handover`, and models that adopt) */
     uint32_t pid;       /* the sender's */
     char handler[32];   /* READY: the new master's handler */
     char model[64];     /* the sender's model: what the counts name */
@@ -147,7 +148,13 @@ bool upgrade_serving(struct master *m, const struct generation *g)
     struct upgrade *u = &m->up;
     if (u->role != UP_NEW_JOINING)
         return u->role == UP_NEW_READY;
-    int rc = send_hello(u->peer.fd, UP_READY, g, g->cfg->handover);
+    /* Connections come only if every worker here adopts (ABI 1.2): one
+     * that does not would leave them waiting, and the old master with them. */
+    int adopts = g->cfg->handover;
+    for (unsigned j = 0; j < g->nslots; j++)
+        if (g->slots[j].ctl.abi_minor < 2)
+            adopts = 0;
+    int rc = send_hello(u->peer.fd, UP_READY, g, adopts);
     if (rc != 0) {
         log_warn(-rc, "upgrade: telling the old master pid %d we are ready; serving alone",
                  (int)u->old_pid);
@@ -371,6 +378,9 @@ static void commit(struct master *m, const struct up_hello *ready)
     u->succeeded++;
     log_info("upgrade: new master pid %d serves (model %s, handler %s); handing over and "
              "exiting", (int)u->child, ready->model, ready->handler);
+    if (!ready->handover)
+        log_info("upgrade: the new master takes no connections over (handover = false, or "
+                 "a model of ABI 1.1): they finish here");
     status_fini(&m->status); /* the new master answers there now */
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         struct generation *old = m->gens[i];

@@ -58,6 +58,7 @@ int it_run_upgrade_load(void);
 int it_run_upgrade_broken(void);
 int it_run_upgrade_systemd(void);
 int it_run_upgrade_fake_master(void);
+int it_run_upgrade_drains(void);
 
 /* sc_handover.c: live hand-over */
 int it_run_handover_rotation(void);
@@ -149,6 +150,7 @@ static const struct scenario scenarios[] = {
     {"upgrade_broken", it_run_upgrade_broken},
     {"upgrade_systemd", it_run_upgrade_systemd},
     {"upgrade_fake_master", it_run_upgrade_fake_master},
+    {"upgrade_drains", it_run_upgrade_drains},
 };
 
 static void usage(void)

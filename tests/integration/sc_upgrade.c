@@ -19,6 +19,10 @@
  *                    connections), the log names the cause, the pid file is
  *                    unchanged and ioserve_upgrades_total{result="failed"}
  *                    counts it; then a good upgrade still works
+ *   upgrade_drains   what cannot move finishes on the old master, as on a
+ *                    reload: handover = false, a new model of ABI 1.1, a
+ *                    changed handler; the old master says why and serves
+ *                    the session until it closes
  *   (upgrade_fake_master is no test: upgrade_broken runs it as the new binary
  *   that answers with another upgrade protocol)
  *   upgrade_systemd  under a NOTIFY_SOCKET: the old master sends
@@ -503,6 +507,94 @@ int it_run_upgrade_broken(void)
     IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
     const struct CMUnitTest tests[] = {UP_TEST(broken_binaries)};
     return cmocka_run_group_tests_name("upgrade_broken", tests, up_group_setup, NULL);
+}
+
+/* ============================================================== drains */
+
+/* The config of s with the line of `line`'s key replaced by `line`. */
+static void up_rewrite(const struct it_server *s, const char *line)
+{
+    char *cfg = it_read_file(s->cfg, NULL);
+    IT_CHECK(cfg, "cannot read %s", s->cfg);
+    char out[8192] = "", key[64];
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(line, " ="), line);
+    for (const char *l = cfg; *l;) {
+        size_t n = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
+        if (!(strncmp(l, key, strlen(key)) == 0 && l[strlen(key)] == ' ') &&
+            strlen(out) + n < sizeof out)
+            strncat(out, l, n);
+        l += n;
+    }
+    free(cfg);
+    IT_CHECK(strlen(out) + strlen(line) + 2 < sizeof out, "config too long");
+    strcat(out, line);
+    strcat(out, "\n");
+    IT_CHECK(it_write_file(s->cfg, out) == 0, "cannot write %s", s->cfg);
+}
+
+/*
+ * What cannot move across an upgrade finishes on the old master, as on a
+ * reload: the session keeps being answered by the old binary's upper until
+ * the client closes it (within drain_timeout), the old master says why and
+ * stays until then, and the new master serves what the new configuration
+ * says.
+ */
+static void upgrade_drain_case(struct it_server *s, const char *cfg_line, const char *why,
+                               const char *new_reply)
+{
+    int fd = it_connect(s->port);
+    IT_CHECK(fd >= 0, "%s", it_errbuf);
+    IT_CHECK(it_roundtrip(fd, "before\n", 7, "BEFORE\n", 7, 5000) == 0, "%s", it_errbuf);
+    up_rewrite(s, cfg_line);
+    size_t off = it_log_size(s);
+    pid_t old = s->pid;
+    IT_CHECK(kill(old, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
+    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000),
+             "%s: the upgrade did not go through", cfg_line);
+    IT_CHECK(it_wait_log(s, off, why, 2000), "%s: the old master does not say \"%s\"",
+             cfg_line, why);
+    /* Still the old master's upper, and it waits for this session. */
+    IT_CHECK(it_roundtrip(fd, "after\n", 6, "AFTER\n", 6, 5000) == 0,
+             "%s: the session after the upgrade: %s", cfg_line, it_errbuf);
+    IT_CHECK(it_server_alive(s), "%s: the old master left with a session open", cfg_line);
+    int fresh = it_connect(s->port);
+    IT_CHECK(fresh >= 0, "%s", it_errbuf);
+    IT_CHECK(it_roundtrip(fresh, "x\n", 2, new_reply, strlen(new_reply), 5000) == 0,
+             "%s: a new connection: %s", cfg_line, it_errbuf);
+    it_close(fresh);
+    it_close(fd);
+    struct up_step u = {.s = s, .off = off, .old = old, .t0 = it_now_ms()};
+    while (!up_done(&u))
+        it_sleep_ms(10);
+    IT_CHECK(up_pidfile(s) == u.new_pid, "the pid file does not name the new master");
+}
+
+static void upgrade_drains(void **state)
+{
+    (void)state;
+    struct up_cfg c = {.handler = "upper"};
+    struct it_server *s = up_start("up_drains", &c);
+    upgrade_drain_case(s, "handover = false;", "takes no connections over", "X\n");
+    up_rewrite(s, "handover = true;"); /* from here on: the model decides */
+    char model[1200];
+    snprintf(model, sizeof model, "model = \"%s/handover_min_11.so\";", it_env.bad_plugin_dir);
+    upgrade_drain_case(s, model, "takes no connections over", "X\n");
+    /* Back to the model under test, handing over, for the handler change. */
+    snprintf(model, sizeof model, "model = \"%s\";", it_env.model);
+    up_rewrite(s, model);
+    struct up_step u;
+    up_begin(&u, s);
+    while (!up_done(&u))
+        it_sleep_ms(10);
+    upgrade_drain_case(s, "handler = \"echo\";", "handler changed upper -> echo", "x\n");
+    up_passed = 1;
+}
+
+int it_run_upgrade_drains(void)
+{
+    IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
+    const struct CMUnitTest tests[] = {UP_TEST(upgrade_drains)};
+    return cmocka_run_group_tests_name("upgrade_drains", tests, up_group_setup, NULL);
 }
 
 /* ============================================================= systemd */

@@ -68,6 +68,7 @@ set(IT_GLOBAL_SCENARIOS
   canary_systemd
   upgrade_broken
   upgrade_systemd
+  upgrade_drains
 )
 # The A/B split, per pair MAIN:CANARY of models: ctest names them
 # it.canary.<MAIN>_<CANARY>.<scenario>  ->  ioserve-it <scenario> MAIN, with
