@@ -399,7 +399,7 @@ struct broken {
 static void broken_binaries(void **state)
 {
     (void)state;
-    struct up_cfg c = {.handler = "upper", .extra = "upgrade_timeout = 1;"};
+    struct up_cfg c = {.handler = "upper", .extra = "upgrade_timeout = 5;"};
     struct it_server *s = up_start("up_broken", &c);
     pid_t master = s->pid;
     int fd = it_connect(s->port);
@@ -428,7 +428,7 @@ static void broken_binaries(void **state)
         {.what = "a script that crashes", .content = crashes, .mode = 0755,
          .cause = "was killed by signal 11 (SIGSEGV) before it was ready"},
         {.what = "a script that never reports ready", .content = never_ready, .mode = 0755,
-         .cause = "did not report ready within upgrade_timeout (1000 ms)"},
+         .cause = "did not report ready within upgrade_timeout (5000 ms)"},
         {.what = "a new master of another upgrade protocol", .content = other_protocol,
          .mode = 0755, .cause = "sent upgrade protocol 99, this master speaks 1"},
         {.what = "ioserve refusing its config", .mode = 0755,
