@@ -376,6 +376,9 @@ static void commit(struct master *m, const struct up_hello *ready)
     }
     u->role = UP_OLD_HANDING;
     u->succeeded++;
+    /* The generations here end within drain_timeout; what the new master
+     * has not acknowledged upgrade_timeout after that, it never will. */
+    u->deadline_ms = clock_now_ms() + u->drain_ms + u->timeout_ms;
     log_info("upgrade: new master pid %d serves (model %s, handler %s); handing over and "
              "exiting", (int)u->child, ready->model, ready->handler);
     if (!ready->handover)
@@ -476,6 +479,11 @@ void upgrade_tick(struct master *m, uint64_t now)
         log_warn(0, "upgrade: the failed new master pid %d is still running: SIGKILL",
                  (int)u->child);
         kill(u->child, SIGKILL);
+    } else if (u->role == UP_OLD_HANDING && ho_relay_in_transit(&m->relay) > 0) {
+        log_error(0, "upgrade: the new master pid %d did not acknowledge %zu connection(s) "
+                  "within drain_timeout + upgrade_timeout; giving up on them",
+                  (int)u->child, ho_relay_in_transit(&m->relay));
+        u->peer.eof = true; /* this master leaves: upgrade_holds_on */
     }
 }
 

@@ -18,7 +18,9 @@
  *                    old master keeps serving (an open session and new
  *                    connections), the log names the cause, the pid file is
  *                    unchanged and ioserve_upgrades_total{result="failed"}
- *                    counts it; then a good upgrade still works
+ *                    counts it; then a good upgrade still works; and a new
+ *                    master that never acknowledges what it is handed: the
+ *                    old one gives up after drain_timeout + upgrade_timeout
  *   upgrade_drains   what cannot move finishes on the old master, as on a
  *                    reload: handover = false, a new model of ABI 1.1, a
  *                    changed handler; the old master says why and serves
@@ -502,10 +504,51 @@ static void broken_binaries(void **state)
     up_passed = 1;
 }
 
+/* A new master that says READY and then never acknowledges what it is
+ * handed: the old master gives up on it after drain_timeout +
+ * upgrade_timeout, saying so, and exits instead of waiting forever. */
+static void never_acknowledged(void **state)
+{
+    (void)state;
+    struct up_cfg c = {.handler = "upper", .extra = "upgrade_timeout = 1;"};
+    struct it_server *s = up_start("up_silent", &c);
+    int fd = it_connect(s->port);
+    IT_CHECK(fd >= 0, "%s", it_errbuf);
+    IT_CHECK(it_roundtrip(fd, "hello\n", 6, "HELLO\n", 6, 5000) == 0, "%s", it_errbuf);
+    char self[1024], script[1400];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    IT_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[len] = '\0';
+    snprintf(script, sizeof script,
+             "#!/bin/sh\nIT_FAKE_PROTOCOL=1 exec '%s' upgrade_fake_master %s\n", self,
+             it_env.model);
+    up_install(script, strlen(script), 0755);
+    size_t off = it_log_size(s);
+    pid_t old = s->pid;
+    int64_t t0 = it_now_ms();
+    IT_CHECK(kill(old, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
+    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000), "no commit");
+    char *seg = it_log_since(s, off);
+    char *line = up_line(seg, "new master pid ");
+    pid_t fake = line ? (pid_t)atoi(strstr(line, "new master pid ") + 15) : 0;
+    free(line);
+    free(seg);
+    IT_CHECK(it_wait_log(s, off, "did not acknowledge 1 connection(s)", 10000),
+             "the old master does not give up on the silent new master");
+    IT_CHECK(it_wait_exit(s, 5000), "the old master %d did not exit", (int)old);
+    int64_t took = it_now_ms() - t0;
+    it_log("the old master gave up and exited %lld ms after the upgrade began", (long long)took);
+    if (fake > 0)
+        it_server_follow(s, fake); /* ours now: stopped by the teardown */
+    IT_CHECK(took < 8000, "it took %lld ms (drain_timeout 2 s + upgrade_timeout 1 s)",
+             (long long)took);
+    up_passed = 1;
+}
+
 int it_run_upgrade_broken(void)
 {
     IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
-    const struct CMUnitTest tests[] = {UP_TEST(broken_binaries)};
+    const struct CMUnitTest tests[] = {UP_TEST(broken_binaries), UP_TEST(never_acknowledged)};
     return cmocka_run_group_tests_name("upgrade_broken", tests, up_group_setup, NULL);
 }
 
@@ -699,15 +742,18 @@ int it_run_upgrade_systemd(void)
 /* ========================================================= fake master */
 
 /* Run by upgrade_broken as the "new binary": it answers READY as a new
- * master would (the layout of host/upgrade.c's struct up_hello), but with
- * upgrade protocol 99, then waits to be stopped. */
+ * master would (the layout of host/upgrade.c's struct up_hello), with
+ * upgrade protocol 99, or IT_FAKE_PROTOCOL; then it waits to be stopped,
+ * never reading what the old master sends (nor acknowledging it). */
 int it_run_upgrade_fake_master(void)
 {
+    const char *proto = getenv("IT_FAKE_PROTOCOL");
     struct {
         uint32_t type, protocol, handover, pid;
         char handler[32];
         char model[64];
-    } ready = {0x55500001u, 99, 1, (uint32_t)getpid(), "upper", "epoll"};
+    } ready = {0x55500001u, proto ? (uint32_t)atoi(proto) : 99, 1, (uint32_t)getpid(),
+               "upper", "epoll"};
     if (!getenv("IOSERVE_UPGRADE") ||
         send(5, &ready, sizeof ready, MSG_NOSIGNAL) != (ssize_t)sizeof ready)
         return 1;
