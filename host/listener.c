@@ -71,11 +71,10 @@ int listener_open(const struct ios_config *cfg, bool *socket_activated, char *er
     return fd;
 }
 
-int listener_for_reload(int fd, const struct ios_config *serving,
-                        const struct ios_config *cfg, bool socket_activated, char *err,
-                        size_t errlen)
+int listener_for_reload(int fd, const char *serving, const struct ios_config *cfg,
+                        bool socket_activated, char *err, size_t errlen)
 {
-    bool same = strcmp(serving->listen, cfg->listen) == 0;
+    bool same = strcmp(serving, cfg->listen) == 0;
     if (!same && !socket_activated)
         return listener_bind(cfg, err, errlen);
     if (!same)

@@ -18,13 +18,12 @@ int listener_bind(const struct ios_config *cfg, char *err, size_t errlen);
 int listener_open(const struct ios_config *cfg, bool *socket_activated, char *err,
                   size_t errlen);
 
-/* For a reload to cfg: a copy of the serving socket `fd` (bound for
- * `serving`) when the address is unchanged or the socket is systemd's,
- * else a new socket.  The descriptor, or a negative errno with a message
- * in err. */
-int listener_for_reload(int fd, const struct ios_config *serving,
-                        const struct ios_config *cfg, bool socket_activated, char *err,
-                        size_t errlen);
+/* For a reload to cfg: a copy of the serving socket `fd` (bound for the
+ * `listen` setting `serving`) when the address is unchanged or the socket
+ * is systemd's, else a new socket.  The descriptor, or a negative errno
+ * with a message in err. */
+int listener_for_reload(int fd, const char *serving, const struct ios_config *cfg,
+                        bool socket_activated, char *err, size_t errlen);
 
 /* A reload kept the socket: give it the new generation's backlog (or say
  * why it keeps `was`). */

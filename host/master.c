@@ -190,6 +190,10 @@ static void do_reload(struct master *m)
     m->reload_pending = false;
     m->stats.reloads++;
     struct generation *active = gen_find(m, GEN_ACTIVE);
+    /* None serves after a binary upgrade whose new master died: the
+     * socket is the one kept for that. */
+    const char *bound_for = active ? active->cfg->listen : NULL;
+    int bound_fd = active ? active->listen_fd : upgrade_kept_listener(m, &bound_for);
     log_info("reload: reading %s", m->opts->config_file);
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -210,9 +214,9 @@ static void do_reload(struct master *m)
         reload_failed(m);
         return;
     }
-    int fd = active ? listener_for_reload(active->listen_fd, active->cfg, cfg,
-                                          m->socket_activated, err, sizeof(err))
-                    : listener_bind(cfg, err, sizeof(err));
+    int fd = bound_fd >= 0 ? listener_for_reload(bound_fd, bound_for, cfg,
+                                                 m->socket_activated, err, sizeof(err))
+                           : listener_bind(cfg, err, sizeof(err));
     if (fd < 0) {
         log_error(0, "reload failed: %s; keeping the current configuration", err);
         cfg_free(cfg);
@@ -438,6 +442,8 @@ static void run_loop(struct master *m)
                 on_signal(m, (int)si.ssi_signo);
         }
         check_timers(m);
+        if (upgrade_successor_lost(m))
+            do_reload(m); /* serve again */
     }
 }
 
@@ -486,7 +492,7 @@ static int inherit_sockets(struct master *m, const struct upgrade_inherited *in,
 
 int master_run(const struct master_opts *opts, struct ios_config *cfg)
 {
-    struct master m = {.opts = opts, .sigfd = -1, .up = {.peer = {.fd = -1}, .exec_err_fd = -1}};
+    struct master m = {.opts = opts, .sigfd = -1, .up = {.peer = {.fd = -1}, .exec_err_fd = -1, .kept_listen_fd = -1, .kept_status_fd = -1}};
     char err[1024];
     int fd = -1;
     status_init(&m.status, status_pages, sizeof(status_pages) / sizeof(status_pages[0]), &m);
@@ -534,7 +540,7 @@ int master_run(const struct master_opts *opts, struct ios_config *cfg)
         m.exit_code = 1;
     run_loop(&m);
     if (upgrade_handed_over(&m))
-        log_info("handed over to the new master pid %d", (int)m.up.child);
+        log_info("handed over to the new master pid %d", (int)m.up.new_pid);
     else
         sd_notify(0, "STOPPING=1");
 

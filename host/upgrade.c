@@ -348,7 +348,7 @@ void upgrade_begin(struct master *m)
     close(ep[1]);
     u->exec_err_fd = ep[0];
     fcntl(sp[0], F_SETFL, O_NONBLOCK); /* the old master never waits on the new one */
-    u->child = pid;
+    u->child = u->new_pid = pid;
     u->peer = (struct ho_end){.fd = sp[0], .model = u->peer_model, .protocol = u->peer_handler};
     u->role = UP_OLD_WAITING;
     u->drain_ms = g->cfg->drain_timeout_ms;
@@ -376,6 +376,10 @@ static void commit(struct master *m, const struct up_hello *ready)
     }
     u->role = UP_OLD_HANDING;
     u->succeeded++;
+    if (u->kept_listen_fd >= 0)
+        close(u->kept_listen_fd);
+    u->kept_listen_fd = g ? fcntl(g->listen_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    snprintf(u->kept_listen, sizeof(u->kept_listen), "%s", g ? g->cfg->listen : "");
     /* The generations here end within drain_timeout; what the new master
      * has not acknowledged upgrade_timeout after that, it never will. */
     u->deadline_ms = clock_now_ms() + u->drain_ms + u->timeout_ms;
@@ -384,7 +388,15 @@ static void commit(struct master *m, const struct up_hello *ready)
     if (!ready->handover)
         log_info("upgrade: the new master takes no connections over (handover = false, or "
                  "a model of ABI 1.1): they finish here");
-    status_fini(&m->status); /* the new master answers there now */
+    /* The new master answers on the status socket now; a copy is kept in
+     * case this master has to serve again. */
+    if (u->kept_status_fd >= 0)
+        close(u->kept_status_fd);
+    u->kept_status_fd = m->status.listen_fd >= 0
+                            ? fcntl(m->status.listen_fd, F_DUPFD_CLOEXEC, 3) : -1;
+    snprintf(u->kept_status, sizeof(u->kept_status), "%s",
+             m->status.listen ? m->status.listen : "");
+    status_fini(&m->status);
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         struct generation *old = m->gens[i];
         if (!old)
@@ -482,7 +494,8 @@ void upgrade_tick(struct master *m, uint64_t now)
     } else if (u->role == UP_OLD_HANDING && ho_relay_in_transit(&m->relay) > 0) {
         log_error(0, "upgrade: the new master pid %d did not acknowledge %zu connection(s) "
                   "within drain_timeout + upgrade_timeout; giving up on them",
-                  (int)u->child, ho_relay_in_transit(&m->relay));
+                  (int)u->new_pid, ho_relay_in_transit(&m->relay));
+        u->gave_up = true;
         u->peer.eof = true; /* this master leaves: upgrade_holds_on */
     }
 }
@@ -559,6 +572,36 @@ bool upgrade_holds_on(const struct master *m)
            ho_relay_in_transit(&m->relay) > 0;
 }
 
+bool upgrade_successor_lost(struct master *m)
+{
+    struct upgrade *u = &m->up;
+    if (u->role != UP_OLD_HANDING || !u->peer.eof || u->gave_up)
+        return false;
+    log_error(0, "upgrade failed: the new master pid %d went away during the hand-over; this "
+              "master (pid %d) serves again, with %zu connection(s) still in its hands",
+              (int)u->new_pid, (int)getpid(), ho_relay_in_transit(&m->relay));
+    char err[1024];
+    if (u->kept_status_fd >= 0 &&
+        status_adopt(&m->status, u->kept_status_fd, u->kept_status, err, sizeof(err)) != 0)
+        log_error(0, "upgrade: %s", err);
+    u->kept_status_fd = -1; /* the status server's now */
+    u->succeeded--;
+    u->failed++;
+    ho_relay_end_gone(&m->relay, &u->peer, NULL, 0); /* what it was sent waits here */
+    peer_close(u);
+    u->deadline_ms = 0;
+    if (m->pid_file && pidfile_write(m->pid_file, 0, err, sizeof(err)) != 0)
+        log_error(0, "upgrade: %s", err);
+    sd_notifyf(0, "MAINPID=%d", (int)getpid());
+    return true;
+}
+
+int upgrade_kept_listener(const struct master *m, const char **listen)
+{
+    *listen = m->up.kept_listen;
+    return m->up.kept_listen_fd;
+}
+
 bool upgrade_joining(const struct master *m)
 {
     return m->up.role == UP_NEW_JOINING || m->up.role == UP_NEW_READY;
@@ -583,4 +626,10 @@ void upgrade_fini(struct master *m)
     if (u->exec_err_fd >= 0)
         close(u->exec_err_fd);
     u->exec_err_fd = -1;
+    if (u->kept_listen_fd >= 0)
+        close(u->kept_listen_fd);
+    u->kept_listen_fd = -1;
+    if (u->kept_status_fd >= 0)
+        close(u->kept_status_fd);
+    u->kept_status_fd = -1;
 }

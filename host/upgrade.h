@@ -49,6 +49,7 @@ enum upgrade_role {
 struct upgrade {
     enum upgrade_role role;
     pid_t child;            /* old master: the new master, until reaped */
+    pid_t new_pid;          /* old master: the new master's pid, for the log */
     int exec_err_fd;        /* old master: the child's exec errno, if exec failed; or -1 */
     pid_t old_pid;          /* new master: the old one */
     struct ho_end peer;     /* the other master's end of the upgrade socket */
@@ -59,6 +60,12 @@ struct upgrade {
     char peer_handler[32];
     char own_handler[32];   /* new master: the protocol it adopts */
     uint64_t succeeded, failed; /* ioserve_upgrades_total */
+    bool gave_up;           /* old master: the new one never acknowledged: leave */
+    int kept_listen_fd;     /* old master, from GO: its listening socket, to serve
+                             * again if the new master dies; or -1 */
+    char kept_listen[256];  /* the `listen` it was bound for */
+    int kept_status_fd;     /* likewise its status socket (it stops serving there) */
+    char kept_status[256];
 };
 
 /* What a new master inherited from the old one (main.c). */
@@ -102,6 +109,14 @@ void upgrade_tick(struct master *m, uint64_t now);
 /* Old master: true while it must stay for the new master's
  * acknowledgements (connections in transit to it). */
 bool upgrade_holds_on(const struct master *m);
+/* Old master: the new one went away while this one handed over (it died,
+ * or its socket broke).  True once (logged, counted, the pid file taken
+ * back): the master then serves again, starting a generation from its
+ * configuration, and what is in transit goes to it. */
+bool upgrade_successor_lost(struct master *m);
+/* The listening socket kept for upgrade_successor_lost's generation (and
+ * *listen, what it was bound for), or -1. */
+int upgrade_kept_listener(const struct master *m, const char **listen);
 /* New master: true until the old one lets it serve (GO): the status
  * endpoint it inherited is still the old master's to answer. */
 bool upgrade_joining(const struct master *m);

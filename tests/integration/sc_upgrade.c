@@ -20,7 +20,9 @@
  *                    unchanged and ioserve_upgrades_total{result="failed"}
  *                    counts it; then a good upgrade still works; and a new
  *                    master that never acknowledges what it is handed: the
- *                    old one gives up after drain_timeout + upgrade_timeout
+ *                    old one gives up after drain_timeout + upgrade_timeout;
+ *                    and one killed after READY, during the hand-over: the
+ *                    old master serves again, every session it held goes on
  *   upgrade_drains   what cannot move finishes on the old master, as on a
  *                    reload: handover = false, a new model of ABI 1.1, a
  *                    changed handler; the old master says why and serves
@@ -128,7 +130,7 @@ static char *up_write(const char *name, const struct up_cfg *c)
     return it_write_config(name, lines);
 }
 
-/* Starts a server running up_bin (installed first when missing). */
+/* Starts a server running the build's ioserve, installed at up_bin. */
 static struct it_server *up_start(const char *name, const struct up_cfg *c)
 {
     IT_CHECK(up_nsrv < UP_MAX_SERVERS, "more than %d servers", UP_MAX_SERVERS);
@@ -138,8 +140,8 @@ static struct it_server *up_start(const char *name, const struct up_cfg *c)
         IT_CHECK(mkdir(dir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", dir,
                  strerror(errno));
         snprintf(up_bin, sizeof up_bin, "%s/ioserve", dir);
-        up_install_ioserve();
     }
+    up_install_ioserve(); /* whatever an earlier test left there */
     char *cfg = up_write(name, c);
     IT_CHECK(cfg, "cannot write config %s", name);
     struct it_server *s = &up_srv[up_nsrv++];
@@ -504,6 +506,19 @@ static void broken_binaries(void **state)
     up_passed = 1;
 }
 
+/* The fake new master of protocol 1: READY, then it reads nothing. */
+static void up_install_silent_master(void)
+{
+    char self[1024], script[1400];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    IT_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
+    self[len] = '\0';
+    snprintf(script, sizeof script,
+             "#!/bin/sh\nIT_FAKE_PROTOCOL=1 exec '%s' upgrade_fake_master %s\n", self,
+             it_env.model);
+    up_install(script, strlen(script), 0755);
+}
+
 /* A new master that says READY and then never acknowledges what it is
  * handed: the old master gives up on it after drain_timeout +
  * upgrade_timeout, saying so, and exits instead of waiting forever. */
@@ -515,14 +530,7 @@ static void never_acknowledged(void **state)
     int fd = it_connect(s->port);
     IT_CHECK(fd >= 0, "%s", it_errbuf);
     IT_CHECK(it_roundtrip(fd, "hello\n", 6, "HELLO\n", 6, 5000) == 0, "%s", it_errbuf);
-    char self[1024], script[1400];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    IT_CHECK(len > 0, "readlink /proc/self/exe: %s", strerror(errno));
-    self[len] = '\0';
-    snprintf(script, sizeof script,
-             "#!/bin/sh\nIT_FAKE_PROTOCOL=1 exec '%s' upgrade_fake_master %s\n", self,
-             it_env.model);
-    up_install(script, strlen(script), 0755);
+    up_install_silent_master();
     size_t off = it_log_size(s);
     pid_t old = s->pid;
     int64_t t0 = it_now_ms();
@@ -545,10 +553,54 @@ static void never_acknowledged(void **state)
     up_passed = 1;
 }
 
+#define RESUME_SESSIONS 20
+
+/* The new master dies (kill -9) after READY, while the old one hands over:
+ * the old master serves again, from a generation of its configuration, and
+ * every connection it still held in transit carries on there. */
+static void successor_dies(void **state)
+{
+    (void)state;
+    struct up_cfg c = {.handler = "upper", .extra = "upgrade_timeout = 5;"};
+    struct it_server *s = up_start("up_resume", &c);
+    pid_t old = s->pid;
+    int fd[RESUME_SESSIONS];
+    for (int i = 0; i < RESUME_SESSIONS; i++) {
+        fd[i] = it_connect(s->port);
+        IT_CHECK(fd[i] >= 0, "%s", it_errbuf);
+        IT_CHECK(it_roundtrip(fd[i], "one\n", 4, "ONE\n", 4, 5000) == 0, "%s", it_errbuf);
+    }
+    up_install_silent_master();
+    size_t off = it_log_size(s);
+    IT_CHECK(kill(old, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
+    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000), "no commit");
+    IT_CHECK(it_wait_log(s, off, "drained in", 5000), "the old generation did not give");
+    char *seg = it_log_since(s, off);
+    char *line = up_line(seg, "new master pid ");
+    pid_t fake = line ? (pid_t)atoi(strstr(line, "new master pid ") + 15) : 0;
+    free(line);
+    free(seg);
+    IT_CHECK(fake > 0 && kill(fake, SIGKILL) == 0, "kill -9 of the new master %d: %s",
+             (int)fake, strerror(errno));
+    IT_CHECK(it_wait_log(s, off, "went away during the hand-over", 5000),
+             "the old master did not notice");
+    IT_CHECK(it_wait_log(s, off, "(model ", 10000) &&
+                 it_wait_log(s, off, "generation 2)", 10000),
+             "the old master does not serve again");
+    for (int i = 0; i < RESUME_SESSIONS; i++)
+        IT_CHECK(it_roundtrip(fd[i], "two\n", 4, "TWO\n", 4, 5000) == 0,
+                 "session %d after the new master died: %s", i, it_errbuf);
+    up_check_still_serving(s, old, fd[0], "after the new master died");
+    long failed = up_failed_count(s);
+    IT_CHECK(failed == 1, "ioserve_upgrades_total{result=\"failed\"} %ld, expected 1", failed);
+    up_passed = 1;
+}
+
 int it_run_upgrade_broken(void)
 {
     IT_CHECK(it_env.bad_plugin_dir, "IOSERVE_BAD_PLUGIN_DIR is not set");
-    const struct CMUnitTest tests[] = {UP_TEST(broken_binaries), UP_TEST(never_acknowledged)};
+    const struct CMUnitTest tests[] = {UP_TEST(broken_binaries), UP_TEST(never_acknowledged),
+                                       UP_TEST(successor_dies)};
     return cmocka_run_group_tests_name("upgrade_broken", tests, up_group_setup, NULL);
 }
 
