@@ -166,6 +166,27 @@ static pid_t up_pidfile(const struct it_server *s)
     return pid;
 }
 
+/* The config of s with the line of `line`'s key replaced by `line`. */
+static void up_rewrite(const struct it_server *s, const char *line)
+{
+    char *cfg = it_read_file(s->cfg, NULL);
+    IT_CHECK(cfg, "cannot read %s", s->cfg);
+    char out[8192] = "", key[64];
+    snprintf(key, sizeof key, "%.*s", (int)strcspn(line, " ="), line);
+    for (const char *l = cfg; *l;) {
+        size_t n = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
+        if (!(strncmp(l, key, strlen(key)) == 0 && l[strlen(key)] == ' ') &&
+            strlen(out) + n < sizeof out)
+            strncat(out, l, n);
+        l += n;
+    }
+    free(cfg);
+    IT_CHECK(strlen(out) + strlen(line) + 2 < sizeof out, "config too long");
+    strcat(out, line);
+    strcat(out, "\n");
+    IT_CHECK(it_write_file(s->cfg, out) == 0, "cannot write %s", s->cfg);
+}
+
 /* The complete line of `text` holding `needle` (malloc'd), or NULL. */
 static char *up_line(const char *text, const char *needle)
 {
@@ -452,18 +473,7 @@ static void broken_binaries(void **state)
             up_install(b->content, strlen(b->content), b->mode);
         } else {
             up_install_ioserve();
-            /* good_cfg without the line of cfg_extra's key, then cfg_extra */
-            char bad[8192] = "", key[64];
-            snprintf(key, sizeof key, "%.*s", (int)strcspn(b->cfg_extra, " ="), b->cfg_extra);
-            for (const char *l = good_cfg; *l;) {
-                size_t n = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
-                if (!(strncmp(l, key, strlen(key)) == 0 && l[strlen(key)] == ' '))
-                    strncat(bad, l, n < sizeof bad - strlen(bad) ? n : sizeof bad - strlen(bad) - 1);
-                l += n;
-            }
-            strncat(bad, b->cfg_extra, sizeof bad - strlen(bad) - 2);
-            strcat(bad, "\n");
-            IT_CHECK(it_write_file(s->cfg, bad) == 0, "cannot write %s", s->cfg);
+            up_rewrite(s, b->cfg_extra);
         }
         size_t off = it_log_size(s);
         IT_CHECK(kill(master, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
@@ -519,6 +529,21 @@ static void up_install_silent_master(void)
     up_install(script, strlen(script), 0755);
 }
 
+/* Upgrades s to the silent new master and waits until the old master has
+ * let it serve (`off`: the log's size before); the silent master's pid. */
+static pid_t up_commit_to_silent(struct it_server *s, size_t off)
+{
+    up_install_silent_master();
+    IT_CHECK(kill(s->pid, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
+    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000), "no commit");
+    char *seg = it_log_since(s, off);
+    char *line = up_line(seg, "new master pid ");
+    pid_t pid = line ? (pid_t)atoi(strstr(line, "new master pid ") + 15) : 0;
+    free(line);
+    free(seg);
+    return pid;
+}
+
 /* A new master that says READY and then never acknowledges what it is
  * handed: the old master gives up on it after drain_timeout +
  * upgrade_timeout, saying so, and exits instead of waiting forever. */
@@ -530,17 +555,10 @@ static void never_acknowledged(void **state)
     int fd = it_connect(s->port);
     IT_CHECK(fd >= 0, "%s", it_errbuf);
     IT_CHECK(it_roundtrip(fd, "hello\n", 6, "HELLO\n", 6, 5000) == 0, "%s", it_errbuf);
-    up_install_silent_master();
     size_t off = it_log_size(s);
     pid_t old = s->pid;
     int64_t t0 = it_now_ms();
-    IT_CHECK(kill(old, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
-    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000), "no commit");
-    char *seg = it_log_since(s, off);
-    char *line = up_line(seg, "new master pid ");
-    pid_t fake = line ? (pid_t)atoi(strstr(line, "new master pid ") + 15) : 0;
-    free(line);
-    free(seg);
+    pid_t fake = up_commit_to_silent(s, off);
     IT_CHECK(it_wait_log(s, off, "did not acknowledge 1 connection(s)", 10000),
              "the old master does not give up on the silent new master");
     IT_CHECK(it_wait_exit(s, 5000), "the old master %d did not exit", (int)old);
@@ -570,16 +588,9 @@ static void successor_dies(void **state)
         IT_CHECK(fd[i] >= 0, "%s", it_errbuf);
         IT_CHECK(it_roundtrip(fd[i], "one\n", 4, "ONE\n", 4, 5000) == 0, "%s", it_errbuf);
     }
-    up_install_silent_master();
     size_t off = it_log_size(s);
-    IT_CHECK(kill(old, SIGUSR2) == 0, "SIGUSR2: %s", strerror(errno));
-    IT_CHECK(it_wait_log(s, off, "handing over and exiting", 10000), "no commit");
+    pid_t fake = up_commit_to_silent(s, off);
     IT_CHECK(it_wait_log(s, off, "drained in", 5000), "the old generation did not give");
-    char *seg = it_log_since(s, off);
-    char *line = up_line(seg, "new master pid ");
-    pid_t fake = line ? (pid_t)atoi(strstr(line, "new master pid ") + 15) : 0;
-    free(line);
-    free(seg);
     IT_CHECK(fake > 0 && kill(fake, SIGKILL) == 0, "kill -9 of the new master %d: %s",
              (int)fake, strerror(errno));
     IT_CHECK(it_wait_log(s, off, "went away during the hand-over", 5000),
@@ -605,27 +616,6 @@ int it_run_upgrade_broken(void)
 }
 
 /* ============================================================== drains */
-
-/* The config of s with the line of `line`'s key replaced by `line`. */
-static void up_rewrite(const struct it_server *s, const char *line)
-{
-    char *cfg = it_read_file(s->cfg, NULL);
-    IT_CHECK(cfg, "cannot read %s", s->cfg);
-    char out[8192] = "", key[64];
-    snprintf(key, sizeof key, "%.*s", (int)strcspn(line, " ="), line);
-    for (const char *l = cfg; *l;) {
-        size_t n = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
-        if (!(strncmp(l, key, strlen(key)) == 0 && l[strlen(key)] == ' ') &&
-            strlen(out) + n < sizeof out)
-            strncat(out, l, n);
-        l += n;
-    }
-    free(cfg);
-    IT_CHECK(strlen(out) + strlen(line) + 2 < sizeof out, "config too long");
-    strcat(out, line);
-    strcat(out, "\n");
-    IT_CHECK(it_write_file(s->cfg, out) == 0, "cannot write %s", s->cfg);
-}
 
 /*
  * What cannot move across an upgrade finishes on the old master, as on a
