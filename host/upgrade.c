@@ -587,7 +587,8 @@ bool upgrade_successor_lost(struct master *m)
     u->kept_status_fd = -1; /* the status server's now */
     u->succeeded--;
     u->failed++;
-    ho_relay_end_gone(&m->relay, &u->peer, NULL, 0); /* what it was sent waits here */
+    const struct ho_targets none = {0};
+    ho_relay_end_gone(&m->relay, &u->peer, &none); /* what it was sent waits here */
     peer_close(u);
     u->deadline_ms = 0;
     if (m->pid_file && pidfile_write(m->pid_file, 0, err, sizeof(err)) != 0)
