@@ -23,6 +23,8 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -87,6 +89,11 @@ def check_restart(op, problems):
         if d["chkdown"] != 1:
             problems.append("restart: HAProxy marked %s DOWN %d time(s), expected once" %
                             (srv, d["chkdown"]))
+    for x in op.get("restarts", []):
+        if x["role"] == "stream" and not x["down_while_draining"]:
+            problems.append("restart: HAProxy took %s out %.2f s after -s quit, once it had "
+                            "exited, not while it drained (/readyz 503)" % (x["master"],
+                                                                          x["down_s"]))
     windows = op.get("drain_windows", [])
     if len(windows) != INSTANCES:
         problems.append("restart: %d stream restarts recorded" % len(windows))
@@ -114,6 +121,60 @@ def check_restart(op, problems):
             problems.append("restart: %s closed no session" % s["step"])
 
 
+def leftovers(pid, fleet_dir):
+    """What a fleet tool run as pid left behind: namespaces, veths (its
+    names carry pid % 100000), processes running from or in its directory."""
+    tag = "%d" % (pid % 100000)
+    left = []
+    if os.geteuid() == 0 and shutil.which("ip"):
+        ns = subprocess.run(["ip", "netns", "list"], stdout=subprocess.PIPE, text=True).stdout
+        links = subprocess.run(["ip", "-o", "link"], stdout=subprocess.PIPE, text=True).stdout
+        left += re.findall(r"iosfleet-%s-\d+" % tag, ns)
+        left += re.findall(r"ifl%sh\d+" % tag, links)
+    for p in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                if fleet_dir.encode() in f.read():
+                    left.append("process %s" % p)
+        except (OSError, ValueError):
+            pass
+    if os.path.exists(fleet_dir):
+        left.append(fleet_dir)
+    return left
+
+
+def interrupted_run(src, build, net):
+    """Ctrl-C in the middle of a restart: the fleet tool tears everything
+    down and exits 130.  '' or what went wrong."""
+    argv = [sys.executable, os.path.join(src, "tools", "fleet"), "--build", build,
+            "--instances", "2", "--requests", "2000", "--sessions", "10", "--ops", "restart",
+            "--drain-timeout", str(DRAIN_TIMEOUT), "--net", net]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, fleet_dir = [], None
+    try:
+        for line in proc.stdout:
+            out.append(line)
+            m = re.search(r"; directory (\S+)$", line)
+            if m:
+                fleet_dir = m.group(1)
+            if line.startswith("  restart web1"):
+                proc.send_signal(signal.SIGINT)
+                break
+        rest, _ = proc.communicate(timeout=60)
+        out.append(rest)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return "tools/fleet did not end within 60 s of SIGINT:\n" + "".join(out)
+    if proc.returncode != 130 or not fleet_dir:
+        return "tools/fleet exited %d after SIGINT:\n%s" % (proc.returncode, "".join(out))
+    left = leftovers(proc.pid, fleet_dir)
+    if left:
+        return "after SIGINT, left behind: %s" % left
+    print("Ctrl-C during a restart: torn down, exit 130, nothing left behind")
+    return ""
+
+
 def main():
     src, build = sys.argv[1:3]
     tool = load_tool(src)
@@ -138,15 +199,25 @@ def main():
                 "--sessions", str(SESSIONS), "--drain-timeout", str(DRAIN_TIMEOUT),
                 "--net", net, "--json", out] + sys.argv[3:]
         print("$ " + " ".join(argv), flush=True)
+        proc = subprocess.Popen(argv)
         try:
-            rc = subprocess.run(argv, timeout=280).returncode
+            rc = proc.wait(timeout=240)
         except subprocess.TimeoutExpired:
-            print("FAIL: tools/fleet did not finish within 280 s", file=sys.stderr)
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
+            print("FAIL: tools/fleet did not finish within 240 s", file=sys.stderr)
             return 1
         with open(out) as f:
             res = json.load(f)
 
     problems = []
+    left = leftovers(proc.pid, res["dir"])
+    if left:
+        problems.append("tools/fleet left behind: %s" % left)
+    if len(sys.argv) == 3:  # not when trying the fleet with other options
+        why = interrupted_run(src, build, net)
+        if why:
+            problems.append(why)
     if res["variant"] != net:
         problems.append("tools/fleet ran the %s variant, not %s" % (res["variant"], net))
     ops = {op["op"]: op for op in res["ops"]}
