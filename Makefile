@@ -3,7 +3,7 @@ BUILD ?= build
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc)
 
-.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench tour mutants
+.PHONY: all build deps run test test-asan test-tsan fuzz valgrind clean bench tour mutants fleet
 
 all: build
 
@@ -82,6 +82,16 @@ bench: build
 tour: build
 	@./tools/install-deps bench || echo "tour: going on without what could not be installed"
 	./tools/tour --build $(BUILD)
+
+# Three instances behind HAProxy (deploy/haproxy/haproxy.cfg), in network
+# namespaces when run as root, and a rolling model swap, binary upgrade and
+# restart under HTTP load and long-lived TCP sessions, each step reported
+# (tools/fleet; docs/deploy.md).  FLEET_ARGS passes options, e.g.
+#   make fleet FLEET_ARGS="--instances 5 --ops restart --keep"
+FLEET_ARGS ?=
+fleet: build
+	@./tools/install-deps fleet
+	./tools/fleet --build $(BUILD) $(FLEET_ARGS)
 
 # Known bugs the suite must catch (tests/mutants/list): each is planted in a
 # scratch copy of the tree (MUTANTS_DIR, default /tmp/ioserve-mutants-$UID,
