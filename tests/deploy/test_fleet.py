@@ -35,7 +35,7 @@ import tempfile
 # from then on the rolling upgrade is held to the swap's standard.
 UPGRADE_AWAITING_MERGE = True
 
-INSTANCES, REQUESTS, SESSIONS, DRAIN_TIMEOUT = 3, 20000, 100, 2.0
+INSTANCES, REQUESTS, SESSIONS, DRAIN_TIMEOUT = 3, 20000, 100, 3.0
 
 
 def load_tool(src):
