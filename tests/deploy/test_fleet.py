@@ -104,7 +104,7 @@ def check_restart(op, problems):
                             (r["id"], r["end"], " with a reply outstanding" if r["awaiting"]
                              else ""))
         # A window opens at the quit plus drain_timeout: none may end before.
-        elif not any(lo + 0.5 <= r["ended"] <= hi for lo, hi in windows):
+        elif not any(lo <= r["ended"] <= hi for lo, hi in windows):
             problems.append("restart: session %d closed at %.2f, outside every restarted "
                             "master's [quit + drain_timeout, exit] %s" % (r["id"], r["ended"],
                                                                         windows))
