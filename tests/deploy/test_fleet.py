@@ -29,12 +29,6 @@ import subprocess
 import sys
 import tempfile
 
-# While issue 14's binary upgrade (branch h-upgrade) is not merged, this
-# tree's ioserve has no -s upgrade: the fleet must then say it cannot run
-# the rolling upgrade.  Once merged, this test FAILS until this is False;
-# from then on the rolling upgrade is held to the swap's standard.
-UPGRADE_AWAITING_MERGE = True
-
 INSTANCES, REQUESTS, SESSIONS, DRAIN_TIMEOUT = 3, 20000, 100, 3.0
 
 
@@ -186,11 +180,6 @@ def main():
     print("deploy.fleet: the %s variant (%s)" % (
         net, "each instance in its own network namespace, joined by a veth pair"
         if net == "netns" else "loopback ports: no network namespace here: " + why_not_netns))
-    upgrade_there = tool.upgrade_supported(os.path.join(build, "ioserve"))
-    if upgrade_there and UPGRADE_AWAITING_MERGE:
-        print("FAIL: this ioserve has -s upgrade now: set UPGRADE_AWAITING_MERGE = False in "
-              "tests/deploy/test_fleet.py to test the rolling upgrade", file=sys.stderr)
-        return 1
 
     with tempfile.TemporaryDirectory(prefix="ioserve-fleet-test.") as tmp:
         out = os.path.join(tmp, "fleet.json")
@@ -233,19 +222,11 @@ def main():
                 problems.append("swap: %s: %s" % (s["step"], s["detail"]))
     if "upgrade" in ops:
         op = ops["upgrade"]
-        if UPGRADE_AWAITING_MERGE:
-            if op["status"] != "unavailable":
-                problems.append("upgrade: %s, expected 'unavailable' from an ioserve without "
-                                "-s upgrade" % op["status"])
-            else:
-                print("not tested until the binary upgrade is merged (UPGRADE_AWAITING_MERGE):"
-                      " the rolling upgrade")
-        else:
-            check_common(op, problems)
-            check_unbroken(op, problems)
-            for s in op.get("steps", []):
-                if not re.match(r"master \d+ -> \d+ \(the new binary\)", s["detail"]):
-                    problems.append("upgrade: %s: %s" % (s["step"], s["detail"]))
+        check_common(op, problems)
+        check_unbroken(op, problems)
+        for s in op.get("steps", []):
+            if not re.match(r"master \d+ -> \d+ \(the new binary\)", s["detail"]):
+                problems.append("upgrade: %s: %s" % (s["step"], s["detail"]))
     if "restart" in ops:
         check_common(ops["restart"], problems)
         if ops["restart"]["status"] != "failed" or ops["restart"].get("haproxy"):
