@@ -231,7 +231,9 @@ static int content_type_ok(const char *v)
 #define R_UINT(n, f, lo, hi) R_NUM(CFG_RULE_UINT, n, f, lo, hi)
 #define R_SIZE(n, f, lo, hi) R_NUM(CFG_RULE_SIZE, n, f, lo, hi)
 #define R_BOOL(n, f) {.name = n, .kind = CFG_RULE_BOOL, .offset = FIELD(f)}
-#define R_MS(n, f, max_s) R_NUM(CFG_RULE_MS, n, f, 0, max_s)
+#define R_MS(n, f, max_s) R_NUM(CFG_RULE_MS, n, f, 1, max_s)
+/* a duration where 0 means "none" */
+#define R_MS_OR_0(n, f, max_s) R_NUM(CFG_RULE_MS, n, f, 0, max_s)
 /* unset: "" leaves the field NULL instead of being an error */
 #define R_STRING(n, f, unset) {.name = n, .kind = CFG_RULE_STRING, .offset = FIELD(f), \
                                .empty_is_unset = unset}
@@ -282,6 +284,7 @@ static const struct cfg_rule top_rules[] = {
     R_UINT("max_connections", max_connections, 1, 1000000),
     R_MS("idle_timeout", idle_timeout_ms, 86400),
     R_MS("drain_timeout", drain_timeout_ms, 86400),
+    R_MS_OR_0("quit_delay", quit_delay_ms, 600),
     R_BOOL("handover", handover),
     R_MS("upgrade_timeout", upgrade_timeout_ms, 3600),
     R_INDEX("log_level", log_level, log_level_names),

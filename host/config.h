@@ -53,6 +53,7 @@ struct ios_config {
     unsigned max_connections;    /* per worker */
     unsigned idle_timeout_ms;    /* idle_timeout (s) */
     unsigned drain_timeout_ms;   /* drain_timeout (s) */
+    unsigned quit_delay_ms;      /* quit_delay (s): -s quit keeps accepting this long */
     int handover;      /* a reload moves open connections to the new workers */
     unsigned upgrade_timeout_ms; /* upgrade_timeout (s): a new binary's wait to be ready */
     enum ios_log_level log_level;

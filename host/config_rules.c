@@ -67,12 +67,12 @@ static int read_bool(const struct cfg_report *r, const config_setting_t *s, int 
 
 /* Durations are written in seconds (fractions allowed) and kept in ms;
  * anything under a millisecond would round to "no timeout at all". */
-static int read_ms(const struct cfg_report *r, const config_setting_t *s, long long max_seconds,
-                   unsigned *out)
+static int read_ms(const struct cfg_report *r, const config_setting_t *s, long long min_ms,
+                   long long max_seconds, unsigned *out)
 {
     char path[PATH_BUF];
     int type = config_setting_type(s);
-    double v;
+    double v, lo = min_ms ? 0.001 : 0.0;
 
     cfg_setting_path(s, path, sizeof path);
     if (type == CONFIG_TYPE_FLOAT)
@@ -80,11 +80,11 @@ static int read_ms(const struct cfg_report *r, const config_setting_t *s, long l
     else if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64)
         v = (double)config_setting_get_int64(s);
     else
-        return cfg_fail_at(r, s, "'%s' must be a number of seconds from 0.001 to %lld", path,
+        return cfg_fail_at(r, s, "'%s' must be a number of seconds from %g to %lld", path, lo,
                            max_seconds);
-    if (!(v >= 0.001) || v > (double)max_seconds)
-        return cfg_fail_at(r, s, "'%s' must be a number of seconds from 0.001 to %lld (got %g)",
-                           path, max_seconds, v);
+    if (!(v >= lo) || v > (double)max_seconds)
+        return cfg_fail_at(r, s, "'%s' must be a number of seconds from %g to %lld (got %g)",
+                           path, lo, max_seconds, v);
     *out = (unsigned)(v * 1000.0 + 0.5);
     return 0;
 }
@@ -230,7 +230,7 @@ int cfg_rule_read(struct cfg_rules_ctx *cx, const struct cfg_rule *rule, const c
         return read_numeric(cx, rule, s);
     case CFG_RULE_MS: {
         unsigned ms;
-        if (read_ms(&cx->rep, s, rule->max, &ms) < 0)
+        if (read_ms(&cx->rep, s, rule->min, rule->max, &ms) < 0)
             return -1;
         if (cx->base)
             *(unsigned *)field_of(cx, rule->offset) = ms;

@@ -26,7 +26,7 @@ enum cfg_rule_kind {
     CFG_RULE_SIZE,     /* size_t, in [min, max] */
     CFG_RULE_LLONG,    /* long long, in [min, max] */
     CFG_RULE_BOOL,     /* int 0/1, written true or false */
-    CFG_RULE_MS,       /* unsigned ms, written in seconds up to max */
+    CFG_RULE_MS,       /* unsigned ms, written in seconds from min ms (1 or 0) up to max s */
     CFG_RULE_STRING,   /* char *, a copy */
     CFG_RULE_PATH,     /* char *, made absolute against the ctx's dir */
     CFG_RULE_CHOICE,   /* char *, one of `choices` */

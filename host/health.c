@@ -76,6 +76,16 @@ int health_ready(void *ctx, struct ios_buf *out)
     const struct master *m = ctx;
     if (m->terminating)
         return reply(out, 503, "stopping: fast stop (-s stop), closing every connection");
+    if (m->quit_phase == QUIT_DELAY) {
+        uint64_t now = clock_now_ms();
+        return reply(out, 503, "stopping: -s quit, accepting for %llu more ms so balancers "
+                     "can take this instance out",
+                     (unsigned long long)(m->quit_phase_at_ms > now ? m->quit_phase_at_ms - now
+                                                                    : 0));
+    }
+    if (m->quit_phase == QUIT_FLUSH)
+        return reply(out, 503, "stopping: -s quit, accepting what the backlog holds, then "
+                     "draining");
     if (m->quitting) {
         const struct generation *d = gen_find(m, GEN_DRAINING);
         return reply(out, 503, "stopping: draining for -s quit, %llu connection(s) open",

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/filter.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -104,6 +105,37 @@ void listener_apply_backlog(int fd, int was, int backlog, bool socket_activated)
                  was);
     else
         log_info("reload: backlog %d (was %d)", backlog, was);
+}
+
+/*
+ * A socket filter sees a TCP segment from its TCP header on: byte 13
+ * holds the flags.  A SYN without ACK opens a handshake: dropped, the
+ * client hears nothing and sends its SYN again later (to whoever listens
+ * then), where a closing socket would have reset a queued connection.
+ * Every other segment passes, so handshakes under way complete and
+ * established connections are untouched.
+ */
+int listener_refuse_handshakes(int fd)
+{
+    struct sock_filter drop_syn[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12), /* SYN | ACK */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    struct sock_fprog prog = {.len = sizeof(drop_syn) / sizeof(drop_syn[0]), .filter = drop_syn};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) == 0 ? 0 : -errno;
+}
+
+int listener_queued(int fd)
+{
+    /* On a listening socket TCP_INFO's tcpi_unacked is its accept queue. */
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return -errno;
+    return (int)ti.tcpi_unacked;
 }
 
 /*

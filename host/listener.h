@@ -29,6 +29,14 @@ int listener_for_reload(int fd, const char *serving, const struct ios_config *cf
  * why it keeps `was`). */
 void listener_apply_backlog(int fd, int was, int backlog, bool socket_activated);
 
+/* -s quit: the socket answers no new SYN from now on (a socket filter
+ * drops them; handshakes already under way complete), so that what its
+ * backlog holds can be accepted before the last descriptor closes.  0 or
+ * a negative errno. */
+int listener_refuse_handshakes(int fd);
+/* Connections waiting in fd's accept queue, or a negative errno. */
+int listener_queued(int fd);
+
 /* A listening socket no client can reach (a loopback one whose filter
  * drops every packet): the canary workers' listen_fd.  The descriptor, or
  * a negative errno with a message in err. */

@@ -228,6 +228,93 @@ static void do_reload(struct master *m)
         reload_failed(m);
 }
 
+/* ------------------------------------------------------------ -s quit */
+
+static void quit_drain(struct master *m)
+{
+    m->quit_phase = QUIT_DRAIN;
+    log_info("SIGQUIT: draining every generation, then exiting");
+    sd_notify(0, "STOPPING=1\nSTATUS=draining");
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++)
+        if (m->gens[i])
+            gen_drain(m, m->gens[i], NULL);
+}
+
+/* The workers stop accepting when they drain, and the listening socket
+ * closes with the master: a connection still in its backlog then would
+ * be reset after its client saw the handshake complete.  So new
+ * handshakes stop first and the workers, still accepting, empty the
+ * backlog; the drain begins once it is empty (quit_tick).  A socket from
+ * systemd is left alone: systemd keeps it open, so what its backlog holds
+ * waits for the next ioserve instead of being reset (and a filter would
+ * stay on it for that next ioserve). */
+static void quit_flush(struct master *m)
+{
+    m->quit_phase = QUIT_FLUSH;
+    m->quit_phase_at_ms = clock_now_ms();
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    if (!g || m->socket_activated) {
+        quit_drain(m);
+        return;
+    }
+    int rc = listener_refuse_handshakes(g->listen_fd);
+    if (rc != 0) {
+        log_warn(-rc, "SIGQUIT: cannot stop new handshakes on the listening socket: "
+                 "connections in its backlog at exit will be reset");
+        quit_drain(m);
+        return;
+    }
+    log_info("SIGQUIT: no new handshakes; accepting what the backlog holds, then draining");
+}
+
+static void quit_begin(struct master *m)
+{
+    m->quitting = true;
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    unsigned delay = g ? g->cfg->quit_delay_ms : 0;
+    if (delay == 0) {
+        quit_flush(m);
+        return;
+    }
+    sd_notifyf(0, "STOPPING=1\nSTATUS=quitting: accepting for %u ms more (quit_delay)", delay);
+    log_info("SIGQUIT: /readyz now answers 503; accepting for %u ms more (quit_delay) so that "
+             "balancers take this instance out, then draining", delay);
+    m->quit_phase = QUIT_DELAY;
+    m->quit_phase_at_ms = clock_now_ms() + delay;
+}
+
+static void quit_tick(struct master *m, uint64_t now)
+{
+    if (m->terminating)
+        return;
+    if (m->quit_phase == QUIT_DELAY && now >= m->quit_phase_at_ms)
+        quit_flush(m);
+    if (m->quit_phase != QUIT_FLUSH)
+        return;
+    const struct generation *g = gen_find(m, GEN_ACTIVE);
+    int queued = g ? listener_queued(g->listen_fd) : 0;
+    uint64_t waited = now - m->quit_phase_at_ms;
+    if (waited < QUIT_FLUSH_SETTLE_MS || (queued > 0 && waited < QUIT_FLUSH_MAX_MS))
+        return;
+    if (queued > 0)
+        log_warn(0, "SIGQUIT: %d connection(s) still queued after %llu ms of not being "
+                 "accepted: they will be reset", queued, (unsigned long long)waited);
+    quit_drain(m);
+}
+
+/* When quit_tick has work next; 0 = none. */
+static uint64_t quit_next_ms(const struct master *m)
+{
+    switch (m->quit_phase) {
+    case QUIT_DELAY:
+        return m->quit_phase_at_ms;
+    case QUIT_FLUSH:
+        return clock_now_ms() + 10; /* the backlog is watched, not waited on */
+    default:
+        return 0;
+    }
+}
+
 static void on_signal(struct master *m, int sig)
 {
     switch (sig) {
@@ -243,15 +330,15 @@ static void on_signal(struct master *m, int sig)
             upgrade_begin(m);
         break;
     case SIGQUIT:
-        if (m->quitting || m->terminating)
+        if (m->terminating)
             break;
         upgrade_cancel(m, "this master was asked to quit");
-        log_info("SIGQUIT: draining every generation, then exiting");
-        sd_notify(0, "STOPPING=1\nSTATUS=draining");
-        m->quitting = true;
-        for (unsigned i = 0; i < MAX_GENERATIONS; i++)
-            if (m->gens[i])
-                gen_drain(m, m->gens[i], NULL);
+        if (!m->quitting)
+            quit_begin(m);
+        else if (m->quit_phase == QUIT_DELAY) {
+            log_info("SIGQUIT again: skipping the rest of quit_delay");
+            quit_flush(m);
+        }
         break;
     case SIGTERM:
     case SIGINT:
@@ -272,6 +359,7 @@ static void check_timers(struct master *m)
         if (m->gens[i])
             on_gen_change(m, gen_tick(m, m->gens[i], now));
     upgrade_tick(m, now);
+    quit_tick(m, now);
 }
 
 static int next_timeout(const struct master *m)
@@ -287,6 +375,9 @@ static int next_timeout(const struct master *m)
     uint64_t up = upgrade_deadline(m);
     if (up && up < best)
         best = up;
+    uint64_t quit_at = m->terminating ? 0 : quit_next_ms(m);
+    if (quit_at && quit_at < best)
+        best = quit_at;
     if (best == UINT64_MAX)
         return -1;
     return best <= now ? 0 : (int)(best - now > 60000 ? 60000 : best - now);

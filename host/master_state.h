@@ -24,6 +24,21 @@
 #define RESPAWN_BACKOFF_FIRST_MS 1000
 #define RESPAWN_BACKOFF_MAX_MS 30000
 #define HEALTHY_UPTIME_MS 10000  /* a worker that lived this long resets backoff */
+/* -s quit empties the backlog before the drain: it waits at least this
+ * long after new handshakes stop, so that one under way (its client's ACK
+ * an RTT away) lands in the queue and is accepted too... */
+#define QUIT_FLUSH_SETTLE_MS 100
+/* ...and at most this long: workers that accept nothing (every one at
+ * max_connections, or dead) do not hold the quit up. */
+#define QUIT_FLUSH_MAX_MS 2000
+
+/* -s quit, step by step (master.c). */
+enum quit_phase {
+    QUIT_NONE,
+    QUIT_DELAY, /* quit_delay: /readyz 503, still accepting */
+    QUIT_FLUSH, /* no new handshakes; the workers accept what is queued */
+    QUIT_DRAIN, /* every generation drains, then the master exits */
+};
 
 /* The wait before the respawn after one that waited `ms`: the first
  * replacement starts at once, then the delay doubles from
@@ -115,6 +130,8 @@ struct master {
     bool ever_active;
     bool reload_pending;
     bool quitting;          /* graceful: drain everything, then exit */
+    enum quit_phase quit_phase;
+    uint64_t quit_phase_at_ms; /* QUIT_DELAY: when it ends; QUIT_FLUSH: when it began */
     bool terminating;       /* fast: kill everything, then exit */
     uint64_t kill_at_ms;
     int exit_code;

@@ -70,6 +70,7 @@ int it_run_handover_abi11(void);
 int it_run_handover_quit(void);
 int it_run_handover_off(void);
 int it_run_health(void);
+int it_run_quit(void);
 int it_run_health_master(void);
 
 /* sc_canary.c: the A/B split */
@@ -140,6 +141,7 @@ static const struct scenario scenarios[] = {
     {"handover_quit", it_run_handover_quit},
     {"handover_off", it_run_handover_off},
     {"health", it_run_health},
+    {"quit", it_run_quit},
     {"health_master", it_run_health_master},
     {"canary_split", it_run_canary_split},
     {"canary_promote", it_run_canary_promote},

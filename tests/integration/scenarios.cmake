@@ -39,6 +39,7 @@ set(IT_MODEL_SCENARIOS
   handover_off
   health
   upgrade_load
+  quit
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
