@@ -629,6 +629,28 @@ static void test_durations(void **state)
     }
 }
 
+/* quit_delay: a duration where 0 (the default) means none, up to 600 s. */
+static void test_quit_delay(void **state)
+{
+    struct fx *fx = *state;
+    load_ok(fx, "workers = 1;\n");
+    assert_int_equal(fx->cfg.quit_delay_ms, 0);
+    load_ok(fx, "quit_delay = 0;\n");
+    assert_int_equal(fx->cfg.quit_delay_ms, 0);
+    load_ok(fx, "quit_delay = 6;\n");
+    assert_int_equal(fx->cfg.quit_delay_ms, 6000);
+    load_ok(fx, "quit_delay = 0.25;\n");
+    assert_int_equal(fx->cfg.quit_delay_ms, 250);
+    load_ok(fx, "quit_delay = 600;\n");
+    assert_int_equal(fx->cfg.quit_delay_ms, 600000);
+    static const char *const refused[] = {"-1", "600.5", "\"5\"", "true"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char text[64];
+        snprintf(text, sizeof text, "quit_delay = %s;\n", refused[i]);
+        load_fails_at(fx, text, 1, "'quit_delay' must be a number of seconds from 0 to 600");
+    }
+}
+
 /* -------------------------------------------------------- string choices */
 
 static void test_handler(void **state)
@@ -1406,6 +1428,7 @@ int main(void)
         T(test_wrapping_int_literals),
         cmocka_unit_test(test_find_wrapping_int),
         T(test_durations),
+        T(test_quit_delay),
         T(test_handler),
         T(test_log_level),
         T(test_model),

@@ -1,6 +1,7 @@
 /* /healthz and /readyz (host/health.c) in each state of the master, on a
  * master table built by hand: start-up, serving, a reload starting, every
- * worker dead and waiting out a respawn, -s quit, -s stop.  The real
+ * worker dead and waiting out a respawn, -s quit (its quit_delay, the
+ * backlog emptied, the drain), -s stop.  The real
  * server in each state: it.health_start and it.<model>.health. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,6 +136,25 @@ static void quitting(void **st)
            "stopping: draining for -s quit, 3 connection(s) open");
 }
 
+/* quit_delay: still serving and accepting, but not ready any more. */
+static void quit_delay(void **st)
+{
+    struct fx *f = *st;
+    gen(f, 0, GEN_ACTIVE, 2);
+    f->m.quitting = true;
+    f->m.quit_phase = QUIT_DELAY;
+    f->m.quit_phase_at_ms = clock_now_ms() + 4000;
+    expect(f, 200, "ok: generation 1 serving, 2 of 2", 503, "stopping: -s quit, accepting for ");
+    char line[512];
+    ask(f, health_ready, line, sizeof(line));
+    unsigned long long left = strtoull(strstr(line, "for ") + 4, NULL, 10);
+    assert_true(left > 3000 && left <= 4000);
+    assert_non_null(strstr(line, " more ms so balancers can take this instance out"));
+    f->m.quit_phase = QUIT_FLUSH;
+    expect(f, 200, "ok: generation 1 serving", 503,
+           "stopping: -s quit, accepting what the backlog holds, then draining");
+}
+
 static void terminating(void **st)
 {
     struct fx *f = *st;
@@ -151,6 +171,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(reload_starting, setup, teardown),
         cmocka_unit_test_setup_teardown(no_worker_up, setup, teardown),
         cmocka_unit_test_setup_teardown(quitting, setup, teardown),
+        cmocka_unit_test_setup_teardown(quit_delay, setup, teardown),
         cmocka_unit_test_setup_teardown(terminating, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
