@@ -295,10 +295,75 @@ static void test_socket_activation(void **state)
     IT_CHECK(strstr(log, want), "no \"%s\" in the log: %s", want, log);
 }
 
+/* Once ioserve serves on the passed socket, SIGQUIT to it (its pid from
+ * the pid file). */
+struct quitter {
+    int port;
+    char pid_file[600];
+    int quit_sent;
+};
+
+static void *quit_when_serving(void *arg)
+{
+    struct quitter *q = arg;
+    for (int i = 0; i < 200 && !q->quit_sent; i++) {
+        int fd = it_connect_timeout(q->port, 2000);
+        char *pid = NULL;
+        if (fd >= 0 && it_roundtrip(fd, "up?", 3, "up?", 3, 5000) == 0)
+            pid = it_read_file(q->pid_file, NULL);
+        if (fd >= 0)
+            close(fd);
+        if (pid && atoi(pid) > 0 && kill(atoi(pid), SIGQUIT) == 0)
+            q->quit_sent = 1;
+        free(pid);
+        if (!q->quit_sent)
+            it_sleep_ms(20);
+    }
+    return NULL;
+}
+
+/*
+ * -s quit with a socket from systemd: ioserve leaves the socket as it is
+ * (no filter against new handshakes, ioserve(8)), so once it exited the
+ * socket systemd (here, the test) holds still completes handshakes: what
+ * arrives waits in its backlog for the next ioserve.
+ */
+static void test_socket_activation_quit(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"workers = 1;", NULL};
+    char *cfg = it_write_config("activated_quit", lines);
+    assert_non_null(cfg);
+    struct quitter q = {0};
+    int lfd = it_passed_socket(16, &q.port);
+    IT_CHECK(lfd >= 0, "the socket to pass: %s", strerror(errno));
+    snprintf(q.pid_file, sizeof q.pid_file, "%s/activated_quit.pid", it_tmpdir());
+    char *argv[] = {(char *)it_env.bin, "-c", cfg, NULL};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, quit_when_serving, &q), 0);
+    char *out = NULL;
+    int status = it_run_activated(argv, lfd, 10000, NULL, &out, NULL);
+    pthread_join(t, NULL);
+    free(cfg);
+    static char log[8192];
+    snprintf(log, sizeof log, "%s", out ? out : "");
+    free(out);
+    IT_CHECK(q.quit_sent, "ioserve never served on the passed socket: %s", log);
+    IT_CHECK(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+             "ioserve did not exit 0 on SIGQUIT (status 0x%x): %s", status, log);
+    int fd = it_connect_timeout(q.port, 1000);
+    IT_CHECK(fd >= 0, "no handshake on the socket ioserve was passed, after its -s quit "
+             "(%s): a filter left on it would make the next ioserve miss connections\n%s",
+             strerror(errno), log);
+    close(fd);
+    it_close(lfd);
+}
+
 int it_run_socket_activation(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_socket_activation),
+        cmocka_unit_test(test_socket_activation_quit),
     };
     return cmocka_run_group_tests_name("socket_activation", tests, NULL, NULL);
 }
