@@ -22,7 +22,9 @@
  * flag every thread sees, including one started later.  (Iterative: the
  * acceptor serves the client itself, and watches stop_fd instead.)  The
  * output is sent by the pump's own ioc_flush, on a blocking socket, within
- * SO_SNDTIMEO.
+ * SO_SNDTIMEO.  The threads run on stacks of one reserved mapping
+ * (ioc_stacks.h): a hand-over ends every thread at once, and glibc's own
+ * stacks, unmapped one by one, made that take hundreds of milliseconds.
  */
 #include <errno.h>
 #include <poll.h>
@@ -33,6 +35,7 @@
 #include <unistd.h>
 
 #include "ioc.h"
+#include "ioc_stacks.h"
 
 static const struct ios_knob blocking_knobs[] = {
     {"threads", IOS_KNOB_BOOL, 1, NULL, 0, 1,
@@ -51,7 +54,7 @@ struct blocking_model {
     const struct ios_handler *h;
     struct ioc_loop acceptor;
     pthread_mutex_t lock;
-    pthread_cond_t idle;  /* signalled when a thread ends */
+    pthread_cond_t idle;  /* signalled when the last thread ends */
     unsigned threads;     /* connection threads running */
     /* Threads that have ended but not been joined.  They are joined, not
      * detached: model_run must not return (and the host dlclose this code)
@@ -59,7 +62,8 @@ struct blocking_model {
     struct blocking_job *ended;
     unsigned max_threads;
     bool threaded;
-    pthread_attr_t attr;
+    pthread_attr_t attr;      /* for a thread on a default stack */
+    struct ioc_stacks stacks; /* the threads' stacks; the acceptor's alone */
     int wake_fd; /* readable once the drain began (threaded), or -1 */
 };
 
@@ -68,6 +72,7 @@ struct blocking_job {
     struct ioc_conn *conn;
     struct ioc_loop loop; /* the connection thread's, set up by the acceptor */
     pthread_t thread;
+    int stack_slot; /* in m->stacks, or -1: a default stack */
     struct blocking_job *next_ended;
 };
 
@@ -220,8 +225,10 @@ static void *blocking_thread(void *arg)
     pthread_mutex_lock(&m->lock);
     job->next_ended = m->ended;
     m->ended = job;
-    m->threads--;
-    pthread_cond_signal(&m->idle);
+    /* Only the drain waits, and only for the last one: a wake-up per
+     * thread would cost the acceptor a thousand at the end of a drain. */
+    if (--m->threads == 0)
+        pthread_cond_signal(&m->idle);
     pthread_mutex_unlock(&m->lock);
     return NULL;
 }
@@ -236,6 +243,7 @@ static void blocking_reap(struct blocking_model *m)
     while (job) {
         struct blocking_job *next = job->next_ended;
         pthread_join(job->thread, NULL);
+        ioc_stacks_put(&m->stacks, job->stack_slot);
         free(job);
         job = next;
     }
@@ -263,23 +271,44 @@ static int blocking_job_new(struct blocking_model *m, struct ioc_conn *c,
     }
     job->m = m;
     job->conn = c;
+    job->stack_slot = -1;
     *out = job;
     return 0;
 }
 
+/* Starts job's thread, on a stack of the pool when one is free.  0 or
+ * -errno. */
+static int blocking_thread_start(struct blocking_model *m, struct blocking_job *job)
+{
+    void *stack;
+    job->stack_slot = ioc_stacks_take(&m->stacks, &stack);
+    if (job->stack_slot < 0)
+        return -pthread_create(&job->thread, &m->attr, blocking_thread, job);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstack(&attr, stack, m->stacks.size);
+    int rc = -pthread_create(&job->thread, &attr, blocking_thread, job);
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        ioc_stacks_put(&m->stacks, job->stack_slot);
+    return rc;
+}
+
 static void blocking_dispatch(struct blocking_model *m, struct ioc_conn *c)
 {
-    blocking_reap(m);
     pthread_mutex_lock(&m->lock);
     bool room = m->threads < m->max_threads;
     if (room)
         m->threads++;
     pthread_mutex_unlock(&m->lock);
+    /* Joined after the count was read: every thread not counted then is
+     * joined now, so fewer than max_threads stacks are taken. */
+    blocking_reap(m);
 
     struct blocking_job *job = NULL;
     int rc = room ? blocking_job_new(m, c, &job) : -EAGAIN;
     if (rc == 0) {
-        rc = -pthread_create(&job->thread, &m->attr, blocking_thread, job);
+        rc = blocking_thread_start(m, job);
         if (rc != 0) {
             ioc_detach(&job->loop, c);
             ioc_adopt(&m->acceptor, c);
@@ -356,6 +385,12 @@ int model_run(int listen_fd, const struct ios_handler *h)
             ioc_loop_fini(&m.acceptor);
             return rc;
         }
+        rc = ioc_stacks_init(&m.stacks, m.max_threads, THREAD_STACK_SIZE);
+        if (rc != 0)
+            h->log(h, IOS_LOG_WARN, -rc,
+                   "blocking: no pool of thread stacks, using the default ones "
+                   "(ending many threads will be slower)");
+        rc = 0;
     }
     pthread_attr_init(&m.attr);
     pthread_attr_setstacksize(&m.attr, THREAD_STACK_SIZE);
@@ -399,6 +434,7 @@ int model_run(int listen_fd, const struct ios_handler *h)
         pthread_cond_wait(&m.idle, &m.lock);
     pthread_mutex_unlock(&m.lock);
     blocking_reap(&m);
+    ioc_stacks_fini(&m.stacks);
     pthread_cond_destroy(&m.idle);
     pthread_mutex_destroy(&m.lock);
     pthread_attr_destroy(&m.attr);
