@@ -1,5 +1,6 @@
 /* Thread stacks from one reserved mapping: see ioc_stacks.h for why. */
 #include <errno.h>
+#include <link.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
@@ -7,13 +8,37 @@
 
 #include "ioc_stacks.h"
 
+static int add_tls(struct dl_phdr_info *info, size_t len, void *total)
+{
+    (void)len;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_TLS)
+            *(size_t *)total += ph->p_memsz + (ph->p_align ? ph->p_align : 1);
+    }
+    return 0;
+}
+
+/* The thread-local storage of every loaded object, with its alignment.
+ * glibc keeps a thread's static TLS at the top of its stack, a provided
+ * one too.  On glibc's own stacks the sanitizers add it to the size asked
+ * for (ThreadSanitizer's alone is ~900 KiB); on ours, we must. */
+static size_t tls_size(void)
+{
+    size_t total = 0;
+    dl_iterate_phdr(add_tls, &total);
+    return total;
+}
+
 int ioc_stacks_init(struct ioc_stacks *s, unsigned count, size_t size)
 {
     *s = (struct ioc_stacks){0};
     long page = sysconf(_SC_PAGESIZE);
     size_t pg = page > 0 ? (size_t)page : 4096;
-    size_t stack = (size + pg - 1) / pg * pg;
-    if (count == 0 || stack == 0 || count > SIZE_MAX / (stack + pg))
+    if (count == 0 || size == 0 || size > SIZE_MAX / 4)
+        return -EINVAL;
+    size_t stack = (size + tls_size() + pg - 1) / pg * pg;
+    if (count > SIZE_MAX / (stack + pg))
         return -EINVAL;
     unsigned *free_slots = malloc(count * sizeof(*free_slots));
     if (!free_slots)

@@ -27,15 +27,17 @@ struct ioc_stacks {
     char *base;      /* the reservation, or NULL: no pool (every take fails) */
     size_t slot;     /* guard + stack, bytes */
     size_t guard;    /* bytes below each stack that fault */
-    size_t size;     /* usable stack, bytes */
+    size_t size;     /* a stack, bytes: frames and thread-local storage */
     unsigned count;  /* slots reserved */
     unsigned fresh;  /* slots [0, fresh) have been made writable */
     unsigned nfree;  /* of them, free now: free_slots[0, nfree) */
     unsigned *free_slots;
 };
 
-/* Reserves `count` stacks of at least `size` bytes.  0, or -errno with
- * the pool empty (ioc_stacks_take then fails: use the default stacks). */
+/* Reserves `count` stacks, each of `size` bytes for the thread's frames
+ * plus room for the thread-local storage glibc keeps at a stack's top.
+ * 0, or -errno with the pool empty (ioc_stacks_take then fails: use the
+ * default stacks). */
 int ioc_stacks_init(struct ioc_stacks *s, unsigned count, size_t size);
 
 /* A free slot and its stack (for pthread_attr_setstack: *stack, s->size),

@@ -175,6 +175,34 @@ extern struct it_server *it_srv;
 /* Dumps the log of the group's server (if one was started). */
 void it_dump_group_log(void);
 
+/* Built with a sanitizer (the server is built with the same flags). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define IT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define IT_SANITIZED 1
+#endif
+#endif
+#ifndef IT_SANITIZED
+#define IT_SANITIZED 0
+#endif
+/* ThreadSanitizer in particular: the slowest of them with threads. */
+#if defined(__SANITIZE_THREAD__)
+#define IT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IT_TSAN 1
+#endif
+#endif
+#ifndef IT_TSAN
+#define IT_TSAN 0
+#endif
+/* What a deadline waiting on the server is multiplied by in a sanitizer
+ * build: ThreadSanitizer alone makes each thread the blocking model starts
+ * cost ~10 ms (its ~900 KiB of thread-local state zeroed and faulted in),
+ * so 1,000 connections take it 10 s where they take 0.1 s otherwise. */
+#define IT_SLOWDOWN (IT_SANITIZED ? 10 : 1)
+
 /* Group setup: writes a config with `lines`, starts the server. */
 int it_group_start(const char *const *lines);
 /* Group teardown: closes clients, stops and reaps the server. */

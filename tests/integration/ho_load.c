@@ -69,7 +69,7 @@ struct ho_load *ho_open(int port, int n, enum ho_kind kind, int period_ms)
         /* spread the lines over the period, not all at once */
         c->next_ms = now + (period_ms ? i % period_ms : 0);
         L->n = i + 1;
-        c->fd = it_connect_timeout(port, 5000);
+        c->fd = it_connect_timeout(port, HO_MS(5000));
         IT_CHECK(c->fd >= 0, "connection %d of %d to port %d: %s", i + 1, n, port,
                  strerror(errno));
     }

@@ -14,7 +14,9 @@
 
 #define HO_MAX_LOADS 3
 #define HO_EXP_CAP 16384
-#define HO_STALL_MS 5000
+/* A deadline that waits on the server, scaled in a sanitizer build. */
+#define HO_MS(ms) ((ms) * IT_SLOWDOWN)
+#define HO_STALL_MS HO_MS(5000)
 
 enum ho_kind { HO_UPPER, HO_HTTP };
 

@@ -33,18 +33,6 @@
 #define BODY_LEN (sizeof BODY - 1)
 #define HEADER_TIMEOUT_MS 2000
 
-/* Built with a sanitizer (the server is built with the same flags). */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define IT_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define IT_SANITIZED 1
-#endif
-#endif
-#ifndef IT_SANITIZED
-#define IT_SANITIZED 0
-#endif
-
 static int soak_setup(void **state)
 {
     (void)state;
