@@ -417,6 +417,19 @@ int ho_wait_active(const struct it_server *s, unsigned gen, long want,
     }
 }
 
+int ho_wait_holds(const struct it_server *s, unsigned gen, long want, int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        const char *body = ho_metrics(s);
+        if (body && ho_active(body, gen) == want)
+            return 1;
+        if (it_now_ms() >= end)
+            return 0;
+        it_sleep_ms(50);
+    }
+}
+
 /* Every connection of every reload was handed over, none finished on an
  * old model: the hand-over metrics say `moved` and 0. */
 void ho_check_moved(const struct it_server *s, long moved)

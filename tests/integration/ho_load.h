@@ -77,6 +77,9 @@ long ho_active(const char *body, unsigned gen);
  * and no generation holds any other.  0, or -1 with the last counts. */
 int ho_wait_active(const struct it_server *s, unsigned gen, long want, int timeout_ms,
                    long *on_gen, long *total);
+/* Waits up to timeout_ms until generation `gen` holds `want` connections,
+ * whatever the others hold.  1 when it does, 0 if not. */
+int ho_wait_holds(const struct it_server *s, unsigned gen, long want, int timeout_ms);
 /* Every connection was handed over, none finished on an old model: the
  * hand-over metrics say `moved` and 0. */
 void ho_check_moved(const struct it_server *s, long moved);

@@ -178,6 +178,22 @@ static long ho_wait_drained(const struct it_server *s, size_t off, unsigned gen,
     }
 }
 
+/* Waits up to timeout_ms for a complete log line holding `needle` (after
+ * log byte off).  1 when it came, 0 if not. */
+static int ho_wait_line(const struct it_server *s, size_t off, const char *needle,
+                        int timeout_ms)
+{
+    int64_t end = it_now_ms() + timeout_ms;
+    for (;;) {
+        char *seg = it_log_since(s, off);
+        int found = ho_line(seg, needle) != NULL;
+        free(seg);
+        if (found || it_now_ms() >= end)
+            return found;
+        it_sleep_ms(5);
+    }
+}
+
 /* Per-worker ioserve_connections_active of generation `gen` into out[j]
  * (worker="j"); the number of workers seen. */
 static int ho_worker_active(const char *body, unsigned gen, long *out, int max)
@@ -832,6 +848,11 @@ static void abi11_mix(void **state)
     struct ho_load *loads[3];
     loads[0] = ho_open(s->port, ABI_SESSIONS, HO_UPPER, 50);
     ho_pump(loads, 1, 300, NULL, NULL);
+    /* Each set on its generation before the next reload: one still in the
+     * listen queue would be accepted by the next (a sanitizer build is
+     * slow to start the blocking model's threads). */
+    IT_CHECK(ho_wait_holds(s, 1, ABI_SESSIONS, HO_MS(3000)),
+             "A: not all %d sessions on generation 1", ABI_SESSIONS);
 
     /* X -> 1.1: the 1.1 model cannot adopt, X's connections wait on X */
     struct ho_cfg old = cfg;
@@ -851,11 +872,19 @@ static void abi11_mix(void **state)
      * those waiting on generation 1 move to the new X */
     loads[1] = ho_open(s->port, ABI_SESSIONS, HO_UPPER, 50);
     ho_pump(loads, 2, 300, NULL, NULL);
+    IT_CHECK(ho_wait_holds(s, g2, ABI_SESSIONS, HO_MS(3000)),
+             "B: not all %d sessions on generation %u (1.1)", ABI_SESSIONS, g2);
     off = it_log_size(s);
     unsigned g3 = ho_reload(ho_index(s), &cfg);
+    /* C must reach generation 3: the 1.1 model accepts until it notices
+     * its drain, which a loaded or sanitizer build may take a while to */
+    IT_CHECK(ho_wait_line(s, off, "ppoll11: draining: no longer accepting", HO_MS(2000)),
+             "the 1.1 model (generation %u) did not log that it stopped accepting", g2);
     long ended1 = ho_wait_drained(s, off, g1, 2000);
     loads[2] = ho_open(s->port, ABI_SESSIONS, HO_UPPER, 50);
     ho_pump(loads, 3, 500, NULL, NULL);
+    IT_CHECK(ho_wait_holds(s, g3, 2 * ABI_SESSIONS, HO_MS(3000)),
+             "A and C: not all %d sessions on generation %u", 2 * ABI_SESSIONS, g3);
     IT_CHECK(ended1 >= 0,
              "generation %u (%s) did not end within 2 s of generation %u (%s again) "
              "serving (drain_timeout 10 s): its connections were not handed over",
