@@ -389,7 +389,7 @@ static void slow_reader(void **state)
            (unsigned long long)got, (long long)elapsed, rss0, rss_max,
            rss_max - rss0);
     IT_CHECK(why[0] == 0, "%s", why);
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if IT_SANITIZED
     /* ASan's quarantine keeps every freed buffer resident for a while
      * (TSan's shadow grows too): RSS says nothing in those builds. */
     it_log("(VmRSS bound not checked in a sanitizer build)");
