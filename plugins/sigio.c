@@ -218,8 +218,10 @@ static int sigio_setup(struct sigio_model *m, long long sigpending)
     return 0;
 }
 
-/* Every connection is closed by now, so nothing raises the signals any
- * more: take what is still queued before unblocking them. */
+/* Our own connections are closed by now, but one we gave away stays
+ * routed to us (F_SETOWN lives on the shared open file) until its adopter
+ * routes it to itself, and may still raise the signals: ignore them before
+ * unblocking, or a late one would kill this process (their default action). */
 static void sigio_teardown(struct sigio_model *m)
 {
     if (m->sigfd >= 0) {
@@ -227,6 +229,10 @@ static void sigio_teardown(struct sigio_model *m)
         while (read(m->sigfd, si, sizeof(si)) > 0 || errno == EINTR)
             ;
         close(m->sigfd);
+    }
+    if (m->mask_set) {
+        signal(m->signo, SIG_IGN);
+        signal(SIGIO, SIG_IGN);
     }
     if (m->rlimit_set)
         setrlimit(RLIMIT_SIGPENDING, &m->old_rlimit);

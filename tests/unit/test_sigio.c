@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -375,6 +376,42 @@ static void adopted_socket_loses_o_async(void **state)
     giver_reap();
 }
 
+/* A giver's socket keeps it as owner until the adopter routes the signal
+ * to itself, so it can still raise the model's signal after the giver's
+ * model_run has returned: that late signal must not end the giver. */
+static void late_signal_after_teardown_is_harmless(void **state)
+{
+    (void)state;
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        static struct ios_handler h;
+        h = (struct ios_handler){.struct_size = sizeof(h), .log = quiet};
+        struct sigio_model m = {.h = &h, .sigfd = -1, .signo = SIGRTMIN + 1,
+                                .pid = getpid()};
+        if (sigio_setup(&m, 0) != 0)
+            _exit(2);
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 ||
+            fcntl(sv[0], F_SETOWN, getpid()) != 0 ||
+            fcntl(sv[0], F_SETSIG, m.signo) != 0 ||
+            fcntl(sv[0], F_SETFL, O_NONBLOCK | O_ASYNC) != 0)
+            _exit(3);
+        sigio_teardown(&m); /* the given socket (sv[0]) is still open */
+        if (write(sv[1], "x", 1) != 1)
+            _exit(4);
+        struct timespec pause_ms = {0, 20 * 1000 * 1000};
+        nanosleep(&pause_ms, NULL);
+        _exit(0);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    if (WIFSIGNALED(status))
+        fail_msg("the giver died of signal %d after its teardown", WTERMSIG(status));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -382,6 +419,7 @@ int main(void)
         cmocka_unit_test(overflow_loses_nothing),
         cmocka_unit_test(adopted_socket_signals_its_adopter),
         cmocka_unit_test(adopted_socket_loses_o_async),
+        cmocka_unit_test(late_signal_after_teardown_is_harmless),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
