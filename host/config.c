@@ -97,6 +97,7 @@ void cfg_defaults(struct ios_config *cfg)
     cfg->drain_timeout_ms = 30 * 1000;
     cfg->handover = 1;
     cfg->upgrade_timeout_ms = 20 * 1000;
+    cfg->latency_histogram = 1;
     cfg->log_level = IOS_LOG_INFO;
     cfg->read_chunk = 16384;
     cfg->max_input = 65536;
@@ -291,6 +292,7 @@ static const struct cfg_rule top_rules[] = {
     R_PATH("pid_file", pid_file, 1),
     /* the master's /metrics: off unless set */
     R_ADDRESS("status_listen", status_listen, status_addr, status_addrlen, 1),
+    R_BOOL("latency_histogram", latency_histogram),
     R_STRING("user", user, 1), /* user/group: "" is the same as leaving them out */
     R_STRING("group", group, 1),
     R_SIZE("read_chunk", read_chunk, 512, 1048576),

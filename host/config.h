@@ -59,6 +59,7 @@ struct ios_config {
     enum ios_log_level log_level;
     char *pid_file;    /* absolute, or NULL when unset/empty */
     char *status_listen; /* "HOST:PORT" of the master's /metrics, or NULL = off */
+    int latency_histogram; /* workers time each request for /metrics */
     struct sockaddr_storage status_addr;
     socklen_t status_addrlen;
     char *user;        /* drop privileges to these when started as root; NULL = don't */

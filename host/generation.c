@@ -99,6 +99,7 @@ static void child_become_worker(const struct master *m, struct generation *g, un
         .split = g->cfg->canary.model && !slot_is_canary(g, idx) ? g->split : NULL,
         .worker_id = slot_is_canary(g, idx) ? idx - g->nmain : idx,
         .counters = &g->counters[idx],
+        .latency = &g->latency[idx],
         .master_pid = master_pid,
     };
     exit(worker_main(&args));
@@ -178,7 +179,9 @@ static void schedule_respawn(struct generation *g, struct worker_slot *w, uint64
 /* ------------------------------------------------------- generations */
 
 /* What the workers share with the master: their counters, one per slot,
- * then the generation's A/B split and hand-over flag. */
+ * their latency histograms, one per slot (both arrays start on a cache
+ * line: 64-byte counters), then the generation's A/B split and hand-over
+ * flag. */
 struct gen_shared {
     struct split_state split;
     int handover;
@@ -186,7 +189,8 @@ struct gen_shared {
 
 static size_t shared_size(unsigned nslots)
 {
-    return sizeof(struct ios_counters) * nslots + sizeof(struct gen_shared);
+    return (sizeof(struct ios_counters) + sizeof(struct lat_hist)) * nslots +
+           sizeof(struct gen_shared);
 }
 
 /* Keeps an ended generation's counters, so the per-model totals of
@@ -335,10 +339,11 @@ struct generation *gen_start(struct master *m, struct ios_config *cfg, int liste
     }
     g->counters = mmap(NULL, shared_size(g->nslots), PROT_READ | PROT_WRITE,
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (g->counters == MAP_FAILED)
+    if (g->counters == MAP_FAILED) {
         g->counters = NULL;
-    else {
-        struct gen_shared *shared = (struct gen_shared *)(g->counters + g->nslots);
+    } else {
+        g->latency = (struct lat_hist *)(g->counters + g->nslots);
+        struct gen_shared *shared = (struct gen_shared *)(g->latency + g->nslots);
         g->split = &shared->split;
         g->handover = &shared->handover;
     }

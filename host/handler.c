@@ -36,6 +36,7 @@ int hnd_setup(struct ios_handler *h, const struct ios_config *cfg)
     h->protocol = hh->protocol->name;
     h->at_boundary = hh->protocol->at_boundary;
     h->close_idle_on_drain = hh->protocol->close_idle_on_drain;
+    h->requests_answered = hh->protocol->requests_answered;
     return hh->protocol->setup(h);
 }
 

@@ -13,7 +13,7 @@ extern const char *const hnd_names[];
 
 /*
  * Fills the protocol fields of h (protocol, conn_state_size, open, data,
- * close, at_boundary, close_idle_on_drain) for cfg->handler and sets the hnd_host that h->host points to.
+ * close, at_boundary, close_idle_on_drain, requests_answered) for cfg->handler and sets the hnd_host that h->host points to.
  * `cfg` must outlive h.  The hnd_host's previous contents are overwritten,
  * not freed: call hnd_teardown before setting the same h up again.
  * 0, -EINVAL for an unknown handler, a NULL h->host or an

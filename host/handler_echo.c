@@ -75,5 +75,6 @@ static int upper_setup(struct ios_handler *h)
 }
 
 /* An idle session may be about to type: a drain lets it finish (0). */
-const struct hnd_protocol hnd_echo = {"echo", echo_setup, NULL, always_at_boundary, 0};
-const struct hnd_protocol hnd_upper = {"upper", upper_setup, NULL, always_at_boundary, 0};
+/* requests_answered NULL: a read is a request. */
+const struct hnd_protocol hnd_echo = {"echo", echo_setup, NULL, always_at_boundary, 0, NULL};
+const struct hnd_protocol hnd_upper = {"upper", upper_setup, NULL, always_at_boundary, 0, NULL};

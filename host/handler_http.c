@@ -40,6 +40,7 @@ struct http_cache {
 
 struct http_conn {
     uint64_t body_left; /* request body bytes still to discard */
+    unsigned answered;  /* requests answered since the pump last asked */
     struct http_head_parse head; /* the pending head, parsed so far */
     time_t date_sec;    /* second that `date` shows */
     char date[HTTP_DATE_LEN];
@@ -104,6 +105,7 @@ static int http_open(const struct ios_handler *h, void *state)
     (void)h;
     struct http_conn *c = state;
     c->body_left = 0;
+    c->answered = 0;
     c->head.next_line = 0;
     c->date_sec = (time_t)-1;
     return 0;
@@ -192,6 +194,7 @@ static ssize_t send_error(struct http_conn *c, struct ios_buf *out,
     }
     if (ios_buf_append(out, buf, (size_t)(p - buf)))
         return IOS_DATA_CLOSE_NOW;
+    c->answered++;
     return IOS_DATA_CLOSE_AFTER_WRITE;
 }
 
@@ -228,6 +231,7 @@ static int send_ok(const struct http_cache *hc, struct http_conn *c,
         return -ENOMEM;
     memcpy(out->data + out->len - n + OK_DATE_OFF, conn_date(c),
            HTTP_DATE_LEN);
+    c->answered++;
     return 0;
 }
 
@@ -287,6 +291,16 @@ static ssize_t http_data(const struct ios_handler *h, void *state,
     return (ssize_t)pos;
 }
 
+/* ios_handler.requests_answered: one per response appended. */
+static unsigned http_requests_answered(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    struct http_conn *c = state;
+    unsigned n = c->answered;
+    c->answered = 0;
+    return n;
+}
+
 /* Inside a body, the bytes still to come are this request's, which the
  * adopter's handler could not tell from a next head.  A head partly
  * received is not consumed: it travels with the connection as input. */
@@ -327,4 +341,5 @@ static int http_setup(struct ios_handler *h)
 /* A keep-alive connection idle between requests loses nothing when a
  * drain closes it: the client retries on a new one (as nginx's graceful
  * shutdown does). */
-const struct hnd_protocol hnd_http = {"http", http_setup, http_teardown, http_at_boundary, 1};
+const struct hnd_protocol hnd_http = {"http",           http_setup, http_teardown,
+                                      http_at_boundary, 1,          http_requests_answered};

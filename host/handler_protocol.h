@@ -36,6 +36,10 @@ struct hnd_protocol {
     /* 1 when a drain with no successor may close a connection idle at a
      * boundary at once (ios_handler.close_idle_on_drain). */
     int close_idle_on_drain;
+    /* Latency: how many requests the last data() call answered, the
+     * count then starting again (ios_handler.requests_answered).  NULL:
+     * each call that replies answered one. */
+    unsigned (*requests_answered)(const struct ios_handler *h, void *state);
 };
 
 static inline struct hnd_host *hnd_host(const struct ios_handler *h)

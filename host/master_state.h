@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "config.h"
 #include "handover.h"
+#include "latency.h"
 #include "ioserve/plugin.h"
 #include "master.h"
 #include "split.h"
@@ -79,6 +80,9 @@ struct generation {
     struct split_state *split; /* shared with workers: the A/B split */
     unsigned nmain;       /* slots [0, nmain) run `model`, the rest the canary */
     int canary_listen_fd; /* the canary workers' listen_fd, or -1 */
+    /* Shared with workers, one per slot.  Not kept once the generation
+     * ends (see metrics.c): its series end with it. */
+    struct lat_hist *latency;
     uint64_t drain_started_ms;
     struct worker_slot *slots;
     unsigned nslots;

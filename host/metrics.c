@@ -149,6 +149,57 @@ static void canary_share(struct ios_buf *out, const struct master *m)
     metric_line(out, name, labels, __atomic_load_n(&g->split->share, __ATOMIC_RELAXED));
 }
 
+/*
+ * ioserve_request_duration_seconds: one histogram per model and live
+ * generation, the sum of its workers'.  An ended generation's series end
+ * with it rather than fold into a generation="ended" total as the
+ * counters do: its label set never comes back (ids are not reused), so no
+ * series goes backwards, and a total that took in a whole generation at
+ * once would look to rate() like a burst of requests in the last scrape
+ * interval and pull histogram_quantile() towards the old generation's
+ * latencies.  What an ending generation recorded after the last scrape
+ * is not seen.
+ */
+static void latency_histograms(struct ios_buf *out, const struct master *m)
+{
+    static const char name[] = "ioserve_request_duration_seconds";
+    metric_head(out, name, "histogram",
+                "Requests from their first byte received to the last byte of the reply "
+                "sent, by model and generation.");
+    char labels[512], model[160], line[768];
+    for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
+        const struct generation *g = m->gens[i];
+        if (!g || !g->latency || !g->cfg->latency_histogram)
+            continue;
+        for (unsigned j = 0; j < g->nslots; j++) {
+            const char *slot = slot_model(g, j);
+            unsigned first = 0;
+            while (strcmp(slot_model(g, first), slot) != 0)
+                first++;
+            if (first < j)
+                continue; /* this model's workers were summed at `first` */
+            struct lat_hist sum = {0};
+            for (unsigned k = j; k < g->nslots; k++)
+                if (strcmp(slot_model(g, k), slot) == 0)
+                    lat_add(&sum, &g->latency[k]);
+            label_escape(model, sizeof(model), slot);
+            uint64_t cumulative = 0;
+            for (unsigned b = 0; b < LAT_BUCKETS; b++) {
+                cumulative += sum.bucket[b];
+                snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\",le=\"%s\"",
+                         model, g->id, lat_le[b]);
+                metric_line(out, "ioserve_request_duration_seconds_bucket", labels, cumulative);
+            }
+            snprintf(labels, sizeof(labels), "model=\"%s\",generation=\"%u\"", model, g->id);
+            int n = snprintf(line, sizeof(line), "%s_sum{%s} %llu.%09llu\n", name, labels,
+                             (unsigned long long)(sum.sum_ns / 1000000000u),
+                             (unsigned long long)(sum.sum_ns % 1000000000u));
+            ios_buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+            metric_line(out, "ioserve_request_duration_seconds_count", labels, cumulative);
+        }
+    }
+}
+
 static const char *const gen_state_names[] = {"starting", "active", "draining", "failed"};
 
 void metrics_render(void *ctx, struct ios_buf *out)
@@ -170,6 +221,7 @@ void metrics_render(void *ctx, struct ios_buf *out)
     /* Every sample of a family must follow its own TYPE line. */
     metric_head(out, "ioserve_connections_active", "gauge", "Connections open now.");
     worker_samples(out, m, "ioserve_connections_active", offsetof(struct ios_counters, active));
+    latency_histograms(out, m);
     metric_head(out, "ioserve_workers", "gauge", "Worker processes running, by generation.");
     for (unsigned i = 0; i < MAX_GENERATIONS; i++) {
         const struct generation *g = m->gens[i];

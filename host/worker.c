@@ -29,6 +29,7 @@ struct worker_ctx {
     int report_fd;
     struct worker_ho ho;
     struct split_state *split;
+    struct lat_hist *latency;
     int ready;
     /* The model's last error before ready(): the reason a fallback names. */
     char start_error[256];
@@ -122,6 +123,12 @@ static int host_route_accepted(const struct ios_handler *h, int fd)
         return 0;
     }
     return 1;
+}
+
+static void host_request_done(const struct ios_handler *h, uint64_t duration_ns,
+                              unsigned count)
+{
+    lat_record(ctx_of(h)->latency, duration_ns, count);
 }
 
 /* Opens one model of the list and checks its knobs.  0 or -1 (logged). */
@@ -426,7 +433,8 @@ int worker_main(const struct worker_args *a)
                                  .desc = p.desc,
                                  .report_fd = a->report_fd,
                                  .ho = ho,
-                                 .split = a->split};
+                                 .split = a->split,
+                                 .latency = a->latency};
         struct ios_handler h = {
             .struct_size = sizeof(h),
             .stop_fd = a->stop_fd,
@@ -447,6 +455,8 @@ int worker_main(const struct worker_args *a)
             .give = host_give,
             .adopt_fd = ho.ctl_fd,
             .adopt = host_adopt,
+            .request_done =
+                cfg->latency_histogram && a->latency ? host_request_done : NULL,
             .route_accepted = a->split ? host_route_accepted : NULL,
             .adopts_routed = a->canary,
         };

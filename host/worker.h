@@ -9,6 +9,7 @@
 #include "config.h"
 #include "ioserve/plugin.h"
 #include "split.h"
+#include "latency.h"
 
 /* Exit codes.  The master logs them; what it does next depends on the
  * generation's state, not on the code. */
@@ -40,6 +41,7 @@ struct worker_args {
                                   worker of a split; NULL = no split */
     unsigned worker_id;
     struct ios_counters *counters;
+    struct lat_hist *latency; /* this worker's histogram; NULL = none */
     /* The master that forked this worker: when it dies, the worker stops
      * accepting and ends within cfg->drain_timeout_ms (0 = no master, as
      * in the dry run). */

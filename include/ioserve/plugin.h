@@ -53,7 +53,11 @@
  *        at_boundary, close_idle_on_drain appended; ios_counters.adopted,
  *        given appended (active = accepted + adopted - closed - given).
  *        A 1.1 plugin is never asked to give or adopt: it drains as before.
- *   1.3  A/B split (canary): ios_handler.route_accepted, adopts_routed
+ *   1.3  latency histogram: ios_handler.requests_answered (the protocol's
+ *        count of requests a data() call answered) and request_done (the
+ *        host records how long requests took) appended.  A plugin built
+ *        against 1.2 or older records no latency.
+ *        A/B split (canary): ios_handler.route_accepted, adopts_routed
  *        appended.  A 1.2 plugin serves everything it accepts (no split);
  *        as a canary it adopts, counting its connections as adopted.
  */
@@ -344,6 +348,22 @@ struct ios_handler {
     /* The protocol: 1 when a connection idle at a boundary may be closed at
      * once on a drain without hand-over (http keep-alive: 1; echo: 0). */
     int close_idle_on_drain;
+
+    /* ---- since 1.3: latency histogram ----------------------------------- */
+    /* The protocol: how many requests its last data() call on this
+     * connection answered (their replies are the newest bytes of `out`);
+     * the count starts again from 0.  A protocol answers every whole
+     * request it is given, so unconsumed input holds at most the start of
+     * one request.  NULL: each data() call that appends a reply answered
+     * one request (echo, upper: a read is a request). */
+    unsigned (*requests_answered)(const struct ios_handler *h, void *state);
+    /* The host: `count` requests took `duration_ns` each, from the first
+     * byte of the request received to the last byte of its reply accepted
+     * by the kernel (CLOCK_MONOTONIC).  Called by any thread, without
+     * locks.  NULL: the host keeps no latency (latency_histogram = false):
+     * read no clock for it. */
+    void (*request_done)(const struct ios_handler *h, uint64_t duration_ns,
+                         unsigned count);
 
     /* ---- since 1.3: A/B split (canary) ---------------------------------- */
     /* Call with every connection just accepted from listen_fd, before

@@ -13,6 +13,11 @@
  * while bytes are in flight and given back when they empty, so the hot path
  * does not call malloc.
  *
+ * Latency (ABI 1.3): each request answered is timed from the read that
+ * brought its first byte to the send that hands the kernel the last byte
+ * of its reply, and reported to the host (h->request_done); see
+ * ioc_latency.c.
+ *
  * Threads: an ioc_loop belongs to one thread.  Only the counters in
  * ios_handler are shared (updated atomically).
  */
@@ -53,6 +58,19 @@ static inline unsigned ioc_events_of(unsigned interest)
 
 struct ioc_loop;
 
+/* Requests answered whose replies the kernel has not taken in full yet,
+ * oldest first, in batches that share a start and a reply end; more
+ * batches than fit are merged into the newest (ioc_latency.c). */
+#define IOC_LATENCY_BATCHES 4
+struct ioc_latency {
+    uint64_t input_since_ns; /* when the oldest unconsumed input byte came */
+    uint64_t written;        /* output bytes the kernel took, ever */
+    unsigned nbatches;
+    unsigned count[IOC_LATENCY_BATCHES];     /* requests in the batch */
+    uint64_t started_ns[IOC_LATENCY_BATCHES];
+    uint64_t reply_end[IOC_LATENCY_BATCHES]; /* done once written reaches it */
+};
+
 /* A link of an intrusive, circular, doubly-linked list; a loop holds one
  * as the list's head.  NULL links: not on the list. */
 struct ioc_link {
@@ -74,6 +92,7 @@ struct ioc_conn {
     void *model_data;        /* free for the model (uring: its per-connection state) */
     unsigned model_flags;    /* free for the model (poll: its slot in the array) */
     unsigned interest;       /* last interest reported to the model */
+    struct ioc_latency latency; /* used only while the host times requests */
     _Alignas(max_align_t) unsigned char state[]; /* handler's conn_state_size */
 };
 
@@ -95,6 +114,11 @@ struct ioc_loop {
     struct ioc_conn **by_fd; /* fd-indexed table; none on a serving loop */
     size_t by_fd_cap;
     bool serving_only;       /* ioc_loop_init_serving: adopted connections only */
+    /* h's ABI 1.3 latency callbacks, or NULL (an older host, or
+     * latency_histogram = false: then no clock is read for it). */
+    void (*request_done)(const struct ios_handler *h, uint64_t duration_ns,
+                         unsigned count);
+    unsigned (*requests_answered)(const struct ios_handler *h, void *state);
     struct ioc_link active;  /* head: every connection, least recently active first */
     struct ioc_link requests; /* head: connections holding an unfinished
                                  request, oldest first (request_timeout_ms) */
@@ -139,6 +163,9 @@ struct ioc_loop {
 /* ------------------------------------------------------------------ time */
 
 uint64_t ioc_now_ms(void);
+/* CLOCK_MONOTONIC in nanoseconds: for latency, which needs more than the
+ * coarse clock's tick. */
+uint64_t ioc_now_ns(void);
 
 /* ------------------------------------------------------------- the loop */
 

@@ -23,6 +23,25 @@ void ioc_release(struct ioc_loop *loop, struct ioc_conn *c);
 void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
 void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
 
+/* ioc_latency.c.  After a data() call that began at now_ns (before the
+ * handler ran) with `kept` unconsumed bytes and appended `replied` bytes:
+ * queues the requests it answered, and notes when the input it left
+ * unconsumed began (`used`: what it consumed, or < 0 for a close). */
+void ioc_latency_fed(struct ioc_loop *loop, struct ioc_conn *c, uint64_t now_ns,
+                     size_t kept, ssize_t used, size_t replied);
+/* Reports the batches whose replies are now written in full. */
+void ioc_latency_complete(struct ioc_loop *loop, struct ioc_conn *c);
+
+/* n more output bytes were taken by the kernel. */
+static inline void ioc_latency_sent(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
+{
+    if (!loop->request_done)
+        return;
+    c->latency.written += n;
+    if (c->latency.nbatches && c->latency.written >= c->latency.reply_end[0])
+        ioc_latency_complete(loop, c);
+}
+
 static inline void ioc_count(uint64_t *field, uint64_t n)
 {
     __atomic_fetch_add(field, n, __ATOMIC_RELAXED);

@@ -43,6 +43,12 @@ static int loop_init(struct ioc_loop *loop, const struct ios_handler *h, bool se
     loop->reserve_fd = -1;
     /* ABI 1.2: a host without it hands nothing over. */
     loop->adopt_fd = IOS_HANDLER_HAS(h, adopt) && h->adopt ? h->adopt_fd : -1;
+    /* ABI 1.3: a host without it, or with latency_histogram off, times
+     * nothing. */
+    if (IOS_HANDLER_HAS(h, request_done) && h->request_done) {
+        loop->request_done = h->request_done;
+        loop->requests_answered = h->requests_answered;
+    }
     loop->rbuf = malloc(h->read_chunk);
     loop->cache.max = serving_only ? SERVING_CACHE_MAX_BUFS : CACHE_MAX_BUFS;
     loop->cache.bufs = calloc(loop->cache.max, sizeof(*loop->cache.bufs));

@@ -91,6 +91,7 @@ static void consume_out(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
     ioc_count(&loop->h->counters->bytes_out, n);
     if (ios_buf_pending(&c->out) == 0)
         ioc_buf_give_back(loop, &c->out);
+    ioc_latency_sent(loop, c, n);
 }
 
 const struct ios_buf *ioc_send_next(struct ioc_loop *loop, struct ioc_conn *c)
@@ -109,6 +110,7 @@ void ioc_sent(struct ioc_loop *loop, struct ioc_conn *c, size_t n)
     ioc_count(&loop->h->counters->bytes_out, n);
     if (ios_buf_pending(&c->sending) == 0)
         ioc_buf_give_back(loop, &c->sending);
+    ioc_latency_sent(loop, c, n);
     ioc_touch(loop, c);
 }
 
@@ -128,11 +130,15 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
         return 0; /* the reply that ends the connection is queued: what
                      still arrives is dropped (see ioc_end) */
 
+    /* The bytes arrived just now: the clock is read before the handler
+     * runs, whose time is part of the request's. */
+    uint64_t now_ns = loop->request_done ? ioc_now_ns() : 0;
     /* Usually the handler consumes everything and runs straight on the
      * read buffer; bytes are copied only when a request spans reads. */
     const char *in = data;
     size_t len = n;
-    bool kept = ios_buf_pending(&c->in) > 0;
+    size_t kept_len = ios_buf_pending(&c->in);
+    bool kept = kept_len > 0;
     if (kept) {
         if (ios_buf_append(&c->in, data, n) != 0)
             return -ENOMEM;
@@ -141,7 +147,11 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
     }
 
     ioc_buf_take(loop, &c->out);
+    size_t queued = ios_buf_pending(&c->out);
     ssize_t used = h->data(h, c->state, in, len, &c->out);
+    if (loop->request_done && used != IOS_DATA_CLOSE_NOW)
+        ioc_latency_fed(loop, c, now_ns, kept_len, used,
+                        ios_buf_pending(&c->out) - queued);
     if (ios_buf_pending(&c->out) == 0)
         ioc_buf_give_back(loop, &c->out);
     if (used == IOS_DATA_CLOSE_AFTER_WRITE)
