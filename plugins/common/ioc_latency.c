@@ -64,9 +64,11 @@ void ioc_latency_fed(struct ioc_loop *loop, struct ioc_conn *c, uint64_t now_ns,
         answered = replied > 0;
     if (answered > 0) {
         uint64_t end = l->written + ioc_output_pending(c);
-        queue(l, kept ? l->input_since_ns : now_ns, 1, end);
-        if (answered > 1)
-            queue(l, now_ns, answered - 1, end);
+        unsigned first = kept ? 1 : 0; /* the one begun in an earlier read */
+        if (first)
+            queue(l, l->input_since_ns, 1, end);
+        if (answered > first)
+            queue(l, now_ns, answered - first, end);
     }
     /* The oldest byte left unconsumed came with this read, unless the
      * handler left part of what it had kept before. */

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -25,7 +26,10 @@
 struct test_proto {
     int closes;
     int mode; /* 0 echo, 1 line-at-a-time echo, 2 close-after-write on 'q',
-                 3 echo, inside a request until a '\n' ends the input */
+                 3 echo, inside a request until a '\n' ends the input,
+                 4 line-at-a-time, each line answered with big_reply bytes */
+    size_t big_reply;
+    unsigned answered; /* lines answered since requests_answered asked */
 };
 
 static struct test_proto proto;
@@ -44,11 +48,21 @@ static ssize_t t_data(const struct ios_handler *h, void *state, const char *in,
 {
     (void)h;
     (void)state;
-    if (proto.mode == 1) {
+    if (proto.mode == 1 || proto.mode == 4) {
         const char *nl = memrchr(in, '\n', len);
         if (!nl)
             return 0;
         size_t n = (size_t)(nl - in) + 1;
+        for (size_t i = 0; i < n; i++) {
+            if (in[i] != '\n')
+                continue;
+            proto.answered++;
+            for (size_t k = 0; proto.mode == 4 && k < proto.big_reply; k++)
+                if (ios_buf_append(out, "r", 1) != 0)
+                    return IOS_DATA_CLOSE_NOW;
+        }
+        if (proto.mode == 4)
+            return (ssize_t)n;
         return ios_buf_append(out, in, n) == 0 ? (ssize_t)n : IOS_DATA_CLOSE_NOW;
     }
     if (proto.mode == 3)
@@ -958,6 +972,219 @@ static void test_close_idle_on_drain(void **state)
     close(busy_peer);
 }
 
+/* ------------------------------------------------------------- latency
+ * A 1.3 host that records what request_done is told, and a line protocol
+ * (mode 1 or 4) that counts the lines it answers. */
+
+static struct {
+    unsigned calls, requests;
+    uint64_t duration_ns[16];
+    unsigned count[16];
+} timed;
+
+static void f_request_done(const struct ios_handler *h, uint64_t duration_ns,
+                           unsigned count)
+{
+    (void)h;
+    if (timed.calls < 16) {
+        timed.duration_ns[timed.calls] = duration_ns;
+        timed.count[timed.calls] = count;
+    }
+    timed.calls++;
+    timed.requests += count;
+}
+
+static unsigned t_requests_answered(const struct ios_handler *h, void *state)
+{
+    (void)h;
+    (void)state;
+    unsigned n = proto.answered;
+    proto.answered = 0;
+    return n;
+}
+
+static struct ios_handler handler_timed(void)
+{
+    memset(&timed, 0, sizeof(timed));
+    struct ios_handler h = handler();
+    h.request_done = f_request_done;
+    h.requests_answered = t_requests_answered;
+    return h;
+}
+
+#define MS 1000000ull
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR)
+        ;
+}
+
+/* Reads what the pump sends until its output is gone (the peer blocks). */
+static size_t drain_replies(struct ioc_loop *loop, struct ioc_conn *c, int peer)
+{
+    char buf[65536];
+    size_t got = 0;
+    for (int i = 0; i < 100000 && ioc_output_pending(c) > 0; i++) {
+        ssize_t n = read(peer, buf, sizeof(buf));
+        assert_true(n > 0);
+        got += (size_t)n;
+        ioc_service(loop, c, IOC_WRITABLE);
+    }
+    assert_int_equal(ioc_output_pending(c), 0);
+    return got;
+}
+
+/* Three requests end in one read; the first began a read earlier: it is
+ * timed from that read, the two pipelined behind it from this one. */
+static void test_latency_pipelined(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    struct ios_handler h = handler_timed();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+
+    assert_int_equal(write(peer, "a", 1), 1);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(timed.calls, 0); /* a request begun, none answered */
+    sleep_ms(100);
+    assert_int_equal(write(peer, "\nb\nc\n", 5), 5);
+    ioc_service(&loop, c, IOC_READABLE);
+    char buf[16];
+    assert_int_equal(read(peer, buf, sizeof(buf)), 6);
+
+    assert_int_equal(timed.requests, 3);
+    assert_int_equal(timed.calls, 2);
+    assert_int_equal(timed.count[0], 1);
+    assert_true(timed.duration_ns[0] >= 100 * MS);
+    assert_int_equal(timed.count[1], 2);
+    assert_true(timed.duration_ns[1] < timed.duration_ns[0]);
+    assert_true(timed.duration_ns[1] < 100 * MS);
+
+    /* A request whose first byte came with the read that ended the one
+     * before it starts with that read, not with the read that ends it. */
+    memset(&timed, 0, sizeof(timed));
+    assert_int_equal(write(peer, "x\nd", 3), 3);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(timed.requests, 1);
+    sleep_ms(50);
+    assert_int_equal(write(peer, "\n", 1), 1);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(timed.requests, 2);
+    assert_true(timed.duration_ns[1] >= 50 * MS);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* A reply that needs several sends ends with the last of them. */
+static void test_latency_partial_write(void **state)
+{
+    (void)state;
+    proto.mode = 4;
+    proto.big_reply = 200000;
+    struct ios_handler h = handler_timed();
+    h.output_high_water = 1 << 20;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    int small = 4096;
+    assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+
+    assert_int_equal(write(peer, "x\n", 2), 2);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_true(ioc_output_pending(c) > 0); /* the socket is full */
+    assert_int_equal(timed.calls, 0);       /* so the request is not done */
+    sleep_ms(50);
+    /* A second request answered while the first reply still waits: its
+     * own batch, done when its own reply is. */
+    assert_int_equal(write(peer, "y\n", 2), 2);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(timed.calls, 0);
+    assert_true(drain_replies(&loop, c, peer) > 0);
+
+    assert_int_equal(timed.requests, 2);
+    assert_int_equal(timed.calls, 2);
+    assert_true(timed.duration_ns[0] >= 50 * MS);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* A completion model's path (io_uring): the reply is done when the kernel
+ * reports the last of it sent, however it was cut; more unwritten batches
+ * than a connection keeps are merged, and no request is lost. */
+static void test_latency_completion_model(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    struct ios_handler h = handler_timed();
+    h.output_high_water = 1 << 20;
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+
+    assert_int_equal(ioc_feed(&loop, c, "a\nb\n", 4), 0);
+    const struct ios_buf *b = ioc_send_next(&loop, c);
+    assert_int_equal(ios_buf_pending(b), 4);
+    ioc_sent(&loop, c, 3);
+    assert_int_equal(timed.calls, 0);
+    ioc_sent(&loop, c, 1);
+    assert_int_equal(timed.calls, 1);
+    assert_int_equal(timed.count[0], 2);
+
+    memset(&timed, 0, sizeof(timed));
+    for (int i = 0; i < IOC_LATENCY_BATCHES + 3; i++) {
+        assert_int_equal(ioc_feed(&loop, c, "z\n", 2), 0);
+        if (i == 0)
+            ioc_send_next(&loop, c); /* one in flight, the rest queued */
+    }
+    size_t total = (IOC_LATENCY_BATCHES + 3) * 2;
+    ioc_sent(&loop, c, 2);
+    assert_int_equal(timed.requests, 1);
+    ioc_send_next(&loop, c);
+    ioc_sent(&loop, c, total - 2);
+    assert_int_equal(timed.requests, IOC_LATENCY_BATCHES + 3);
+    assert_true(timed.calls <= IOC_LATENCY_BATCHES + 1);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
+/* Without request_done (latency_histogram = false, or a host older than
+ * 1.3), nothing is timed; a protocol without requests_answered answers
+ * one request per reply. */
+static void test_latency_off_and_default_count(void **state)
+{
+    (void)state;
+    struct ios_handler h = handler_timed();
+    h.struct_size = offsetof(struct ios_handler, requests_answered);
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    assert_null(loop.request_done);
+    ioc_loop_fini(&loop);
+
+    h = handler_timed();
+    h.request_done = NULL;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    assert_null(loop.request_done);
+    ioc_loop_fini(&loop);
+
+    h = handler_timed();
+    h.requests_answered = NULL; /* echo: a read is a request */
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer;
+    struct ioc_conn *c = pair_conn(&loop, &peer);
+    assert_int_equal(write(peer, "ab\ncd\n", 6), 6);
+    ioc_service(&loop, c, IOC_READABLE);
+    assert_int_equal(timed.requests, 1);
+    ioc_loop_fini(&loop);
+    close(peer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -986,6 +1213,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_adopt_feeds_carried_input_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_11_drains_as_before, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_idle_on_drain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_partial_write, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_completion_model, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_off_and_default_count, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
