@@ -48,6 +48,8 @@ int it_run_linger(void);
 int it_run_timeouts(void);
 int it_run_resume(void);
 int it_run_metrics_counts(void);
+/* sc_latency.c */
+int it_run_latency(void);
 int it_run_refused_reset(void);
 int it_run_reload_promises(void);
 int it_run_exclusive_wakeup(void);
@@ -128,6 +130,7 @@ static const struct scenario scenarios[] = {
     {"timeouts", it_run_timeouts},
     {"resume", it_run_resume},
     {"metrics_counts", it_run_metrics_counts},
+    {"latency", it_run_latency},
     {"refused_reset", it_run_refused_reset},
     {"reload_promises", it_run_reload_promises},
     {"exclusive_wakeup", it_run_exclusive_wakeup},

@@ -40,6 +40,7 @@ set(IT_MODEL_SCENARIOS
   health
   upgrade_load
   quit
+  latency
 )
 set(IT_GLOBAL_SCENARIOS
   bad_config
