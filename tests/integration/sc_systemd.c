@@ -29,13 +29,16 @@ static int name_char(char c, int first)
 /*
  * Checks the Prometheus text exposition format the way a scraper parses it:
  * every sample is NAME{LABEL="VALUE",...} NUMBER, every family has HELP and
- * TYPE before its samples, and a family's samples are not split.
+ * TYPE before its samples, and a family's samples are not split (those of
+ * a histogram are named NAME_bucket, NAME_sum and NAME_count, and each
+ * bucket has an le label).
  */
 static void check_exposition(const char *body)
 {
     char families[64][96];
     int nfam = 0;
     char current[96] = "";
+    int histogram = 0;
     const char *line = body;
     while (*line) {
         const char *end = strchr(line, '\n');
@@ -51,7 +54,8 @@ static void check_exposition(const char *body)
         if (strncmp(l, "# TYPE ", 7) == 0) {
             char name[96], type[32];
             IT_CHECK(sscanf(l + 7, "%95s %31s", name, type) == 2, "bad TYPE line: %s", l);
-            IT_CHECK(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0,
+            histogram = strcmp(type, "histogram") == 0;
+            IT_CHECK(strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 || histogram,
                      "unexpected type in: %s", l);
             for (int i = 0; i < nfam; i++)
                 IT_CHECK(strcmp(families[i], name) != 0, "family %s declared twice", name);
@@ -66,8 +70,17 @@ static void check_exposition(const char *body)
         IT_CHECK(name_char(l[0], 1), "bad metric name in: %s", l);
         while (name_char(l[i], 0))
             i++;
-        IT_CHECK(strncmp(l, current, i) == 0 && current[i] == '\0',
-                 "sample outside its family (after TYPE %s): %s", current, l);
+        size_t flen = strlen(current);
+        const char *suffix = l + flen;
+        int in_family = i >= flen && strncmp(l, current, flen) == 0;
+        int bucket = histogram && in_family && i == flen + 7 && strncmp(suffix, "_bucket", 7) == 0;
+        if (histogram)
+            in_family = in_family && (bucket || (i == flen + 4 && strncmp(suffix, "_sum", 4) == 0) ||
+                                      (i == flen + 6 && strncmp(suffix, "_count", 6) == 0));
+        else
+            in_family = in_family && i == flen;
+        IT_CHECK(in_family, "sample outside its family (after TYPE %s): %s", current, l);
+        IT_CHECK(!bucket || strstr(l, ",le=\"") || strstr(l, "{le=\""), "bucket without le: %s", l);
         if (l[i] == '{') {
             i++;
             while (l[i] != '}') {
