@@ -119,6 +119,10 @@ struct ioc_loop {
     void (*request_done)(const struct ios_handler *h, uint64_t duration_ns,
                          unsigned count);
     unsigned (*requests_answered)(const struct ios_handler *h, void *state);
+    /* The latency clock read last in this wake-up (ioc_latency.c), or 0:
+     * none since the last ioc_tick.  Never kept by a serving loop, which
+     * has no ioc_tick to say when it waited. */
+    uint64_t stamp_ns;
     struct ioc_link active;  /* head: every connection, least recently active first */
     struct ioc_link requests; /* head: connections holding an unfinished
                                  request, oldest first (request_timeout_ms) */

@@ -128,6 +128,9 @@ unsigned ioc_adopt_pending(struct ioc_loop *loop, ioc_accept_hook added)
     unsigned adopted = 0;
     if (loop->adopt_fd < 0)
         return 0;
+    /* The blocking model's acceptor adopts after waits no ioc_tick marks:
+     * carried input is timed from now. */
+    loop->stamp_ns = 0;
     for (int i = 0; i < ADOPT_BATCH; i++) {
         int fd = -1;
         struct ios_buf in = {0};

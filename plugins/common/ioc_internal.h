@@ -23,8 +23,11 @@ void ioc_release(struct ioc_loop *loop, struct ioc_conn *c);
 void ioc_buf_take(struct ioc_loop *loop, struct ios_buf *b);
 void ioc_buf_give_back(struct ioc_loop *loop, struct ios_buf *b);
 
-/* ioc_latency.c.  After a data() call that began at now_ns (before the
- * handler ran) with `kept` unconsumed bytes and appended `replied` bytes:
+/* ioc_latency.c.  When bytes just fed were received, at the latest: the
+ * clock read last in this wake-up, or a new read. */
+uint64_t ioc_latency_stamp(struct ioc_loop *loop);
+/* After a data() call fed bytes received at now_ns (ioc_latency_stamp)
+ * with `kept` unconsumed bytes before them, that appended `replied` bytes:
  * queues the requests it answered, and notes when the input it left
  * unconsumed began (`used`: what it consumed, or < 0 for a close). */
 void ioc_latency_fed(struct ioc_loop *loop, struct ioc_conn *c, uint64_t now_ns,

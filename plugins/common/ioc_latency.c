@@ -6,7 +6,12 @@
  *
  * Start.  A request starts when its first byte is received, even when it
  * came pipelined behind the previous one, in the same read: the time it
- * then waits for its predecessor is latency its client sees too.  The
+ * then waits for its predecessor is latency its client sees too.  "When
+ * received" is the clock read last in the same wake-up (the models call
+ * ioc_tick after every wait), or a new read if there was none: bytes a
+ * wake-up reports arrived before it, so that is no earlier than the wait
+ * ended and no later than the read, and costs one clock read per wake-up
+ * rather than one per request (the other being the end's).  The
  * protocol answers every whole request it is given (plugin.h), so the
  * input it leaves unconsumed holds at most the start of one request:
  *   - the first request a data() call answers began with the oldest
@@ -36,6 +41,21 @@ uint64_t ioc_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The clock read now, kept for the rest of the wake-up.  A serving loop
+ * (a blocking thread) waits without an ioc_tick: it always reads. */
+static uint64_t stamp_now(struct ioc_loop *loop)
+{
+    uint64_t now = ioc_now_ns();
+    if (!loop->serving_only)
+        loop->stamp_ns = now;
+    return now;
+}
+
+uint64_t ioc_latency_stamp(struct ioc_loop *loop)
+{
+    return loop->stamp_ns ? loop->stamp_ns : stamp_now(loop);
 }
 
 static void queue(struct ioc_latency *l, uint64_t started_ns, unsigned count,
@@ -81,7 +101,7 @@ void ioc_latency_fed(struct ioc_loop *loop, struct ioc_conn *c, uint64_t now_ns,
 void ioc_latency_complete(struct ioc_loop *loop, struct ioc_conn *c)
 {
     struct ioc_latency *l = &c->latency;
-    uint64_t now = ioc_now_ns();
+    uint64_t now = stamp_now(loop);
     unsigned done = 0;
     while (done < l->nbatches && l->written >= l->reply_end[done]) {
         uint64_t started = l->started_ns[done];

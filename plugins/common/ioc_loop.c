@@ -283,6 +283,7 @@ int ioc_timeout_ms(const struct ioc_loop *loop)
 
 void ioc_tick(struct ioc_loop *loop)
 {
+    loop->stamp_ns = 0; /* a wait follows: the next bytes are newer */
     ioc_drain_recheck(loop);
     uint64_t now = ioc_now_ms();
     struct ioc_conn *c;

@@ -130,9 +130,8 @@ int ioc_feed(struct ioc_loop *loop, struct ioc_conn *c, const char *data, size_t
         return 0; /* the reply that ends the connection is queued: what
                      still arrives is dropped (see ioc_end) */
 
-    /* The bytes arrived just now: the clock is read before the handler
-     * runs, whose time is part of the request's. */
-    uint64_t now_ns = loop->request_done ? ioc_now_ns() : 0;
+    /* Taken before the handler runs, whose time is part of the request's. */
+    uint64_t now_ns = loop->request_done ? ioc_latency_stamp(loop) : 0;
     /* Usually the handler consumes everything and runs straight on the
      * read buffer; bytes are copied only when a request spans reads. */
     const char *in = data;

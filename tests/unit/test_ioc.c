@@ -1051,6 +1051,7 @@ static void test_latency_pipelined(void **state)
     assert_int_equal(write(peer, "a", 1), 1);
     ioc_service(&loop, c, IOC_READABLE);
     assert_int_equal(timed.calls, 0); /* a request begun, none answered */
+    ioc_tick(&loop); /* the model waits */
     sleep_ms(100);
     assert_int_equal(write(peer, "\nb\nc\n", 5), 5);
     ioc_service(&loop, c, IOC_READABLE);
@@ -1068,9 +1069,11 @@ static void test_latency_pipelined(void **state)
     /* A request whose first byte came with the read that ended the one
      * before it starts with that read, not with the read that ends it. */
     memset(&timed, 0, sizeof(timed));
+    ioc_tick(&loop);
     assert_int_equal(write(peer, "x\nd", 3), 3);
     ioc_service(&loop, c, IOC_READABLE);
     assert_int_equal(timed.requests, 1);
+    ioc_tick(&loop);
     sleep_ms(50);
     assert_int_equal(write(peer, "\n", 1), 1);
     ioc_service(&loop, c, IOC_READABLE);
@@ -1078,6 +1081,40 @@ static void test_latency_pipelined(void **state)
     assert_true(timed.duration_ns[1] >= 50 * MS);
     ioc_loop_fini(&loop);
     close(peer);
+}
+
+/* Requests one wake-up reports were received before it: one served after
+ * another that took long counts the time it waited meanwhile (its start
+ * is the clock read last in the wake-up); after the next wait, a request
+ * starts with a new read. */
+static void test_latency_one_wakeup(void **state)
+{
+    (void)state;
+    proto.mode = 1;
+    struct ios_handler h = handler_timed();
+    struct ioc_loop loop;
+    assert_int_equal(ioc_loop_init(&loop, &h), 0);
+    int peer_a, peer_b;
+    struct ioc_conn *a = pair_conn(&loop, &peer_a);
+    struct ioc_conn *b = pair_conn(&loop, &peer_b);
+
+    assert_int_equal(write(peer_a, "a\n", 2), 2);
+    assert_int_equal(write(peer_b, "b\n", 2), 2);
+    ioc_service(&loop, a, IOC_READABLE);
+    sleep_ms(50); /* serving `a` took long */
+    ioc_service(&loop, b, IOC_READABLE);
+    assert_int_equal(timed.calls, 2);
+    assert_true(timed.duration_ns[1] >= 50 * MS);
+
+    ioc_tick(&loop); /* the wait */
+    sleep_ms(50);
+    assert_int_equal(write(peer_b, "c\n", 2), 2);
+    ioc_service(&loop, b, IOC_READABLE);
+    assert_int_equal(timed.calls, 3);
+    assert_true(timed.duration_ns[2] < 50 * MS);
+    ioc_loop_fini(&loop);
+    close(peer_a);
+    close(peer_b);
 }
 
 /* A reply that needs several sends ends with the last of them. */
@@ -1214,6 +1251,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_11_drains_as_before, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_idle_on_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_latency_one_wakeup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_partial_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_completion_model, setup, teardown),
         cmocka_unit_test_setup_teardown(test_latency_off_and_default_count, setup, teardown),
