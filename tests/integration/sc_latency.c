@@ -207,8 +207,10 @@ static void slow_reply_lands_higher(void **state)
     struct hist after = wait_count(port, 1);
     IT_CHECK(after.bucket[13] == 0, /* le="0.25" */
              "a reply read after %d ms was counted at or below 0.25 s", SLOW_READER_MS);
-    IT_CHECK(after.sum >= SLOW_READER_MS / 1000.0, "_sum %.3f s below the %d ms wait",
-             after.sum, SLOW_READER_MS);
+    /* The server may take the request some time after it was sent (a
+     * busy machine): the sum is bounded as the bucket is. */
+    IT_CHECK(after.sum > 0.25, "_sum %.3f s, the request was read after %d ms", after.sum,
+             SLOW_READER_MS);
 }
 
 static void echo_counts_reads(void **state)
