@@ -1050,6 +1050,16 @@ void it_dump_group_log(void)
         it_dump_log(&g_group_server);
 }
 
+void it_own_start(struct it_server *s, const char *name, const char *const *lines)
+{
+    char *cfg = it_write_config(name, lines);
+    assert_non_null(cfg);
+    int rc = it_server_start(s, cfg);
+    free(cfg);
+    IT_CHECK(rc == 0, "the server did not start");
+    it_srv = s;
+}
+
 int it_group_start(const char *const *lines)
 {
     char *cfg = it_write_config(it_env.scenario ? it_env.scenario : "it",

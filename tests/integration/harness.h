@@ -205,6 +205,11 @@ void it_dump_group_log(void);
 
 /* Group setup: writes a config with `lines`, starts the server. */
 int it_group_start(const char *const *lines);
+/* Starts a server of a test's own in *s, from a config `name` (one per
+ * test: its log is named after it) with `lines`, and makes it it_srv, so
+ * that it_group_teardown as the test's teardown stops it even when the
+ * test fails.  Fails the test if it does not start. */
+void it_own_start(struct it_server *s, const char *name, const char *const *lines);
 /* Group teardown: closes clients, stops and reaps the server. */
 int it_group_teardown(void **state);
 /* Per-test fixtures: the teardown closes the sockets a failed test left

@@ -37,17 +37,10 @@ static const char *const le_order[] = {
 
 static struct it_server own;
 
-/* Starts a server of its own for one test (stopped by it_group_teardown,
- * the test's teardown, even when the test fails); its status port.
- * `name`: the config's and the log's, one per test. */
+/* Starts a server of the test's own (it_own_start); its status port. */
 static int own_start(const char *name, const char *const *lines)
 {
-    char *cfg = it_write_config(name, lines);
-    assert_non_null(cfg);
-    int rc = it_server_start(&own, cfg);
-    free(cfg);
-    IT_CHECK(rc == 0, "the server did not start");
-    it_srv = &own;
+    it_own_start(&own, name, lines);
     int port = it_status_port(&own);
     IT_CHECK(port > 0, "no \"metrics on\" line in the log");
     return port;

@@ -111,16 +111,9 @@ int it_run_refused_reset(void)
 
 static struct it_server own;
 
-/* Starts a server of its own for one test (stopped by it_group_teardown,
- * the test's teardown, even when the test fails). */
 static void own_start(const char *name, const char *const *lines)
 {
-    char *cfg = it_write_config(name, lines);
-    assert_non_null(cfg);
-    int rc = it_server_start(&own, cfg);
-    free(cfg);
-    IT_CHECK(rc == 0, "the server did not start");
-    it_srv = &own;
+    it_own_start(&own, name, lines);
 }
 
 /* Sends SIGHUP and waits for generation `gen`'s "listening on" line;
