@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 
 #define FAMILY "ioserve_request_duration_seconds"
-#define SLOW_BODY (512u << 10) /* far beyond what the socket buffers hold */
+#define SLOW_BODY (128u << 10) /* far beyond what the socket buffers hold */
 #define SLOW_READER_MS 400
 
 static const char *const le_order[] = {
