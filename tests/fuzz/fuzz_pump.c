@@ -15,7 +15,10 @@
  * lost or repeated, and with every unconsumed byte handed back; the peer
  * receives exactly the replies, in order; a connection is closed only for
  * a reason (EOF, the handler, max_input) and, unless the handler dropped
- * it, only once its replies were all sent.  Leaks are ASan's business.
+ * it, only once its replies were all sent.  Latency (ABI 1.3): every
+ * handler call that replied is one request, reported to request_done no
+ * more than once, and all of them once no output is left unsent.  Leaks
+ * are ASan's business.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -96,6 +99,8 @@ struct fz {
     int closing;        /* ... to close after writing */
     int closed;         /* the pump closed the connection */
     int handler_open;
+    uint64_t replied_calls; /* handler calls that replied: requests */
+    uint64_t reported;      /* requests request_done was told of */
 };
 
 static struct fz g;
@@ -144,6 +149,8 @@ static ssize_t t_data(const struct ios_handler *h, void *state, const char *in,
     }
     g.produced += reply;
     uint8_t e = d == 0xff ? next_byte() : 0;
+    if (reply > 0 && e != 2)
+        g.replied_calls++;
     if (e == 1) {
         g.closing = 1;
         return IOS_DATA_CLOSE_AFTER_WRITE;
@@ -158,6 +165,14 @@ static ssize_t t_data(const struct ios_handler *h, void *state, const char *in,
     }
     g.consumed += use;
     return (ssize_t)use;
+}
+
+static void t_request_done(const struct ios_handler *h, uint64_t duration_ns, unsigned count)
+{
+    (void)h;
+    CHECK(duration_ns < 3600ull * 1000000000u);
+    g.reported += count;
+    CHECK(g.reported <= g.replied_calls);
 }
 
 static void t_close(const struct ios_handler *h, void *state)
@@ -251,6 +266,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .log = t_log,
         .counters = &counters,
         .request_timeout_ms = 3600 * 1000,
+        .request_done = t_request_done,
     };
     int sndbuf = 4096 + data[3] * 512;
     g.script = data + 4;
@@ -330,6 +346,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!(got & IOC_WRITABLE) && !g.peer_shut)
             break; /* nothing to send, waiting for the client: idle */
     }
+    if (!g.closed && ioc_output_pending(c) == 0)
+        CHECK(g.reported == g.replied_calls);
     if (g.closed) {
         CHECK(!g.handler_open);
         CHECK(loop.nconns == 0);
