@@ -178,6 +178,7 @@ struct opts {
     pid_t reload_pid;       /* -R: SIGHUP this process during the window */
     double reload_every_ms; /* -E */
     double reload_window_ms; /* -W */
+    const char *trace;      /* -T: every measured reply, to this file */
 };
 
 struct sample {
@@ -214,6 +215,7 @@ struct lg {
     uint64_t resets, eofs;     /* errors that were a reset, an EOF */
     uint64_t server_closes;    /* graceful: Connection: close */
     struct sample s0, s1;
+    FILE *trace;
 };
 
 static void on_alarm(int sig)
@@ -524,6 +526,10 @@ static void reply_done(struct lg *g, struct conn *c, uint64_t t)
                         t - g->last_reload_ns < (uint64_t)(g->o.reload_window_ms * 1e6);
             h_add(near ? &g->hist_reload : &g->hist_steady, t - c->sent_ns);
         }
+        if (g->trace)
+            fprintf(g->trace, "%.3f %.3f %.1f\n", (double)(t - g->t_start_ns) / 1e6,
+                    g->last_reload_ns ? (double)(t - g->last_reload_ns) / 1e6 : -1.0,
+                    (double)(t - c->sent_ns) / 1e3);
     }
     c->outstanding--;
 }
@@ -960,6 +966,8 @@ static void usage(FILE *f)
         "  -E MS       reload period (default 1000)\n"
         "  -W MS       replies within this long of a SIGHUP are the reload window\n"
         "              (default 500); the others the steady state\n"
+        "  -T FILE     write every measured reply to FILE: ms since the window began,\n"
+        "              ms since the last SIGHUP (-1 before the first), latency in us\n"
         "  -x          exit 3 if any error or bad reply was seen\n"
         "exit status: 0 done, 1 usage or setup error, 2 hard time limit,\n"
         "  3 an error or bad reply (-x), 4 no reply at all in the measured window\n");
@@ -1009,6 +1017,8 @@ static void lg_free(struct lg *g)
         close(g->ep);
     if (g->think_fd >= 0)
         close(g->think_fd);
+    if (g->trace)
+        fclose(g->trace);
     free(g);
 }
 
@@ -1022,7 +1032,7 @@ int main(int argc, char **argv)
                          .out = "kv", .alarm_s = -1, .reload_every_ms = 1000,
                          .reload_window_ms = 500};
     int opt;
-    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:t:S:o:l:A:R:E:W:xh")) != -1) {
+    while ((opt = getopt(argc, argv, "m:H:p:c:i:d:w:s:P:t:S:o:l:A:R:E:W:T:xh")) != -1) {
         switch (opt) {
         case 'm':
             if (!strcmp(optarg, "echo")) g->o.mode = MODE_ECHO;
@@ -1051,6 +1061,7 @@ int main(int argc, char **argv)
             g->o.out = optarg;
             break;
         case 'l': g->o.label = optarg; break;
+        case 'T': g->o.trace = optarg; break;
         case 'x': g->o.strict = true; break;
         case 'S': {
             char *save, *tok = strtok_r(optarg, ",", &save);
@@ -1094,6 +1105,8 @@ int main(int argc, char **argv)
     g->think_fd = -1;
     if (!g->c || !g->rbuf || g->ep < 0)
         die("setup");
+    if (g->o.trace && !(g->trace = fopen(g->o.trace, "we")))
+        die(g->o.trace);
     if (g->o.think_ns) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
         g->think_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
