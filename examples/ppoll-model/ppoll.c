@@ -31,10 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Runs on any 1.x host: the fields newer than 1.0 it reads
- * (request_timeout_ms, and the hand-over of 1.2) are read behind
- * IOS_HANDLER_HAS. */
-#define IOS_REQUIRE_MINOR 0
+/* Needs a 1.2 host: the host asks a model to give and adopt connections
+ * only when its descriptor says 1.2, so a plugin that required an older
+ * minor would never hand over, whatever code it carried for it. */
+#define IOS_REQUIRE_MINOR 2
 #include <ioserve/plugin.h>
 
 static const struct ios_knob ppoll_knobs[] = {
@@ -354,11 +354,8 @@ static void ppoll_drain_begin(struct ppoll_model *m)
 {
     const struct ios_handler *h = m->h;
     m->draining = true;
-    if (IOS_HANDLER_HAS(h, close_idle_on_drain)) { /* the last 1.2 field: all are there */
-        m->handing_over = h->handover_requested && h->give &&
-                          h->handover_requested(h) == 1;
-        m->closing_idle = !m->handing_over && h->close_idle_on_drain;
-    }
+    m->handing_over = h->handover_requested(h) == 1;
+    m->closing_idle = !m->handing_over && h->close_idle_on_drain;
     h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) open%s",
            m->n, m->handing_over ? ", handing them over" : "");
     for (unsigned i = m->n; i-- > 0;)
@@ -486,13 +483,8 @@ int model_run(int listen_fd, const struct ios_handler *h)
     h->knob_bool(h, "tcp_nodelay", &nodelay);
     m.accept_batch = batch;
     m.nodelay = nodelay;
-    /* request_timeout_ms came with ABI 1.1, after IOS_REQUIRE_MINOR: a
-     * 1.0 host has none. */
-    if (IOS_HANDLER_HAS(h, request_timeout_ms))
-        m.request_timeout_ms = h->request_timeout_ms;
-    /* The hand-over came with 1.2: a 1.1 host adopts and asks nothing. */
-    if (IOS_HANDLER_HAS(h, close_idle_on_drain) && h->adopt)
-        m.adopt_fd = h->adopt_fd;
+    m.request_timeout_ms = h->request_timeout_ms;
+    m.adopt_fd = h->adopt_fd; /* -1: nothing will be handed to this worker */
 
     m.conns = malloc(h->max_connections * sizeof(*m.conns));
     m.pfds = malloc((FIRST + h->max_connections) * sizeof(*m.pfds));

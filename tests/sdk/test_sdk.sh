@@ -14,7 +14,9 @@
 #    path) with `-s reload` while a connection stays open, then drains on
 #    `-s quit` and exits 0;
 # 5. ioserve-it runs scenarios against the installed ppoll.so, as
-#    docs/writing-a-plugin.md tells plugin authors to.
+#    docs/writing-a-plugin.md tells plugin authors to: echo, half_close
+#    and every hand-over scenario of tests/integration/scenarios.cmake
+#    (the example gives and adopts: proven as an author proves theirs).
 # Every server started here is reaped; nothing else is signalled.
 set -u
 src=$1 build=$2
@@ -180,9 +182,16 @@ server_pid=
 # ------------------------------------------- 5. the integration scenarios
 it=$build/tests/ioserve-it
 [ -x "$it" ] || fail "$it is not built"
-for scenario in echo half_close; do
+handover=$(sed -n '/^set(IT_MODEL_SCENARIOS/,/^)/s/^  \(handover_[a-z0-9_]*\)$/\1/p' \
+               "$src/tests/integration/scenarios.cmake")
+printf '%s\n' "$handover" | grep -qx handover_rotation ||
+    fail "no handover_* scenario read from tests/integration/scenarios.cmake: '$handover'"
+# handover_abi11 rotates through the ABI 1.1 fixture built with the tests.
+abi11=$build/tests/abi11/ppoll11.so
+[ -r "$abi11" ] || fail "$abi11 is not built"
+for scenario in echo half_close $handover; do
     step "ioserve-it $scenario $plugindir/ppoll.so"
-    IOSERVE_BIN=$ioserve IOSERVE_PLUGIN_DIR=$plugindir \
+    IOSERVE_BIN=$ioserve IOSERVE_PLUGIN_DIR=$plugindir IOSERVE_ABI11_PLUGIN=$abi11 \
         "$it" "$scenario" "$plugindir/ppoll.so" >"$tmp/it.log" 2>&1 ||
         { cat "$tmp/it.log" >&2; fail "ioserve-it $scenario failed with ppoll.so"; }
 done
