@@ -72,10 +72,42 @@ int listener_open(const struct ios_config *cfg, bool *socket_activated, char *er
     return fd;
 }
 
+/* Whether `fd` is bound to `want` itself: "localhost:8080" for a socket
+ * on 127.0.0.1:8080, or the port a "...:0" got, written into the config.
+ * A port 0 in `want` names no bound address. */
+static bool bound_to(int fd, const struct sockaddr_storage *want)
+{
+    struct sockaddr_storage have;
+    socklen_t len = sizeof(have);
+    if (getsockname(fd, (struct sockaddr *)&have, &len) != 0 ||
+        have.ss_family != want->ss_family)
+        return false;
+    if (want->ss_family == AF_INET) {
+        const struct sockaddr_in *h = (const struct sockaddr_in *)&have,
+                                 *w = (const struct sockaddr_in *)want;
+        return w->sin_port != 0 && h->sin_port == w->sin_port &&
+               h->sin_addr.s_addr == w->sin_addr.s_addr;
+    }
+    if (want->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *h = (const struct sockaddr_in6 *)&have,
+                                  *w = (const struct sockaddr_in6 *)want;
+        return w->sin6_port != 0 && h->sin6_port == w->sin6_port &&
+               memcmp(&h->sin6_addr, &w->sin6_addr, sizeof(w->sin6_addr)) == 0 &&
+               h->sin6_scope_id == w->sin6_scope_id;
+    }
+    return false;
+}
+
 int listener_for_reload(int fd, const char *serving, const struct ios_config *cfg,
                         bool socket_activated, char *err, size_t errlen)
 {
     bool same = strcmp(serving, cfg->listen) == 0;
+    if (!same && !socket_activated && bound_to(fd, &cfg->listen_addr)) {
+        /* Binding it again would fail: the serving socket holds it. */
+        log_info("reload: 'listen' %s is the address the socket is bound to: kept",
+                 cfg->listen);
+        same = true;
+    }
     if (!same && !socket_activated)
         return listener_bind(cfg, err, errlen);
     if (!same)

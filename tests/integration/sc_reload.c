@@ -10,7 +10,8 @@
  *                  an open connection survives a reload on the old
  *                  generation; an idle one is closed once drain_timeout
  *                  passes
- *   listen_change  a reload with a new listen address
+ *   listen_change  a reload with a new listen address; one that writes
+ *                  the port bound for port 0 into the config keeps the socket
  *   signals        -s quit / stop / reload, missing and stale pid files
  * Per-model scenarios (it.<model>.<scenario>):
  *   kill9          a worker killed by SIGKILL is replaced within 2 s
@@ -1169,11 +1170,52 @@ static void listen_on_busy_port_fails(void **state)
     rs_passed = 1;
 }
 
+/* Started on port 0, the port read from the log and written into the
+ * config (then spelt "localhost"): each reload keeps the very socket,
+ * rather than binding a second one on the port the first holds. */
+static void listen_port_zero_written_back(void **state)
+{
+    (void)state;
+    struct it_server *s = rs_start("listen_zero", NULL);
+    int p = s->port;
+    unsigned long listener = rs_listener(s->pid, p);
+    IT_CHECK(listener != 0, "the master holds no listening socket on port %d", p);
+    int a = it_connect(p);
+    IT_CHECK(a >= 0, "connect to %d: %s", p, it_errbuf);
+    IT_ECHO(a, "before", 6);
+
+    const char *spellings[] = {"127.0.0.1", "localhost"};
+    for (int i = 0; i < 2; i++) {
+        char lline[128];
+        snprintf(lline, sizeof lline, "listen = \"%s:%d\";", spellings[i], p);
+        const char *const bound[] = {lline, NULL};
+        struct rl_result r;
+        rs_reload(rs_index(s), bound, 5000, &r);
+        int outcome = r.outcome;
+        if (outcome != RL_OK)
+            rs_print_segment("the reload", r.seg);
+        rl_free(&r);
+        IT_CHECK(outcome == RL_OK, "reload to %s:%d, the port bound for port 0: %s",
+                 spellings[i], p, rl_name(outcome));
+        IT_CHECK(rs_listener(s->pid, p) == listener,
+                 "after the reload to %s:%d the master holds another socket on port %d",
+                 spellings[i], p, p);
+        IT_ECHO(a, "open across the reload", 22);
+        int b = it_connect(p);
+        IT_CHECK(b >= 0, "connect to %d after the reload: %s", p, it_errbuf);
+        IT_ECHO(b, "new", 3);
+        it_close(b);
+    }
+    it_close(a);
+    rs_passed = 1;
+}
+
 int it_run_listen_change(void)
 {
     const struct CMUnitTest tests[] = {
         RS_TEST(listen_moves_to_new_port),
         RS_TEST(listen_on_busy_port_fails),
+        RS_TEST(listen_port_zero_written_back),
     };
     return cmocka_run_group_tests_name("listen_change", tests, NULL, NULL);
 }
