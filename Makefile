@@ -68,12 +68,12 @@ valgrind:
 # baselines and nginx side by side; results in $(BUILD)/bench/.  A subset:
 #   make bench MODELS="epoll uring" CONNS="50 500" ROUNDS=5 DURATION=2
 # (also WARMUP, DEPTH, SIZE, PARTS="main sweep idle extras reload", SWEEPS=no,
-# EXTRAS=no, MAX_STEAL, MAX_OTHER, RETRIES).  Reload under load alone, about
-# a minute: make bench PARTS=reload
+# EXTRAS=no, MAX_STEAL, MAX_OTHER, RETRIES, RELOAD_ROUNDS).  Reload under
+# load alone, about 3 minutes (3 rounds): make bench PARTS=reload
 bench: build
 	@./tools/install-deps bench || echo "bench: going on without what could not be installed"
 	BUILD=$(BUILD) MODELS="$(MODELS)" CONNS="$(CONNS)" ROUNDS="$(ROUNDS)" \
-	DURATION="$(DURATION)" PARTS="$(PARTS)" ./tests/bench/run
+	DURATION="$(DURATION)" PARTS="$(PARTS)" RELOAD_ROUNDS="$(RELOAD_ROUNDS)" ./tests/bench/run
 
 # The lesson's four claims about I/O models, each measured here in under two
 # minutes (tools/tour): build/tour/report.md, results.tsv and syscalls.svg.
