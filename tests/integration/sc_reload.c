@@ -1079,18 +1079,29 @@ static int rs_wait_socket_closed(const struct it_server *s, unsigned long inode,
     }
 }
 
+/* Starts server `name` and connects a client: the server, its listening
+ * socket's inode in *listener, the client in *client. */
+static struct it_server *rs_start_with_client(const char *name, const char *const *lines,
+                                              unsigned long *listener, int *client)
+{
+    struct it_server *s = rs_start(name, lines);
+    *listener = rs_listener(s->pid, s->port);
+    IT_CHECK(*listener != 0, "the master holds no listening socket on port %d", s->port);
+    *client = it_connect(s->port);
+    IT_CHECK(*client >= 0, "connect to %d: %s", s->port, it_errbuf);
+    return s;
+}
+
 static void listen_moves_to_new_port(void **state)
 {
     (void)state;
     /* handover = false: the old port's connection stays on generation 1,
      * whose end then closes the old listener */
     const char *const lines[] = {"drain_timeout = 30;", "handover = false;", NULL};
-    struct it_server *s = rs_start("listen", lines);
+    unsigned long old_listener;
+    int a;
+    struct it_server *s = rs_start_with_client("listen", lines, &old_listener, &a);
     int p1 = s->port;
-    unsigned long old_listener = rs_listener(s->pid, p1);
-    IT_CHECK(old_listener != 0, "the master holds no listening socket on port %d", p1);
-    int a = it_connect(p1);
-    IT_CHECK(a >= 0, "connect to %d: %s", p1, it_errbuf);
     IT_ECHO(a, "old port", 8);
 
     /* another loopback address, port 0: the server picks a port nobody
@@ -1176,12 +1187,10 @@ static void listen_on_busy_port_fails(void **state)
 static void listen_port_zero_written_back(void **state)
 {
     (void)state;
-    struct it_server *s = rs_start("listen_zero", NULL);
+    unsigned long listener;
+    int a;
+    struct it_server *s = rs_start_with_client("listen_zero", NULL, &listener, &a);
     int p = s->port;
-    unsigned long listener = rs_listener(s->pid, p);
-    IT_CHECK(listener != 0, "the master holds no listening socket on port %d", p);
-    int a = it_connect(p);
-    IT_CHECK(a >= 0, "connect to %d: %s", p, it_errbuf);
     IT_ECHO(a, "before", 6);
 
     const char *spellings[] = {"127.0.0.1", "localhost"};
