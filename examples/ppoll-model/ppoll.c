@@ -77,6 +77,7 @@ struct ppoll_model {
     char *rbuf;                  /* h->read_chunk bytes */
     bool draining;
     bool handing_over;           /* draining: give connections at a boundary */
+    bool give_failed;            /* the host refused one: the rest drain here */
     bool closing_idle;           /* draining: close those idle at a boundary */
     int adopt_fd;                /* -1: a host older than 1.2, or none */
     int reserve_fd;              /* a spare descriptor for EMFILE, or -1 */
@@ -340,6 +341,7 @@ static bool conn_release_at_boundary(struct ppoll_model *m, unsigned i)
             return true;
         }
         m->handing_over = false;
+        m->give_failed = true;
         return false;
     }
     char byte;
@@ -348,6 +350,10 @@ static bool conn_release_at_boundary(struct ppoll_model *m, unsigned i)
     conn_close(m, i);
     return true;
 }
+
+/* How often a drain without a successor asks again whether one came: a
+ * later reload may bring a generation that adopts (after a 1.1 model). */
+#define HANDOVER_RECHECK_MS 50
 
 /* stop_fd turned readable: what the host asks of the drain. */
 static void ppoll_drain_begin(struct ppoll_model *m)
@@ -358,6 +364,20 @@ static void ppoll_drain_begin(struct ppoll_model *m)
     m->closing_idle = !m->handing_over && h->close_idle_on_drain;
     h->log(h, IOS_LOG_INFO, 0, "draining: no longer accepting, %u connection(s) open%s",
            m->n, m->handing_over ? ", handing them over" : "");
+    for (unsigned i = m->n; i-- > 0;)
+        conn_release_at_boundary(m, i);
+}
+
+/* Draining without giving: has the host found a successor since? */
+static void ppoll_drain_recheck(struct ppoll_model *m)
+{
+    const struct ios_handler *h = m->h;
+    if (!m->draining || m->handing_over || m->give_failed || h->handover_requested(h) != 1)
+        return;
+    m->handing_over = true;
+    m->closing_idle = false;
+    h->log(h, IOS_LOG_INFO, 0, "draining: a newer generation adopts: handing %u "
+           "connection(s) over", m->n);
     for (unsigned i = m->n; i-- > 0;)
         conn_release_at_boundary(m, i);
 }
@@ -438,6 +458,9 @@ static int ppoll_loop(struct ppoll_model *m)
     while (!m->draining || m->n > 0) {
         uint64_t now = now_ms();
         int wait_ms = ppoll_expire(m, now);
+        if (m->draining && !m->handing_over && !m->give_failed &&
+            (wait_ms < 0 || wait_ms > HANDOVER_RECHECK_MS))
+            wait_ms = HANDOVER_RECHECK_MS;
         bool accepting = !m->draining && now >= m->accept_resume_ms;
         /* A negative fd is skipped by ppoll: that is how we stop watching. */
         m->pfds[STOP] = (struct pollfd){m->draining ? -1 : h->stop_fd, POLLIN, 0};
@@ -468,6 +491,7 @@ static int ppoll_loop(struct ppoll_model *m)
             ppoll_accept(m);
         if (m->pfds[ADOPT].revents)
             ppoll_adopt(m);
+        ppoll_drain_recheck(m); /* last: what it gave ends the loop */
     }
     return 0;
 }
