@@ -251,7 +251,8 @@ static void quit_drain(struct master *m)
 static void quit_flush(struct master *m)
 {
     m->quit_phase = QUIT_FLUSH;
-    m->quit_phase_at_ms = clock_now_ms();
+    m->quit_phase_at_ms = m->quit_shrunk_at_ms = clock_now_ms();
+    m->quit_queued = -1;
     const struct generation *g = gen_find(m, GEN_ACTIVE);
     if (!g || m->socket_activated) {
         quit_drain(m);
@@ -294,7 +295,13 @@ static void quit_tick(struct master *m, uint64_t now)
     const struct generation *g = gen_find(m, GEN_ACTIVE);
     int queued = g ? listener_queued(g->listen_fd) : 0;
     uint64_t waited = now - m->quit_phase_at_ms;
-    if (waited < QUIT_FLUSH_SETTLE_MS || (queued > 0 && waited < QUIT_FLUSH_MAX_MS))
+    if (m->quit_queued < 0 || queued < m->quit_queued) {
+        m->quit_queued = queued;
+        m->quit_shrunk_at_ms = now;
+    }
+    bool stalled = now - m->quit_shrunk_at_ms >= QUIT_FLUSH_STALL_MS ||
+                   (g && waited >= g->cfg->drain_timeout_ms);
+    if (waited < QUIT_FLUSH_SETTLE_MS || (queued > 0 && !stalled))
         return;
     if (queued > 0)
         log_warn(0, "SIGQUIT: %d connection(s) still queued after %llu ms of not being "

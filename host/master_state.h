@@ -29,9 +29,11 @@
  * long after new handshakes stop, so that one under way (its client's ACK
  * an RTT away) lands in the queue and is accepted too... */
 #define QUIT_FLUSH_SETTLE_MS 100
-/* ...and at most this long: workers that accept nothing (every one at
- * max_connections, or dead) do not hold the quit up. */
-#define QUIT_FLUSH_MAX_MS 2000
+/* ...and gives up once the backlog has not shrunk for this long: workers
+ * that accept nothing (every one at max_connections, or dead) do not hold
+ * the quit up, while slow ones (a loaded machine, a thread per accepted
+ * connection) still get everything queued.  drain_timeout bounds it all. */
+#define QUIT_FLUSH_STALL_MS 2000
 
 /* -s quit, step by step (master.c). */
 enum quit_phase {
@@ -136,6 +138,8 @@ struct master {
     bool quitting;          /* graceful: drain everything, then exit */
     enum quit_phase quit_phase;
     uint64_t quit_phase_at_ms; /* QUIT_DELAY: when it ends; QUIT_FLUSH: when it began */
+    int quit_queued;           /* QUIT_FLUSH: the backlog's length when last seen shrinking */
+    uint64_t quit_shrunk_at_ms; /* ...and when */
     bool terminating;       /* fast: kill everything, then exit */
     uint64_t kill_at_ms;
     int exit_code;

@@ -87,7 +87,8 @@ static void delay(void **state)
     IT_CHECK(it_now_ms() - t0 < 2200, "the checks took too long to be inside the delay");
     IT_CHECK(it_server_alive(&q_srv), "the master exited during quit_delay");
     /* After the delay: the drain, which waits for the held connection. */
-    IT_CHECK(it_wait_log(&q_srv, 0, "draining every generation", 3000),
+    /* the delay's end, then the backlog's flush (100 ms at least) */
+    IT_CHECK(it_wait_log(&q_srv, 0, "draining every generation", 3000 * IT_SLOWDOWN),
              "no drain logged after quit_delay");
     IT_CHECK(it_now_ms() - t0 >= 2400, "the drain began %lld ms after SIGQUIT, before "
              "quit_delay (2500 ms)", (long long)(it_now_ms() - t0));
@@ -95,7 +96,7 @@ static void delay(void **state)
     IT_ECHO(held, "held client while draining", 26);
     IT_CHECK(it_server_alive(&q_srv), "the master exited with a connection open");
     it_close(held);
-    IT_CHECK(it_wait_exit(&q_srv, 5000), "the master still runs 5 s after the drain's last "
+    IT_CHECK(it_wait_exit(&q_srv, 5000 * IT_SLOWDOWN), "the master still runs 5 s after the drain's last "
              "connection closed");
     IT_CHECK(WIFEXITED(q_srv.status) && WEXITSTATUS(q_srv.status) == 0,
              "the master ended with status 0x%x", q_srv.status);
@@ -112,7 +113,7 @@ static void second_quit(void **state)
     cl_wait_probe(port, "/readyz", 503, "accepting for", 1000, NULL, 0);
     IT_CHECK(it_server_alive(&q_srv), "the master exited at the first SIGQUIT");
     IT_CHECK(kill(q_srv.pid, SIGQUIT) == 0, "SIGQUIT: %s", strerror(errno));
-    IT_CHECK(it_wait_exit(&q_srv, 5000), "the master still runs 5 s after a second SIGQUIT "
+    IT_CHECK(it_wait_exit(&q_srv, 5000 * IT_SLOWDOWN), "the master still runs 5 s after a second SIGQUIT "
              "(quit_delay 30 s)");
     IT_CHECK(WIFEXITED(q_srv.status) && WEXITSTATUS(q_srv.status) == 0,
              "the master ended with status 0x%x", q_srv.status);
@@ -122,7 +123,7 @@ static void second_quit(void **state)
 /* ------------------------------------------------------------ backlog */
 
 #define BURST 160
-#define BURST_DEADLINE_MS 4000
+#define BURST_DEADLINE_MS (4000 * IT_SLOWDOWN)
 
 enum burst_state { B_CONNECTING, B_WAITING, B_SERVED, B_NEVER, B_RESET, B_EOF };
 
@@ -236,7 +237,7 @@ static void backlog(void **state)
     IT_CHECK(count[B_RESET] == 0 && count[B_EOF] == 0 && count[B_WAITING] == 0,
              "%d connection(s) reset, %d closed without a reply and %d unanswered after "
              "their handshake", count[B_RESET], count[B_EOF], count[B_WAITING]);
-    IT_CHECK(it_wait_exit(&q_srv, 5000), "the master still runs 5 s after -s quit");
+    IT_CHECK(it_wait_exit(&q_srv, 5000 * IT_SLOWDOWN), "the master still runs 5 s after -s quit");
 }
 
 int it_run_quit(void)
