@@ -6,11 +6,17 @@ operation drives at least 20,000 HTTP requests (keep-alive, mode http) and
   swap     zero failed requests, zero broken sessions, every master on
            the other model afterwards, HAProxy never marked one DOWN
   upgrade  the same, every master replaced by one running the new file
-  restart  zero failed requests; each master DOWN once; the sessions of a
-           restarted stream master end with a clean close (EOF; HAProxy
-           counted no server abort) after its drain_timeout, not before,
-           and HAProxy gave no master a new connection while it was DOWN;
-           the sessions that replace them are served by the others.
+  restart  each master's quit_delay is HAProxy's fall x inter plus a
+           margin; after one -s quit its /readyz is 503 and HAProxy marks
+           it DOWN (once) while it still accepts (a direct connection is
+           served, within quit_delay), and gives it no new connection from
+           then until it is UP again, so none after its delay ended; zero
+           failed requests, and none of them needed HAProxy's retries
+           (wretr, wredis 0: retry-on is not what saves them); the
+           sessions of a restarted stream master end with a clean close
+           (EOF; HAProxy counted no server abort) after quit_delay +
+           drain_timeout, not before; the sessions that replace them are
+           served by the others.
 As root where a network namespace can be made (CI), each instance runs in
 its own namespace behind a veth pair; otherwise on loopback ports.  The
 test says which it ran.  Skipped (77) without a haproxy program:
@@ -78,16 +84,37 @@ def check_common(op, problems):
                             (op["op"], d["srv_abrt"], srv))
 
 
-def check_restart(op, problems):
+def check_restart(op, problems, want_delay):
+    if op.get("quit_delay") != want_delay:
+        problems.append("restart: quit_delay %s, expected fall x inter of haproxy.cfg plus the "
+                        "margin: %g" % (op.get("quit_delay"), want_delay))
     for srv, d in op["haproxy"].items():
         if d["chkdown"] != 1:
             problems.append("restart: HAProxy marked %s DOWN %d time(s), expected once" %
                             (srv, d["chkdown"]))
-    for x in op.get("restarts", []):
-        if x["role"] == "stream" and not x["down_while_draining"]:
-            problems.append("restart: HAProxy took %s out %.2f s after -s quit, once it had "
-                            "exited, not while it drained (/readyz 503)" % (x["master"],
-                                                                          x["down_s"]))
+        if d["wretr"] or d["wredis"]:
+            problems.append("restart: HAProxy retried %d and redispatched %d request(s) of %s: "
+                            "without retry-on they would have failed" %
+                            (d["wretr"], d["wredis"], srv))
+    restarts = op.get("restarts", [])
+    if sorted(x["master"] for x in restarts) != sorted(op["haproxy"]):
+        problems.append("restart: masters restarted %s, expected %s" %
+                        ([x["master"] for x in restarts], sorted(op["haproxy"])))
+    for x in restarts:
+        if x["readyz"] != 503 or "accepting for" not in x["readyz_body"]:
+            problems.append("restart: %s: /readyz after -s quit: %s %r" %
+                            (x["master"], x["readyz"], x["readyz_body"]))
+        if not x["down_while_accepting"] or x["down_s"] >= x["quit_delay"]:
+            problems.append("restart: HAProxy took %s out %.2f s after -s quit, not while it "
+                            "still accepted (quit_delay %g s, a direct connection served: %s)" %
+                            (x["master"], x["down_s"], x["quit_delay"],
+                             x["down_while_accepting"]))
+        if x["sent_while_down"]:
+            problems.append("restart: HAProxy sent %s %d connection(s) after it was DOWN" %
+                            (x["master"], x["sent_while_down"]))
+        if any(x["retried"].values()):
+            problems.append("restart: HAProxy retried requests meant for %s: %s" %
+                            (x["master"], x["retried"]))
     windows = op.get("drain_windows", [])
     if len(windows) != INSTANCES:
         problems.append("restart: %d stream restarts recorded" % len(windows))
@@ -97,11 +124,12 @@ def check_restart(op, problems):
             problems.append("restart: session %d ended by %s%s, not a clean close" %
                             (r["id"], r["end"], " with a reply outstanding" if r["awaiting"]
                              else ""))
-        # A window opens at the quit plus drain_timeout: none may end before.
+        # A window opens at the quit plus quit_delay plus drain_timeout: none
+        # may end before.
         elif not any(lo <= r["ended"] <= hi for lo, hi in windows):
             problems.append("restart: session %d closed at %.2f, outside every restarted "
-                            "master's [quit + drain_timeout, exit] %s" % (r["id"], r["ended"],
-                                                                        windows))
+                            "master's [quit + quit_delay + drain_timeout, exit] %s" %
+                            (r["id"], r["ended"], windows))
     if len(ended) < INSTANCES:
         problems.append("restart: only %d session(s) ended: each stream restart should end "
                         "the sessions it served" % len(ended))
@@ -230,7 +258,9 @@ def main():
     if "restart" in ops:
         check_common(ops["restart"], problems)
         if ops["restart"]["status"] != "failed" or ops["restart"].get("haproxy"):
-            check_restart(ops["restart"], problems)
+            with open(os.path.join(src, "deploy", "haproxy", "haproxy.cfg")) as f:
+                want_delay = tool.haproxy_detection_s(f.read()) + tool.QUIT_DELAY_MARGIN_S
+            check_restart(ops["restart"], problems, want_delay)
     if rc != 0 and not problems:
         problems.append("tools/fleet exited %d" % rc)
     if problems:
