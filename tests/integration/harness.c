@@ -1310,8 +1310,76 @@ int it_holds_socket(pid_t pid, unsigned long inode)
     return 0;
 }
 
+/* it_tcp_sockets through copies of the process's descriptors (pidfd_getfd,
+ * Linux 5.6): asks each socket itself, in time that grows with what the
+ * process holds.  -1 when the kernel or ptrace rules refuse the copies. */
+static int tcp_sockets_by_copy(pid_t pid, struct it_sock *out, int max)
+{
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_getfd)
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d) {
+        close(pidfd);
+        return -1;
+    }
+    int n = 0, refused = 0;
+    struct dirent *e;
+    while (!refused && (e = readdir(d))) {
+        char link[400], target[64];
+        unsigned long inode;
+        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len <= 0)
+            continue;
+        target[len] = 0;
+        if (sscanf(target, "socket:[%lu]", &inode) != 1)
+            continue;
+        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+        if (fd < 0) {
+            refused = errno == EPERM || errno == ENOSYS;
+            continue; /* closed meanwhile */
+        }
+        int domain = 0, type = 0, listening = 0;
+        socklen_t olen = sizeof domain;
+        struct sockaddr_in local;
+        socklen_t alen = sizeof local;
+        getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &olen);
+        olen = sizeof type;
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen);
+        olen = sizeof listening;
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen);
+        int named = getsockname(fd, (struct sockaddr *)&local, &alen) == 0;
+        close(fd);
+        if (domain != AF_INET || type != SOCK_STREAM || !named)
+            continue;
+        if (n < max) {
+            out[n].local = local;
+            out[n].listening = listening;
+            out[n].inode = inode;
+        }
+        n++;
+    }
+    closedir(d);
+    close(pidfd);
+    return refused ? -1 : n;
+#else
+    (void)pid, (void)out, (void)max;
+    return -1;
+#endif
+}
+
 int it_tcp_sockets(pid_t pid, struct it_sock *out, int max)
 {
+    /* /proc/net/tcp lists every socket of the namespace, TIME_WAIT ones
+     * too: after the suite's load tests that is tens of thousands of
+     * lines, and reading it took over a minute under ASan. */
+    int by_copy = tcp_sockets_by_copy(pid, out, max);
+    if (by_copy >= 0)
+        return by_copy;
     static unsigned long held[4096];
     int nheld = socket_inodes(pid, held, 4096);
     char *text = it_read_file("/proc/net/tcp", NULL);
