@@ -1276,14 +1276,16 @@ int it_connect(int port)
     return it_connect_to("127.0.0.1", port);
 }
 
-/* The inodes of the sockets among /proc/pid/fd (at most max).  Count. */
-static int socket_inodes(pid_t pid, unsigned long *inodes, int max)
+/* The inodes of the sockets among /proc/pid/fd (at most max), and with
+ * fds non-NULL their descriptor numbers in that process.  Count, or -1
+ * when the process is gone. */
+static int socket_fds(pid_t pid, unsigned long *inodes, int *fds, int max)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
     DIR *d = opendir(path);
     if (!d)
-        return 0;
+        return -1;
     int n = 0;
     struct dirent *e;
     while (n < max && (e = readdir(d))) {
@@ -1293,11 +1295,20 @@ static int socket_inodes(pid_t pid, unsigned long *inodes, int max)
         if (len <= 0)
             continue;
         target[len] = 0;
-        if (sscanf(target, "socket:[%lu]", &inodes[n]) == 1)
-            n++;
+        if (sscanf(target, "socket:[%lu]", &inodes[n]) != 1)
+            continue;
+        if (fds)
+            fds[n] = atoi(e->d_name);
+        n++;
     }
     closedir(d);
     return n;
+}
+
+static int socket_inodes(pid_t pid, unsigned long *inodes, int max)
+{
+    int n = socket_fds(pid, inodes, NULL, max);
+    return n < 0 ? 0 : n;
 }
 
 int it_holds_socket(pid_t pid, unsigned long inode)
@@ -1319,26 +1330,13 @@ static int tcp_sockets_by_copy(pid_t pid, struct it_sock *out, int max)
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0)
         return -1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    if (!d) {
-        close(pidfd);
-        return -1;
-    }
-    int n = 0, refused = 0;
-    struct dirent *e;
-    while (!refused && (e = readdir(d))) {
-        char link[400], target[64];
-        unsigned long inode;
-        snprintf(link, sizeof link, "%s/%s", path, e->d_name);
-        ssize_t len = readlink(link, target, sizeof target - 1);
-        if (len <= 0)
-            continue;
-        target[len] = 0;
-        if (sscanf(target, "socket:[%lu]", &inode) != 1)
-            continue;
-        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+    static unsigned long inodes[8192];
+    static int theirs[8192];
+    int nsock = socket_fds(pid, inodes, theirs, 8192);
+    int n = 0, refused = nsock < 0;
+    for (int k = 0; !refused && k < nsock; k++) {
+        unsigned long inode = inodes[k];
+        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, theirs[k], 0);
         if (fd < 0) {
             refused = errno == EPERM || errno == ENOSYS;
             continue; /* closed meanwhile */
@@ -1363,7 +1361,6 @@ static int tcp_sockets_by_copy(pid_t pid, struct it_sock *out, int max)
         }
         n++;
     }
-    closedir(d);
     close(pidfd);
     return refused ? -1 : n;
 #else
